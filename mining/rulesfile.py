@@ -1,0 +1,287 @@
+"""The rules file ``rules.cbor``: a self-describing CBOR header plus packed numeric arrays.
+
+Both the miner (writer) and the server (reader) use this module, so it imports
+neither mlxtend nor pandas. The arrays are RFC 8746 typed arrays (tag 70,
+uint32 little-endian) so that 300k rules decode in milliseconds into a handful
+of numpy arrays instead of millions of Python objects. See docs/rules-format.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cbor2
+import numpy as np
+import numpy.typing as npt
+
+from mining.atomicfile import atomic_write_bytes
+
+RULES_FILENAME = "rules.cbor"
+FORMAT_NAME = "playlist-recommender/rules"
+FORMAT_VERSION = 1
+# RFC 8746: uint32, little endian, typed array.
+TAG_UINT32_LE = 70
+
+U32 = npt.NDArray[np.uint32]
+
+
+class RulesFileError(ValueError):
+    """The rules file is unreadable, truncated, inconsistent or of an unknown format."""
+
+
+@dataclass(frozen=True)
+class MiningParameters:
+    """The parameters a rule set was mined with (a change means: mine again)."""
+
+    min_support: float
+    min_confidence: float
+    max_len: int
+
+
+@dataclass(frozen=True)
+class RulesHeader:
+    """Everything about a rule set except the rules themselves."""
+
+    package_version: str
+    dataset_url: str
+    generated_ns: int
+    parameters: MiningParameters
+    engine: str
+    transactions: int
+    song_count: int
+    rule_count: int
+    format_version: int = FORMAT_VERSION
+
+
+@dataclass(frozen=True, eq=False)
+class RuleSet:
+    """Rules ``A → c`` with a single-song consequent, as parallel arrays.
+
+    Rule ``i`` has antecedent ``antecedent_songs[antecedent_offsets[i]:antecedent_offsets[i+1]]``
+    (song ids, ascending), consequent ``consequents[i]``, ``rule_counts[i]`` = playlists containing
+    A ∪ {c} and ``antecedent_counts[i]`` = playlists containing A. Confidence and lift are derived
+    from these integers, so nothing is lost to rounding.
+    """
+
+    header: RulesHeader
+    song_names: tuple[str, ...]
+    song_counts: U32
+    antecedent_offsets: U32
+    antecedent_songs: U32
+    consequents: U32
+    rule_counts: U32
+    antecedent_counts: U32
+
+    def antecedent(self, rule: int) -> tuple[int, ...]:
+        """The antecedent song ids of one rule."""
+        start, end = self.antecedent_offsets[rule], self.antecedent_offsets[rule + 1]
+        return tuple(int(s) for s in self.antecedent_songs[start:end])
+
+    def iter_rules(self) -> Iterable[tuple[tuple[str, ...], str, int, int]]:
+        """Yield ``(antecedent names, consequent name, rule count, antecedent count)``."""
+        names = self.song_names
+        for i in range(self.header.rule_count):
+            yield (
+                tuple(names[s] for s in self.antecedent(i)),
+                names[int(self.consequents[i])],
+                int(self.rule_counts[i]),
+                int(self.antecedent_counts[i]),
+            )
+
+    def same_rules(self, other: RuleSet) -> bool:
+        """True when both sets hold the same rules over the same song names (order-insensitive)."""
+        return set(self.iter_rules()) == set(other.iter_rules())
+
+
+def pack_rules(
+    rules: Iterable[tuple[Sequence[int], int, int, int]],
+) -> tuple[U32, U32, U32, U32, U32]:
+    """Pack ``(antecedent ids, consequent id, rule count, antecedent count)`` tuples.
+
+    Rules come out in a canonical order (antecedent length, antecedent, consequent) and
+    antecedents sorted, so the same rule set always gives the same bytes.
+    """
+    canonical = sorted(
+        ((tuple(sorted(a)), int(c), int(n), int(na)) for a, c, n, na in rules),
+        key=lambda r: (len(r[0]), r[0], r[1]),
+    )
+    lengths = np.fromiter((len(r[0]) for r in canonical), dtype=np.uint32, count=len(canonical))
+    offsets = np.zeros(len(canonical) + 1, dtype=np.uint32)
+    offsets[1:] = np.cumsum(lengths, dtype=np.uint32)
+    songs = np.fromiter(
+        (s for r in canonical for s in r[0]), dtype=np.uint32, count=int(offsets[-1])
+    )
+    consequents = np.fromiter((r[1] for r in canonical), dtype=np.uint32, count=len(canonical))
+    counts = np.fromiter((r[2] for r in canonical), dtype=np.uint32, count=len(canonical))
+    ante_counts = np.fromiter((r[3] for r in canonical), dtype=np.uint32, count=len(canonical))
+    return offsets, songs, consequents, counts, ante_counts
+
+
+def _typed(array: U32) -> cbor2.CBORTag:
+    return cbor2.CBORTag(TAG_UINT32_LE, np.ascontiguousarray(array, dtype="<u4").tobytes())
+
+
+def encode_rules(ruleset: RuleSet) -> bytes:
+    """Serialise a rule set (validated first) to CBOR bytes."""
+    validate(ruleset)
+    h = ruleset.header
+    document = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "header": {
+            "package_version": h.package_version,
+            "dataset_url": h.dataset_url,
+            "generated_ns": h.generated_ns,
+            "parameters": {
+                "min_support": h.parameters.min_support,
+                "min_confidence": h.parameters.min_confidence,
+                "max_len": h.parameters.max_len,
+            },
+            "engine": h.engine,
+            "transactions": h.transactions,
+            "song_count": h.song_count,
+            "rule_count": h.rule_count,
+        },
+        "songs": {
+            "names": list(ruleset.song_names),
+            "playlist_counts": _typed(ruleset.song_counts),
+        },
+        "rules": {
+            "antecedent_offsets": _typed(ruleset.antecedent_offsets),
+            "antecedent_songs": _typed(ruleset.antecedent_songs),
+            "consequents": _typed(ruleset.consequents),
+            "rule_counts": _typed(ruleset.rule_counts),
+            "antecedent_counts": _typed(ruleset.antecedent_counts),
+        },
+    }
+    return cbor2.dumps(document)
+
+
+def write_rules(path: Path, ruleset: RuleSet) -> int:
+    """Atomically write the rules file; return its size in bytes."""
+    data = encode_rules(ruleset)
+    atomic_write_bytes(Path(path), data)
+    return len(data)
+
+
+def _get(mapping: Any, key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    if not isinstance(mapping, dict):
+        raise RulesFileError(f"rules file: {where} is not a map")
+    if key not in mapping:
+        raise RulesFileError(f"rules file: {where}.{key} is missing")
+    value = mapping[key]
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise RulesFileError(f"rules file: {where}.{key} has the wrong type")
+    return value
+
+
+def _array(mapping: Any, key: str, where: str) -> U32:
+    tagged = _get(mapping, key, cbor2.CBORTag, where)
+    if tagged.tag != TAG_UINT32_LE or not isinstance(tagged.value, bytes):
+        raise RulesFileError(f"rules file: {where}.{key} is not a uint32 little-endian array")
+    if len(tagged.value) % 4:
+        raise RulesFileError(f"rules file: {where}.{key} has a partial element")
+    return np.frombuffer(tagged.value, dtype="<u4").astype(np.uint32, copy=False)
+
+
+def decode_header(document: Any) -> RulesHeader:
+    """Check the format name and version and return the header of a decoded document."""
+    if not isinstance(document, dict) or document.get("format") != FORMAT_NAME:
+        raise RulesFileError("not a playlist-recommender rules file (format name missing)")
+    version = document.get("format_version")
+    if version != FORMAT_VERSION:
+        raise RulesFileError(
+            f"rules file format version {version!r} is not supported (this reader knows "
+            f"{FORMAT_VERSION})"
+        )
+    h = _get(document, "header", dict, "document")
+    p = _get(h, "parameters", dict, "header")
+    return RulesHeader(
+        package_version=_get(h, "package_version", str, "header"),
+        dataset_url=_get(h, "dataset_url", str, "header"),
+        generated_ns=_get(h, "generated_ns", int, "header"),
+        parameters=MiningParameters(
+            min_support=float(_get(p, "min_support", (int, float), "parameters")),
+            min_confidence=float(_get(p, "min_confidence", (int, float), "parameters")),
+            max_len=_get(p, "max_len", int, "parameters"),
+        ),
+        engine=_get(h, "engine", str, "header"),
+        transactions=_get(h, "transactions", int, "header"),
+        song_count=_get(h, "song_count", int, "header"),
+        rule_count=_get(h, "rule_count", int, "header"),
+    )
+
+
+def decode_rules(data: bytes) -> RuleSet:
+    """Parse CBOR bytes into a validated rule set; raise RulesFileError on anything wrong."""
+    try:
+        document = cbor2.loads(data)
+    except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError) as exc:
+        raise RulesFileError(f"rules file is not valid CBOR (truncated?): {exc}") from exc
+    header = decode_header(document)
+    songs = _get(document, "songs", dict, "document")
+    rules = _get(document, "rules", dict, "document")
+    names = _get(songs, "names", list, "songs")
+    if not all(isinstance(n, str) for n in names):
+        raise RulesFileError("rules file: songs.names holds a non-string")
+    ruleset = RuleSet(
+        header=header,
+        song_names=tuple(names),
+        song_counts=_array(songs, "playlist_counts", "songs"),
+        antecedent_offsets=_array(rules, "antecedent_offsets", "rules"),
+        antecedent_songs=_array(rules, "antecedent_songs", "rules"),
+        consequents=_array(rules, "consequents", "rules"),
+        rule_counts=_array(rules, "rule_counts", "rules"),
+        antecedent_counts=_array(rules, "antecedent_counts", "rules"),
+    )
+    validate(ruleset)
+    return ruleset
+
+
+def read_rules(path: Path) -> RuleSet:
+    """Read and validate a rules file."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise RulesFileError(f"cannot read rules file {path}: {exc.strerror or exc}") from exc
+    return decode_rules(data)
+
+
+def validate(ruleset: RuleSet) -> None:
+    """Check that the arrays agree with each other and with the header (vectorised, cheap)."""
+    h = ruleset.header
+    n_songs, n_rules = h.song_count, h.rule_count
+    problems = []
+    if len(ruleset.song_names) != n_songs or len(ruleset.song_counts) != n_songs:
+        problems.append(f"song table has {len(ruleset.song_names)} names for {n_songs} songs")
+    if len(set(ruleset.song_names)) != len(ruleset.song_names):
+        problems.append("song names are not distinct")
+    for name in ("consequents", "rule_counts", "antecedent_counts"):
+        if len(getattr(ruleset, name)) != n_rules:
+            problems.append(f"{name} has {len(getattr(ruleset, name))} entries for {n_rules} rules")
+    offsets = ruleset.antecedent_offsets
+    if len(offsets) != n_rules + 1:
+        problems.append(f"antecedent_offsets has {len(offsets)} entries for {n_rules} rules")
+    elif offsets[0] != 0 or offsets[-1] != len(ruleset.antecedent_songs):
+        problems.append("antecedent_offsets do not span antecedent_songs")
+    elif n_rules and bool(np.any(np.diff(offsets.astype(np.int64)) < 1)):
+        problems.append("an antecedent is empty or offsets decrease")
+    if not problems:
+        if n_rules and (
+            int(ruleset.consequents.max()) >= n_songs
+            or (len(ruleset.antecedent_songs) and int(ruleset.antecedent_songs.max()) >= n_songs)
+        ):
+            problems.append("a rule names a song id outside the song table")
+        if n_rules and bool(
+            np.any(ruleset.rule_counts == 0)
+            or np.any(ruleset.rule_counts > ruleset.antecedent_counts)
+            or np.any(ruleset.antecedent_counts > h.transactions)
+        ):
+            problems.append("rule counts are inconsistent (0 < count(A∪c) ≤ count(A) ≤ n)")
+        if n_songs and int(ruleset.song_counts.max()) > h.transactions:
+            problems.append("a song's playlist count exceeds the transaction count")
+    if problems:
+        raise RulesFileError("rules file is inconsistent: " + "; ".join(problems))

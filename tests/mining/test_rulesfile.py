@@ -1,0 +1,156 @@
+"""The rules file: round trip, canonical bytes, and a clear error for every kind of damage."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import cbor2
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mining import rulesfile
+from mining.rulesfile import (
+    MiningParameters,
+    RuleSet,
+    RulesFileError,
+    RulesHeader,
+    decode_rules,
+    encode_rules,
+    pack_rules,
+    read_rules,
+    write_rules,
+)
+
+SONGS = ("Tyler, The Creator", 'City Of Stars - From "La La Land"', "Ünïcödé", "plain")
+COUNTS = (90, 80, 70, 60)
+RULES = [((0,), 1, 70, 90), ((0, 2), 1, 60, 65), ((2, 0), 3, 50, 65), ((1,), 0, 70, 80)]
+
+
+def make_ruleset(rules=RULES, songs=SONGS, counts=COUNTS, transactions=100) -> RuleSet:
+    offsets, ante, cons, n, na = pack_rules(rules)
+    header = RulesHeader(
+        package_version="1.2.3",
+        dataset_url="file:///data/playlists%20one.csv",
+        generated_ns=1_700_000_000_123_456_789,
+        parameters=MiningParameters(min_support=0.025, min_confidence=0.7, max_len=8),
+        engine="mlxtend",
+        transactions=transactions,
+        song_count=len(songs),
+        rule_count=len(rules),
+    )
+    return RuleSet(
+        header=header,
+        song_names=tuple(songs),
+        song_counts=np.array(counts, dtype=np.uint32),
+        antecedent_offsets=offsets,
+        antecedent_songs=ante,
+        consequents=cons,
+        rule_counts=n,
+        antecedent_counts=na,
+    )
+
+
+def test_round_trip_keeps_header_and_rules(tmp_path: Path) -> None:
+    ruleset = make_ruleset()
+    size = write_rules(tmp_path / rulesfile.RULES_FILENAME, ruleset)
+    back = read_rules(tmp_path / rulesfile.RULES_FILENAME)
+    assert size == (tmp_path / rulesfile.RULES_FILENAME).stat().st_size
+    assert back.header == ruleset.header
+    assert back.song_names == SONGS
+    assert back.same_rules(ruleset)
+    assert set(back.iter_rules()) == {
+        (("Tyler, The Creator",), 'City Of Stars - From "La La Land"', 70, 90),
+        (("Tyler, The Creator", "Ünïcödé"), 'City Of Stars - From "La La Land"', 60, 65),
+        (("Tyler, The Creator", "Ünïcödé"), "plain", 50, 65),
+        (('City Of Stars - From "La La Land"',), "Tyler, The Creator", 70, 80),
+    }
+    assert list(tmp_path.iterdir()) == [tmp_path / rulesfile.RULES_FILENAME]
+
+
+def test_same_rules_in_any_order_give_identical_bytes() -> None:
+    assert encode_rules(make_ruleset(RULES)) == encode_rules(make_ruleset(RULES[::-1]))
+
+
+def test_header_is_self_describing_cbor() -> None:
+    document = cbor2.loads(encode_rules(make_ruleset()))
+    assert document["format"] == "playlist-recommender/rules"
+    assert document["format_version"] == 1
+    assert document["header"]["rule_count"] == len(RULES)
+    assert document["header"]["parameters"] == {
+        "min_support": 0.025,
+        "min_confidence": 0.7,
+        "max_len": 8,
+    }
+    assert document["rules"]["consequents"].tag == 70
+
+
+def test_unknown_format_version_is_refused() -> None:
+    document = cbor2.loads(encode_rules(make_ruleset()))
+    document["format_version"] = 2
+    with pytest.raises(RulesFileError, match="format version 2 is not supported"):
+        decode_rules(cbor2.dumps(document))
+
+
+def test_other_cbor_is_refused() -> None:
+    with pytest.raises(RulesFileError, match="not a playlist-recommender rules file"):
+        decode_rules(cbor2.dumps({"hello": "world"}))
+
+
+@pytest.mark.parametrize("cut", [1, 10, 100, -1])
+def test_truncated_file_is_refused(cut: int) -> None:
+    data = encode_rules(make_ruleset())
+    with pytest.raises(RulesFileError):
+        decode_rules(data[:cut])
+
+
+def test_missing_file_names_the_path(tmp_path: Path) -> None:
+    with pytest.raises(RulesFileError, match=r"cannot read rules file .*rules\.cbor"):
+        read_rules(tmp_path / "rules.cbor")
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "message"),
+    [
+        ("rules", "consequents", cbor2.CBORTag(70, b"\x09\0\0\0" * 4), "outside the song table"),
+        ("rules", "rule_counts", cbor2.CBORTag(70, b"\x01\0\0\0" * 3), "3 entries for 4 rules"),
+        ("rules", "antecedent_counts", cbor2.CBORTag(70, b"\x01\0\0\0" * 4), "inconsistent"),
+        ("rules", "consequents", cbor2.CBORTag(71, b"\0\0\0\0" * 4), "uint32 little-endian"),
+        ("rules", "consequents", b"\0\0\0\0" * 4, "wrong type"),
+        ("songs", "names", ["a", "a", "b", "c"], "not distinct"),
+        ("songs", "names", ["a", 2, "b", "c"], "non-string"),
+        ("header", "generated_ns", "soon", "wrong type"),
+    ],
+)
+def test_inconsistent_content_is_refused(section, key, value, message) -> None:
+    document = cbor2.loads(encode_rules(make_ruleset()))
+    document[section][key] = value
+    with pytest.raises(RulesFileError, match=message):
+        decode_rules(cbor2.dumps(document))
+
+
+def test_writer_refuses_an_inconsistent_rule_set(tmp_path: Path) -> None:
+    bad = dataclasses.replace(make_ruleset(), song_names=SONGS[:3])
+    with pytest.raises(RulesFileError, match="song table"):
+        write_rules(tmp_path / "rules.cbor", bad)
+    assert list(tmp_path.iterdir()) == []
+
+
+rule_strategy = st.tuples(
+    st.frozensets(st.integers(0, 5), min_size=1, max_size=4),
+    st.integers(0, 5),
+    st.integers(1, 50),
+    st.integers(0, 50),
+)
+
+
+@given(st.lists(rule_strategy, max_size=30, unique_by=lambda r: (r[0], r[1])))
+def test_round_trip_property(raw_rules) -> None:
+    rules = [(tuple(a), c, n, n + extra) for a, c, n, extra in raw_rules]
+    songs = tuple(f"song {i}" for i in range(6))
+    ruleset = make_ruleset(rules, songs, (100,) * 6, transactions=100)
+    back = decode_rules(encode_rules(ruleset))
+    expected = {(tuple(songs[s] for s in sorted(a)), songs[c], n, na) for a, c, n, na in rules}
+    assert set(back.iter_rules()) == expected
