@@ -1,0 +1,83 @@
+"""Server configuration, read from the environment once at start."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class SettingsError(ValueError):
+    """An environment variable has a value the server cannot use (names the variable)."""
+
+
+def _number(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{name}={raw!r} must be between {low:g} and {high:g}")
+    return value
+
+
+def _integer(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    value = _number(env, name, default, low, high)
+    if value != int(value):
+        raise SettingsError(f"{name}={env[name]!r} is not a whole number")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything ``python -m http_api`` can be told through its environment."""
+
+    host: str = "127.0.0.1"
+    port: int = 52004
+    data_dir: Path = Path("./ml-data")
+    # SIGTERM: /readyz answers 503 at once, requests are still served for this long...
+    drain_seconds: float = 5.0
+    # ...then in-flight requests get this long to finish before the actors stop.
+    shutdown_timeout_seconds: float = 10.0
+    # How long a request made before any rules exist is held before a 503.
+    rules_wait_seconds: float = 5.0
+    # The checkpoint is re-read this often, for volumes where inotify sees nothing (NFS).
+    checkpoint_poll_seconds: float = 1.5
+    # "auto" (inotify, falling back to polling), "inotify" or "polling".
+    watcher: str = "auto"
+    max_query_songs: int = 1000
+    max_body_bytes: int = 1024 * 1024
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate the environment; raise SettingsError naming the bad variable."""
+        env = os.environ if env is None else env
+        watcher = env.get("WATCHER", cls.watcher).strip().lower() or cls.watcher
+        if watcher not in ("auto", "inotify", "polling"):
+            raise SettingsError(f"WATCHER={watcher!r} must be auto, inotify or polling")
+        log_level = env.get("LOG_LEVEL", cls.log_level).strip().upper() or cls.log_level
+        if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise SettingsError(f"LOG_LEVEL={log_level!r} is not a logging level")
+        host = env.get("HOST", cls.host).strip() or cls.host
+        return cls(
+            host=host,
+            port=_integer(env, "PORT", cls.port, 0, 65535),
+            data_dir=Path(env.get("DATA_DIR", "").strip() or cls.data_dir),
+            drain_seconds=_number(env, "DRAIN_SECONDS", cls.drain_seconds, 0, 600),
+            shutdown_timeout_seconds=_number(
+                env, "SHUTDOWN_TIMEOUT_SECONDS", cls.shutdown_timeout_seconds, 0, 600
+            ),
+            rules_wait_seconds=_number(env, "RULES_WAIT_SECONDS", cls.rules_wait_seconds, 0, 600),
+            checkpoint_poll_seconds=_number(
+                env, "CHECKPOINT_POLL_SECONDS", cls.checkpoint_poll_seconds, 0.1, 3600
+            ),
+            watcher=watcher,
+            max_query_songs=_integer(env, "MAX_QUERY_SONGS", cls.max_query_songs, 1, 100_000),
+            max_body_bytes=_integer(env, "MAX_BODY_BYTES", cls.max_body_bytes, 1024, 1 << 30),
+            log_level=log_level,
+        )

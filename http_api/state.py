@@ -1,0 +1,52 @@
+"""What the HTTP handlers see of the actor system: the current snapshot and a way to wait for one.
+
+The HttpFrontend actor implements :class:`RulesGate` on the event loop; handlers only read
+``gate.snapshot`` (a plain attribute swap, no lock, no pykka future) and, before the first
+rules exist, ``await gate.wait_for_snapshot(...)``, which is bridged to the RuleServer with an
+asyncio future completed through ``loop.call_soon_threadsafe``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from mining.checkpoint import Checkpoint
+from mining.rulesfile import RulesHeader
+
+if TYPE_CHECKING:
+    from http_api.recommender import Recommender
+
+
+@dataclass(frozen=True, eq=False)
+class Snapshot:
+    """One loaded rule set: immutable, shared by every request until the next swap."""
+
+    checkpoint: Checkpoint
+    header: RulesHeader
+    recommender: Recommender
+
+    @property
+    def model_date(self) -> str:
+        """The checkpoint's generation time as served in ``model_date``."""
+        return self.checkpoint.model_date
+
+    @property
+    def generated_ns(self) -> int:
+        """The checkpoint's generation time in ns since the epoch."""
+        return self.checkpoint.generated_ns
+
+
+class RulesGate(Protocol):
+    """The handlers' view of the rule server, valid on the event loop thread only."""
+
+    @property
+    def snapshot(self) -> Snapshot | None:
+        """The newest loaded snapshot, or None before the first load."""
+
+    @property
+    def draining(self) -> bool:
+        """True from SIGTERM on: /readyz answers 503 and responses carry Connection: close."""
+
+    async def wait_for_snapshot(self, timeout: float) -> Snapshot | None:
+        """Wait (deferred reply from the rule server) up to ``timeout`` s for the first snapshot."""
