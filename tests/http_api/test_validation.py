@@ -1,0 +1,151 @@
+"""Request validation: every bad body gets a 400 naming the problem; good bodies parse exactly."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from http_api.validation import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    MAX_SONG_NAME_CHARS,
+    RecommendRequest,
+    RequestError,
+    parse_recommend_request,
+)
+
+CAP = 1000
+
+
+def parse(body: bytes | str, cap: int = CAP) -> RecommendRequest | RequestError:
+    raw = body.encode("utf-8") if isinstance(body, str) else body
+    return parse_recommend_request(raw, cap)
+
+
+def error(body: bytes | str, cap: int = CAP) -> str:
+    result = parse(body, cap)
+    assert isinstance(result, RequestError), result
+    assert result.status == 400
+    return result.message
+
+
+def test_a_plain_request_gets_the_default_limit() -> None:
+    assert parse('{"songs": ["HUMBLE.", "DNA."]}') == RecommendRequest(("HUMBLE.", "DNA."), 10)
+    assert DEFAULT_LIMIT == 10
+
+
+def test_songs_are_deduplicated_keeping_first_occurrence_order() -> None:
+    assert parse('{"songs": ["b", "a", "b", "c", "a"], "limit": 3}') == RecommendRequest(
+        ("b", "a", "c"), 3
+    )
+
+
+def test_unicode_names_and_escapes_survive() -> None:
+    body = json.dumps({"songs": ["Ünïcödé", 'City Of Stars - From "La La Land"', "😀"]})
+    assert parse(body) == RecommendRequest(
+        ("Ünïcödé", 'City Of Stars - From "La La Land"', "😀"), DEFAULT_LIMIT
+    )
+
+
+def test_unknown_fields_are_ignored_and_null_limit_means_default() -> None:
+    assert parse('{"songs": ["x"], "limit": null, "user": 7}') == RecommendRequest(("x",), 10)
+
+
+@pytest.mark.parametrize("limit", [1, 50, MAX_LIMIT])
+def test_limit_in_range_is_kept(limit: int) -> None:
+    assert parse(json.dumps({"songs": ["x"], "limit": limit})) == RecommendRequest(("x",), limit)
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b"\xff\xfe{", "not valid UTF-8"),
+        (b'{"songs": ["caf\xe9"]}', "not valid UTF-8"),
+        ("", "not valid JSON"),
+        ("songs=a&songs=b", "not valid JSON"),
+        ('{"songs": ["a"]', "not valid JSON"),
+        ("[" * 100_000, "not valid JSON"),
+        ('{"songs": ["a"], "limit": 1' + "0" * 5000 + "}", "not valid JSON"),
+        ('["a", "b"]', "must be a JSON object"),
+        ('"a"', "must be a JSON object"),
+        ("null", "must be a JSON object"),
+        ("{}", '"songs" is missing'),
+        ('{"song": ["a"]}', '"songs" is missing'),
+        ('{"songs": "a"}', '"songs" must be a list'),
+        ('{"songs": {"a": 1}}', '"songs" must be a list'),
+        ('{"songs": null}', '"songs" must be a list'),
+        ('{"songs": []}', '"songs" is empty'),
+        ('{"songs": ["a", 1]}', '"songs"[1] must be a string, not a number'),
+        ('{"songs": [null]}', '"songs"[0] must be a string, not null'),
+        ('{"songs": [["a"]]}', '"songs"[0] must be a string, not an array'),
+        ('{"songs": ["a"], "limit": 0}', '"limit" must be from 1 to 100'),
+        ('{"songs": ["a"], "limit": 101}', '"limit" must be from 1 to 100'),
+        ('{"songs": ["a"], "limit": -5}', '"limit" must be from 1 to 100'),
+        ('{"songs": ["a"], "limit": true}', '"limit" must be an integer'),
+        ('{"songs": ["a"], "limit": 5.0}', '"limit" must be an integer'),
+        ('{"songs": ["a"], "limit": "5"}', '"limit" must be an integer'),
+        ('{"songs": ["a"], "limit": NaN}', '"limit" must be an integer'),
+        ('{"songs": ["a"], "limit": 1e400}', '"limit" must be an integer'),
+    ],
+)
+def test_each_bad_body_is_a_400_naming_the_problem(body: bytes | str, expected: str) -> None:
+    assert expected in error(body)
+
+
+def test_too_many_distinct_songs_is_refused_with_the_cap_in_the_message() -> None:
+    songs = [f"song {i}" for i in range(CAP + 1)]
+    assert f"{CAP + 1} distinct songs; the maximum is {CAP}" in error(json.dumps({"songs": songs}))
+    many = [f"song {i}" for i in range(10_000)]
+    assert "the maximum is 1000" in error(json.dumps({"songs": many}))
+
+
+def test_the_cap_counts_distinct_songs_not_list_items() -> None:
+    repeated = ["same"] * (CAP * 3) + [f"song {i}" for i in range(CAP - 1)]
+    result = parse(json.dumps({"songs": repeated}))
+    assert isinstance(result, RecommendRequest)
+    assert len(result.songs) == CAP
+
+
+def test_an_overlong_song_name_is_refused() -> None:
+    ok = "x" * MAX_SONG_NAME_CHARS
+    assert parse(json.dumps({"songs": [ok]})) == RecommendRequest((ok,), DEFAULT_LIMIT)
+    message = error(json.dumps({"songs": ["a", ok + "x"]}))
+    assert f'"songs"[1] is {MAX_SONG_NAME_CHARS + 1} characters long' in message
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=5)
+        | st.dictionaries(st.sampled_from(["songs", "limit", "x"]) | st.text(max_size=5), children)
+    ),
+    max_leaves=20,
+)
+
+
+@given(st.binary(max_size=200) | json_values.map(lambda v: json.dumps(v).encode()))
+def test_any_body_gives_a_request_or_a_400_never_an_exception(body: bytes) -> None:
+    result = parse_recommend_request(body, 5)
+    if isinstance(result, RequestError):
+        assert result.status == 400 and result.message
+    else:
+        assert 1 <= len(result.songs) <= 5 and 1 <= result.limit <= MAX_LIMIT
+        assert all(isinstance(s, str) for s in result.songs)
+
+
+@given(
+    # Lone surrogates cannot be sent as UTF-8; every other code point can.
+    st.lists(
+        st.text(st.characters(exclude_categories=["Cs"]), max_size=30), min_size=1, max_size=30
+    ),
+    st.none() | st.integers(1, MAX_LIMIT),
+)
+def test_every_valid_body_parses_to_its_distinct_songs(songs: list[str], limit: int | None) -> None:
+    document: dict[str, object] = {"songs": songs}
+    if limit is not None:
+        document["limit"] = limit
+    result = parse(json.dumps(document, ensure_ascii=False))
+    assert result == RecommendRequest(tuple(dict.fromkeys(songs)), limit or DEFAULT_LIMIT)
