@@ -1,0 +1,1 @@
+"""The recommendation client: one-shot requests, continuous rollout timing, and plots."""

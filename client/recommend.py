@@ -1,0 +1,219 @@
+"""One `POST /api/recommend` over aiohttp, with every failure turned into one clear line."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import json
+import os
+import time
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+
+import aiohttp
+from yarl import URL
+
+ENDPOINT_PATH = "/api/recommend"
+# How much of a non-JSON body to quote in an error line.
+_QUOTE_CHARS = 80
+
+
+class FailureKind(enum.Enum):
+    """Why a request failed; each kind has its own exit code in one-shot mode."""
+
+    CONNECTION = "connection"
+    TIMEOUT = "timeout"
+    REJECTED = "rejected"  # 4xx: the request was wrong
+    SERVER_ERROR = "server error"  # 5xx
+    BAD_REPLY = "bad reply"  # not the JSON the contract promises
+
+
+class RequestError(Exception):
+    """A request that produced no recommendation; `str()` is the one-line reason."""
+
+    def __init__(self, kind: FailureKind, message: str, response_time_ms: float) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.response_time_ms = response_time_ms
+
+
+@dataclass(frozen=True)
+class Query:
+    """What to ask and where: the same for every request of a run."""
+
+    url: URL
+    songs: tuple[str, ...]
+    limit: int | None
+    timeout: float
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """A successful reply."""
+
+    songs: tuple[str, ...]
+    version: str
+    model_date: str
+    response_time_ms: float
+    # The decoded reply as the server sent it, extra fields included (for --json).
+    reply: dict[str, Any]
+
+
+def endpoint_for(host: str, port: int) -> URL:
+    """The recommend endpoint of a server given as HOST PORT (IPv6 literals included)."""
+    return URL.build(scheme="http", host=host.strip("[]"), port=port, path=ENDPOINT_PATH)
+
+
+def endpoint_from_url(text: str) -> URL:
+    """The recommend endpoint for --url: a base URL, or the endpoint itself."""
+    url = URL(text)
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValueError(f"{text!r} is not an http:// or https:// URL")
+    if url.path.rstrip("/").endswith(ENDPOINT_PATH):
+        return url
+    # A base URL may carry a path prefix (a reverse proxy); keep it.
+    return url.with_path(url.path.rstrip("/") + ENDPOINT_PATH)
+
+
+def new_session() -> aiohttp.ClientSession:
+    """A session that opens a new connection per request.
+
+    Like the original client's one curl per request, every request then goes
+    through connection setup and load-balancer routing the way a new user's
+    does, and a server being replaced is seen at once rather than through a
+    stale keep-alive connection.
+    """
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True))
+
+
+async def recommend(session: aiohttp.ClientSession, query: Query) -> Recommendation:
+    """Ask for recommendations; raise RequestError with the reason on any failure."""
+    url, timeout = query.url, query.timeout
+    payload: dict[str, Any] = {"songs": list(query.songs)}
+    if query.limit is not None:
+        payload["limit"] = query.limit
+    started = time.perf_counter()
+
+    def elapsed_ms() -> float:
+        return (time.perf_counter() - started) * 1000
+
+    try:
+        # asyncio.timeout bounds the whole exchange: connect, send, and the body.
+        async with (
+            asyncio.timeout(timeout),
+            session.post(url, json=payload, allow_redirects=False) as response,
+        ):
+            body = await response.read()
+    except TimeoutError:
+        raise RequestError(
+            FailureKind.TIMEOUT, f"no reply from {_origin(url)} within {timeout:g} s", elapsed_ms()
+        ) from None
+    except aiohttp.ClientConnectorError as err:
+        raise RequestError(
+            FailureKind.CONNECTION,
+            f"cannot connect to {_origin(url)}: {_os_reason(err.os_error)}",
+            elapsed_ms(),
+        ) from None
+    except aiohttp.ClientError as err:
+        # ServerDisconnectedError, ClientPayloadError, ...: the connection broke mid-way.
+        raise RequestError(
+            FailureKind.CONNECTION,
+            f"connection to {_origin(url)} failed: {err.__class__.__name__}: {err}",
+            elapsed_ms(),
+        ) from None
+    response_time_ms = elapsed_ms()
+    return _interpret(response, body, response_time_ms)
+
+
+def _os_reason(error: OSError) -> str:
+    # asyncio's connect failure says "Connect call failed (address)" and keeps
+    # the errno apart, so name the errno the way the system does ("Connection
+    # refused"); resolver errors have negative codes and a useful message.
+    if error.errno is not None and error.errno > 0:
+        return os.strerror(error.errno)
+    return error.strerror or str(error)
+
+
+def _origin(url: URL) -> str:
+    return str(url.origin())
+
+
+def _interpret(
+    response: aiohttp.ClientResponse, body: bytes, response_time_ms: float
+) -> Recommendation:
+    status = response.status
+    status_text = f"{status} {_reason(status)}"
+    decoded = _decode(body)
+    if HTTPStatus.BAD_REQUEST <= status < HTTPStatus.INTERNAL_SERVER_ERROR:
+        raise RequestError(
+            FailureKind.REJECTED,
+            f"server rejected the request ({status_text}): {_error_text(decoded, body)}",
+            response_time_ms,
+        )
+    if status >= HTTPStatus.INTERNAL_SERVER_ERROR:
+        message = f"server error ({status_text}): {_error_text(decoded, body)}"
+        retry_after = response.headers.get("Retry-After")
+        if retry_after:
+            message += f" (retry after {retry_after} s)"
+        raise RequestError(FailureKind.SERVER_ERROR, message, response_time_ms)
+    if status != HTTPStatus.OK:
+        raise RequestError(
+            FailureKind.BAD_REPLY, f"unexpected reply status {status_text}", response_time_ms
+        )
+    if not isinstance(decoded, dict):
+        raise RequestError(
+            FailureKind.BAD_REPLY,
+            f"reply is not a JSON object ({_content_type(response)}): {_quote(body)}",
+            response_time_ms,
+        )
+    songs = decoded.get("songs")
+    if not isinstance(songs, list) or not all(isinstance(song, str) for song in songs):
+        raise RequestError(
+            FailureKind.BAD_REPLY, "reply has no list of song names in 'songs'", response_time_ms
+        )
+    version = _text_field(decoded, "version", response_time_ms)
+    model_date = _text_field(decoded, "model_date", response_time_ms)
+    return Recommendation(tuple(songs), version, model_date, response_time_ms, decoded)
+
+
+def _text_field(reply: dict[str, Any], name: str, response_time_ms: float) -> str:
+    value = reply.get(name)
+    if not isinstance(value, str) or not value:
+        raise RequestError(
+            FailureKind.BAD_REPLY, f"reply has no text in {name!r}", response_time_ms
+        )
+    return value
+
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "unknown status"
+
+
+def _decode(body: bytes) -> Any:
+    """The JSON value of a body, or None when it is not JSON."""
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
+
+
+def _error_text(decoded: Any, body: bytes) -> str:
+    """The server's `{"error": ...}` message, or a quote of whatever it sent instead."""
+    if isinstance(decoded, dict) and isinstance(decoded.get("error"), str):
+        return str(decoded["error"])
+    return _quote(body) if body else "empty body"
+
+
+def _content_type(response: aiohttp.ClientResponse) -> str:
+    return response.headers.get("Content-Type", "no content type")
+
+
+def _quote(body: bytes) -> str:
+    text = " ".join(body.decode("utf-8", errors="replace").split())
+    if len(text) > _QUOTE_CHARS:
+        text = text[:_QUOTE_CHARS] + "..."
+    return repr(text)

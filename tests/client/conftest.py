@@ -1,0 +1,148 @@
+"""A scriptable recommend server on loopback, and the client run as a real subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+REPO = Path(__file__).resolve().parents[2]
+FAKE_VERSION = "1.2.3"
+FAKE_MODEL_DATE = "2026-11-28 19:45:01.123456"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class FakeServer:
+    """An aiohttp server speaking the recommend contract; `behaviour` picks the reply."""
+
+    port: int
+    behaviour: str = "ok"
+    version: str = FAKE_VERSION
+    model_date: str = FAKE_MODEL_DATE
+    delay: float = 0.0
+    bodies: list[Any] = field(default_factory=list)
+    _runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        """The server's base URL."""
+        return f"http://127.0.0.1:{self.port}"
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """Answer one recommend request according to the current behaviour."""
+        body = await request.json()
+        self.bodies.append(body)
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self.behaviour == "reject":
+            return web.json_response({"error": "songs must not be empty"}, status=400)
+        if self.behaviour == "crash":
+            raise web.HTTPInternalServerError(text="Internal Server Error")
+        if self.behaviour == "unavailable":
+            return web.json_response(
+                {"error": "no rules loaded yet"}, status=503, headers={"Retry-After": "5"}
+            )
+        if self.behaviour == "html":
+            return web.Response(
+                text="<html><body>proxy says hi</body></html>", content_type="text/html"
+            )
+        limit = body.get("limit", 3)
+        songs = [f"{song} (remix {n})" for song in body["songs"] for n in range(limit)][:limit]
+        return web.json_response(
+            {"songs": songs, "version": self.version, "model_date": self.model_date}
+        )
+
+    async def start(self) -> None:
+        """Listen on 127.0.0.1:port (again, after a stop)."""
+        app = web.Application()
+        app.router.add_post("/api/recommend", self.handle)
+        app.router.add_post("/prefix/api/recommend", self.handle)
+        runner = web.AppRunner(app, shutdown_timeout=0.1)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", self.port).start()
+        self._runner = runner
+
+    async def stop(self) -> None:
+        """Stop listening: clients get connection refused."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+
+@pytest.fixture
+async def fake_server() -> AsyncIterator[FakeServer]:
+    """A started FakeServer on a free loopback port."""
+    server = FakeServer(port=free_port())
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@dataclass(frozen=True)
+class Completed:
+    """A finished client process."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def client_command(args: Sequence[str]) -> list[str]:
+    """The argv of `python -m client ARGS` with this interpreter."""
+    return [sys.executable, "-m", "client", *args]
+
+
+def client_env(**extra: str) -> dict[str, str]:
+    """The environment for a client subprocess."""
+    return {**os.environ, "PYTHONUNBUFFERED": "1", **extra}
+
+
+async def _run_client(*args: str, timeout: float = 30, **env: str) -> Completed:
+    """Run `python -m client ARGS` to completion while this event loop keeps serving."""
+    process = await asyncio.create_subprocess_exec(
+        *client_command(args),
+        cwd=REPO,
+        env=client_env(**env),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise
+    assert process.returncode is not None
+    return Completed(process.returncode, stdout.decode(), stderr.decode())
+
+
+RunClient = Callable[..., Awaitable[Completed]]
+
+
+@pytest.fixture
+def run_client() -> RunClient:
+    """`await run_client(*args, timeout=..., **env)` runs the client to completion."""
+    return _run_client
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A loopback port with nothing listening: connection refused."""
+    return free_port()

@@ -1,0 +1,133 @@
+"""`python -m client` one-shot, run as a real subprocess against servers on loopback."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+import pytest
+
+from client.cli import ExitCode
+
+if TYPE_CHECKING:
+    from conftest import FakeServer, RunClient
+
+
+async def test_help_documents_usage_formats_and_exit_codes(run_client: RunClient) -> None:
+    result = await run_client("--help")
+    assert result.returncode == 0
+    assert "HOST PORT SONG [SONG ...]" in result.stdout
+    assert "--url URL SONG" in result.stdout
+    assert "plot FILE.csv" in result.stdout
+    assert "time,response_time,version,model_date" in result.stdout
+    for code in ExitCode:
+        assert f"{code.value} " in result.stdout.split("exit status:")[1]
+
+
+async def test_one_shot_prints_version_model_date_and_indented_songs(
+    fake_server: FakeServer, run_client: RunClient
+) -> None:
+    result = await run_client("127.0.0.1", str(fake_server.port), "Yellow", "--limit", "2")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (
+        "Recommendation server v1.2.3 with model from 2026-11-28 19:45:01.123456.\n"
+        "Song recommendations:\n"
+        "    Yellow (remix 0)\n"
+        "    Yellow (remix 1)\n"
+    )
+    assert result.stderr == ""
+    assert fake_server.bodies == [{"songs": ["Yellow"], "limit": 2}]
+
+
+async def test_json_prints_the_reply_and_url_keeps_a_path_prefix(
+    fake_server: FakeServer, run_client: RunClient
+) -> None:
+    result = await run_client(
+        "--url", f"{fake_server.url}/prefix/", "--json", "Señorita", "Yellow", "--limit", "1"
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {
+        "songs": ["Señorita (remix 0)"],
+        "version": "1.2.3",
+        "model_date": "2026-11-28 19:45:01.123456",
+    }
+    assert fake_server.bodies == [{"songs": ["Señorita", "Yellow"], "limit": 1}]
+
+
+async def test_connection_refused(run_client: RunClient, closed_port: int) -> None:
+    result = await run_client("127.0.0.1", str(closed_port), "Yellow")
+    assert result.returncode == ExitCode.CONNECTION
+    assert result.stdout == ""
+    assert (
+        result.stderr
+        == f"error: cannot connect to http://127.0.0.1:{closed_port}: Connection refused\n"
+    )
+
+
+async def test_timeout_is_reported_after_the_given_time(
+    fake_server: FakeServer, run_client: RunClient
+) -> None:
+    fake_server.delay = 5
+    result = await run_client(
+        "127.0.0.1", str(fake_server.port), "Yellow", "--timeout", "0.3", timeout=4
+    )
+    assert result.returncode == ExitCode.TIMEOUT
+    assert result.stderr == f"error: no reply from {fake_server.url} within 0.3 s\n"
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "code", "message"),
+    [
+        (
+            "reject",
+            ExitCode.REJECTED,
+            "server rejected the request (400 Bad Request): songs must not be empty",
+        ),
+        (
+            "crash",
+            ExitCode.SERVER_ERROR,
+            "server error (500 Internal Server Error): 'Internal Server Error'",
+        ),
+        (
+            "unavailable",
+            ExitCode.SERVER_ERROR,
+            "server error (503 Service Unavailable): no rules loaded yet (retry after 5 s)",
+        ),
+        (
+            "html",
+            ExitCode.BAD_REPLY,
+            "reply is not a JSON object (text/html; charset=utf-8): "
+            "'<html><body>proxy says hi</body></html>'",
+        ),
+    ],
+)
+async def test_error_replies_give_one_line_and_their_exit_code(
+    fake_server: FakeServer, run_client: RunClient, behaviour: str, code: ExitCode, message: str
+) -> None:
+    fake_server.behaviour = behaviour
+    result = await run_client("127.0.0.1", str(fake_server.port), "Yellow")
+    assert result.returncode == code
+    assert result.stdout == ""
+    assert result.stderr == f"error: {message}\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "complaint"),
+    [
+        (["127.0.0.1", "52004"], "expected HOST PORT SONG"),
+        (["127.0.0.1", "http", "Yellow"], "PORT 'http' is not a number"),
+        (["127.0.0.1", "70000", "Yellow"], "PORT 70000 is not between 1 and 65535"),
+        (["--url", "ftp://example.org", "Yellow"], "--url: 'ftp://example.org' is not an http"),
+        (["--timeout", "0", "h", "1", "Yellow"], "'0' is not a positive number of seconds"),
+        (["--limit", "two", "h", "1", "Yellow"], "'two' is not a positive integer"),
+        (["--count", "3", "h", "1", "Yellow"], "--count only apply with -c/--continuous"),
+        (["-c", "--json", "h", "1", "Yellow"], "--json applies to one-shot requests"),
+    ],
+)
+async def test_usage_errors_exit_2_naming_the_problem(
+    run_client: RunClient, args: list[str], complaint: str
+) -> None:
+    result = await run_client(*args)
+    assert result.returncode == ExitCode.USAGE
+    assert complaint in result.stderr
+    assert result.stdout == ""
