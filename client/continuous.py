@@ -97,7 +97,9 @@ async def _request_unless_stopped(
     session: aiohttp.ClientSession, query: Query, stop: asyncio.Event
 ) -> Sample | None:
     """One measured request, or None if `stop` was set first (the request is abandoned)."""
-    sent_at = datetime.now(UTC)
+    # The CSV keeps milliseconds; so does the live summary, so both agree.
+    now = datetime.now(UTC)
+    sent_at = now.replace(microsecond=now.microsecond // 1000 * 1000)
     request = asyncio.ensure_future(recommend(session, query))
     stopped = asyncio.ensure_future(stop.wait())
     await asyncio.wait((request, stopped), return_when=asyncio.FIRST_COMPLETED)

@@ -36,6 +36,8 @@ class FakeServer:
     model_date: str = FAKE_MODEL_DATE
     delay: float = 0.0
     bodies: list[Any] = field(default_factory=list)
+    in_flight: int = 0
+    max_in_flight: int = 0
     _runner: web.AppRunner | None = None
 
     @property
@@ -47,8 +49,13 @@ class FakeServer:
         """Answer one recommend request according to the current behaviour."""
         body = await request.json()
         self.bodies.append(body)
-        if self.delay:
-            await asyncio.sleep(self.delay)
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if self.delay:
+                await asyncio.sleep(self.delay)
+        finally:
+            self.in_flight -= 1
         if self.behaviour == "reject":
             return web.json_response({"error": "songs must not be empty"}, status=400)
         if self.behaviour == "crash":
@@ -146,3 +153,31 @@ def run_client() -> RunClient:
 def closed_port() -> int:
     """A loopback port with nothing listening: connection refused."""
     return free_port()
+
+
+StartClient = Callable[..., Awaitable[asyncio.subprocess.Process]]
+
+
+@pytest.fixture
+async def start_client() -> AsyncIterator[StartClient]:
+    """`await start_client(*args)` starts the client with piped output; killed at teardown."""
+    processes: list[asyncio.subprocess.Process] = []
+
+    async def start(*args: str, **env: str) -> asyncio.subprocess.Process:
+        process = await asyncio.create_subprocess_exec(
+            *client_command(args),
+            cwd=REPO,
+            env=client_env(**env),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        processes.append(process)
+        return process
+
+    try:
+        yield start
+    finally:
+        for process in processes:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
