@@ -1,0 +1,295 @@
+"""The recommendation engine: rules ``A → c`` in, ranked song names out (pure: numpy only).
+
+Semantics (DESIGN.md §1): the query Q is deduplicated, each name matched exactly, else by
+:func:`normalise_name` (several songs with one normalised form: the most popular wins, then the
+smallest name), unknown names ignored. Candidates are ``{c : A → c, A ⊆ Q, c ∉ Q}``, ranked by
+the best confidence of a rule giving ``c`` (desc), then the best lift (desc), then the name
+(asc); if there are fewer than ``limit``, the most popular songs not in Q and not listed yet
+(playlist count desc, then name) fill the rest.
+
+Exact ranking without floats at query time. For one consequent ``c``, lift = confidence ·
+n / count(c) is confidence times a constant, so the rule with the best confidence also has
+the best lift, and between two candidates of equal confidence the one with the larger lift is
+the one with the smaller playlist count. Every rule therefore gets one integer key at build
+time, ``confidence rank · songs + tie-break rank of c`` (+1 so 0 means "none"): comparing keys
+is comparing (confidence, lift, name) exactly, and the best key of a candidate also names it.
+
+Confidence ranks are exact. They come from sorting the distinct ``count(A∪c)/count(A)``
+fractions as float64. IEEE division is correctly rounded and rounding is monotone, so
+``x < y`` implies ``fl(x) ≤ fl(y)`` and equal fractions give equal floats (7/10 and 77/110
+alike): the float order is never inverted, it can only merge two different fractions into
+one float. Two different fractions with denominators ≤ n differ by at least ``1/n²``, while
+two reals in (0, 1] rounding to the same float differ by at most one ulp ≤ 2⁻⁵³; so a merge
+needs ``n ≥ 2^26.5`` (≈ 95 million playlists; the Spotify Million Playlist set has 10⁶).
+Runs of equal floats are still checked with exact integer cross-multiplication and, in that
+never-seen case, ordered with :class:`fractions.Fraction`, so the ranking is exact for every
+count the rules file can hold.
+
+Finding the rules with ``A ⊆ Q``. Enumerating the subsets of Q (the original server) grows
+as ``|Q|^7``; scanning all rules costs ~2 ms per query. Instead each rule is listed under its
+*rarest* antecedent song (lowest playlist count): the list of a song is scanned only when that
+song is in Q, so a rule is looked at only when its least likely song was asked for, and every
+rule sits in exactly one list (no duplicates). Inside a song's list, rules are sorted by
+antecedent length, so a query of ``k`` songs reads only the prefix with ``|A| ≤ k`` (a
+one-song query reads exactly the rules ``{q} → c``, all of which match). The subset test on
+the rules read is vectorised: a boolean mask of Q over song ids, gathered through a padded
+matrix of each rule's *other* antecedent songs (width = longest antecedent - 1 ≤ MAX_LEN - 2,
+padding = a sentinel id that is always "in Q"). The best key per candidate is a scatter-max
+into one array per song. The cost is bounded by the number of rules whatever |Q| is, and a
+query up to the 1,000-song cap stays a few milliseconds on 231k rules (benchmarks/recommend.py
+prints the figures).
+
+Building runs in an actor thread while the event loop serves, so it is a handful of numpy
+passes over the rule arrays (sort, reduceat, fancy indexing: each a few ms on 300k rules,
+most releasing the GIL) and Python objects only per song (the name tables), never per rule.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from bisect import bisect_left, bisect_right
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from mining.rulesfile import RuleSet
+
+IntArray = npt.NDArray[np.integer]
+U64 = npt.NDArray[np.uint64]
+I64 = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+ArrayT = TypeVar("ArrayT", bound=np.ndarray)
+
+
+def normalise_name(name: str) -> str:
+    """The form names are matched and searched by: NFC, casefolded, whitespace trimmed/collapsed.
+
+    Casefolding can undo composition ("ǰ" folds to "j" + combining caron), hence NFC on both
+    sides. Inner whitespace runs collapse to one space so "Hey  Jude" finds "Hey Jude", and a
+    normalised name never holds a newline (the search text relies on that).
+    """
+    folded = unicodedata.normalize("NFC", unicodedata.normalize("NFC", name).casefold())
+    return " ".join(folded.split())
+
+
+def _readonly(array: ArrayT) -> ArrayT:
+    array.setflags(write=False)
+    return array
+
+
+def _confidence_ranks(rule_counts: IntArray, antecedent_counts: IntArray) -> I64:
+    """Dense rank of each rule's confidence ``rule_count/antecedent_count`` (0 = lowest), exact."""
+    if not len(rule_counts):
+        return np.zeros(0, dtype=np.int64)
+    pairs = (rule_counts.astype(np.uint64) << np.uint64(32)) | antecedent_counts.astype(np.uint64)
+    distinct, rule_pair = np.unique(pairs, return_inverse=True)
+    numerators = distinct >> np.uint64(32)
+    denominators = distinct & np.uint64(0xFFFFFFFF)
+    values = numerators.astype(np.float64) / denominators.astype(np.float64)
+    order = np.argsort(values, kind="stable")
+    same_float = values[order][1:] == values[order][:-1]
+    if bool(same_float.any()):
+        # Products of two uint32 fit in uint64: an exact comparison of a/b and c/d.
+        num, den = numerators[order], denominators[order]
+        merged = same_float & (num[1:] * den[:-1] != num[:-1] * den[1:])
+        if bool(merged.any()):
+            order = _order_merged_runs(order, values, numerators, denominators)
+    num, den = numerators[order], denominators[order]
+    new_value = num[1:] * den[:-1] != num[:-1] * den[1:]
+    rank_in_order = np.concatenate(([0], np.cumsum(new_value, dtype=np.int64)))
+    rank_of_distinct = np.empty(len(distinct), dtype=np.int64)
+    rank_of_distinct[order] = rank_in_order
+    return rank_of_distinct[rule_pair.reshape(-1)]
+
+
+def _order_merged_runs(order: I64, values: npt.NDArray[np.float64], num: U64, den: U64) -> I64:
+    """Re-sort, exactly, each run of fractions that float64 rounded to one value."""
+    order = order.copy()
+    sorted_values = values[order]
+    run_starts = np.flatnonzero(np.diff(sorted_values, prepend=-1.0) != 0)
+    run_ends = np.append(run_starts[1:], len(order))
+    for start, end in zip(run_starts.tolist(), run_ends.tolist(), strict=True):
+        if end - start > 1:
+            order[start:end] = sorted(
+                order[start:end].tolist(), key=lambda i: Fraction(int(num[i]), int(den[i]))
+            )
+    return order
+
+
+@dataclass(frozen=True, eq=False)
+class Recommender:
+    """An immutable index over one rule set: recommendations and name search (thread-safe)."""
+
+    song_names: tuple[str, ...]
+    song_count: int
+    rule_count: int
+    # Song ids by popularity: playlist count desc, then name asc.
+    _popular: I64
+    _exact_ids: dict[str, int]
+    _normalised_ids: dict[str, int]
+    # Rules in list order (listed song, antecedent length); _bounds[s * (width + 1) + k] is the
+    # index of the first rule listed under song s with an antecedent of k songs or more.
+    _bounds: I64
+    _width: int
+    _second: IntArray
+    _rest: IntArray
+    _consequents: IntArray
+    _keys: U64
+    # Search: normalised names in popularity order, one per line, and where each line starts.
+    _search_text: str
+    _line_starts: list[int]
+
+    @classmethod
+    def from_ruleset(cls, ruleset: RuleSet) -> Recommender:
+        """Build the index with vectorised numpy passes (no Python object per rule)."""
+        names = ruleset.song_names
+        n_songs, n_rules = ruleset.header.song_count, ruleset.header.rule_count
+        counts = ruleset.song_counts.astype(np.int64)
+        name_rank = np.empty(n_songs, dtype=np.int64)
+        name_rank[sorted(range(n_songs), key=names.__getitem__)] = np.arange(n_songs)
+        popular = np.lexsort((name_rank, -counts))
+        # Equal confidence: the larger lift (smaller playlist count) wins, then the smaller name.
+        tie_break = np.empty(n_songs, dtype=np.uint64)
+        tie_break[np.lexsort((name_rank, counts))] = np.arange(n_songs, 0, -1, dtype=np.uint64)
+
+        song_id_type = np.min_scalar_type(n_songs)  # ids 0..n-1 plus the sentinel n
+        offsets = ruleset.antecedent_offsets.astype(np.int64)
+        lengths = np.diff(offsets)
+        width = int(lengths.max()) if n_rules else 0
+        # Each antecedent as a row of song ids, rarest first (playlist count, then id), padded
+        # with the sentinel n: column 0 is the song the rule is listed under, column 1 the
+        # next-rarest song, which alone rejects most rules that do not match.
+        by_rarity = np.append(np.lexsort((np.arange(n_songs), counts)), n_songs)
+        rarity = np.empty(n_songs + 1, dtype=np.int64)
+        rarity[by_rarity] = np.arange(n_songs + 1)
+        rule_of_entry = np.repeat(np.arange(n_rules), lengths)
+        column = np.arange(len(rule_of_entry)) - offsets[rule_of_entry]
+        rows = np.full((n_rules, max(width, 2)), n_songs, dtype=np.int64)
+        rows[rule_of_entry, column] = rarity[ruleset.antecedent_songs]
+        rows.sort(axis=1)
+        rows = by_rarity[rows].astype(song_id_type)
+        listed = rows[:, 0].astype(np.int64)
+        list_key = listed * (width + 1) + lengths
+        order = np.argsort(list_key, kind="stable")
+        bounds = np.searchsorted(list_key[order], np.arange(n_songs * (width + 1) + 1))
+        rows = rows[order]
+
+        consequents = ruleset.consequents[order].astype(song_id_type)
+        ranks = _confidence_ranks(ruleset.rule_counts, ruleset.antecedent_counts)[order]
+        keys = ranks.astype(np.uint64) * np.uint64(n_songs) + tie_break[consequents]
+
+        normalised = [normalise_name(name) for name in names]
+        normalised_ids: dict[str, int] = {}
+        for song in popular.tolist():
+            normalised_ids.setdefault(normalised[song], song)
+        line_starts = [1]
+        for song in popular.tolist():
+            line_starts.append(line_starts[-1] + len(normalised[song]) + 1)
+        search_text = "\n" + "".join(normalised[song] + "\n" for song in popular.tolist())
+
+        return cls(
+            song_names=names,
+            song_count=n_songs,
+            rule_count=n_rules,
+            _popular=_readonly(popular),
+            _exact_ids={name: song for song, name in enumerate(names)},
+            _normalised_ids=normalised_ids,
+            _bounds=_readonly(bounds.astype(np.int64)),
+            _width=width,
+            _second=_readonly(np.ascontiguousarray(rows[:, 1])),
+            _rest=_readonly(np.ascontiguousarray(rows[:, 2:])),
+            _consequents=_readonly(consequents),
+            _keys=_readonly(keys),
+            _search_text=search_text,
+            _line_starts=line_starts,
+        )
+
+    @property
+    def index_bytes(self) -> int:
+        """Bytes held by the index's numpy arrays (the name tables are per song, not per rule)."""
+        arrays: tuple[np.ndarray, ...] = (self._popular, self._bounds, self._second, self._rest)
+        return sum(a.nbytes for a in (*arrays, self._consequents, self._keys))
+
+    def match(self, songs: Sequence[str]) -> list[int]:
+        """The distinct song ids a query names (exact name, else normalised form; unknown: none)."""
+        found: dict[int, None] = {}
+        for name in dict.fromkeys(songs):
+            song = self._exact_ids.get(name)
+            if song is None:
+                song = self._normalised_ids.get(normalise_name(name))
+            if song is not None:
+                found[song] = None
+        return list(found)
+
+    def recommend(self, songs: Sequence[str], limit: int = 10) -> list[str]:
+        """Up to ``limit`` song names for a query, rule-based first, then the most popular."""
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, not {limit}")
+        query = np.array(self.match(songs), dtype=np.int64)
+        in_query = np.zeros(self.song_count + 1, dtype=np.bool_)
+        in_query[query] = True
+        in_query[self.song_count] = True  # the padding sentinel counts as present
+        chosen = self._rule_candidates(query, in_query, limit)
+        if len(chosen) < limit:
+            excluded = in_query[:-1].copy()
+            excluded[chosen] = True
+            head = self._popular[: limit + len(query) + len(chosen)]
+            fill = head[~excluded[head]][: limit - len(chosen)]
+            chosen = np.concatenate((chosen, fill))
+        names = self.song_names
+        return [names[song] for song in chosen.tolist()]
+
+    def _rule_candidates(self, query: I64, in_query: BoolArray, limit: int) -> I64:
+        """Consequents of the rules with ``A ⊆ Q`` and ``c ∉ Q``, best first, at most ``limit``."""
+        if not len(query) or not self.rule_count:
+            return np.zeros(0, dtype=np.int64)
+        row = query * (self._width + 1)
+        starts = self._bounds[row]
+        stops = self._bounds[row + min(len(query), self._width) + 1]
+        sizes = stops - starts
+        total = int(sizes.sum())
+        if not total:
+            return np.zeros(0, dtype=np.int64)
+        # The concatenation of the ranges [start, stop) of every query song, without a loop.
+        rules = np.arange(total) + np.repeat(starts - (np.cumsum(sizes) - sizes), sizes)
+        rules = rules[in_query[self._second[rules]]]
+        if self._rest.shape[1]:
+            rules = rules[in_query[self._rest[rules]].all(axis=1)]
+        consequents = self._consequents[rules]
+        rules = rules[~in_query[consequents]]
+        best = np.zeros(self.song_count, dtype=np.uint64)
+        np.maximum.at(best, self._consequents[rules], self._keys[rules])
+        candidates = np.flatnonzero(best)
+        scores = best[candidates]
+        if len(candidates) > limit:
+            top = np.argpartition(scores, len(scores) - limit)[len(scores) - limit :]
+            candidates, scores = candidates[top], scores[top]
+        return candidates[np.argsort(scores)[::-1]]
+
+    def search(self, query: str, limit: int = 10) -> list[str]:
+        """Autocomplete: names starting with the query, then containing it; most popular first."""
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, not {limit}")
+        needle = normalise_name(query)
+        if not needle:
+            return [self.song_names[song] for song in self._popular[:limit].tolist()]
+        text, starts = self._search_text, self._line_starts
+        # Lines are in popularity order, so the first hits are the most popular matches; a hit
+        # jumps to the next line, so the work is bounded by `limit`, not by the match count.
+        lines: dict[int, None] = {}
+        at = text.find("\n" + needle)
+        while at >= 0 and len(lines) < limit:
+            line = bisect_left(starts, at + 1)
+            lines[line] = None
+            at = text.find("\n" + needle, starts[line + 1] - 1)
+        at = text.find(needle)
+        while at >= 0 and len(lines) < limit:
+            line = bisect_right(starts, at) - 1
+            lines.setdefault(line, None)
+            at = text.find(needle, starts[line + 1])
+        popular = self._popular
+        return [self.song_names[int(popular[line])] for line in lines]

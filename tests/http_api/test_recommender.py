@@ -1,0 +1,346 @@
+"""The recommendation engine: every rule of the contract's semantics, and a brute-force oracle."""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Sequence
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from http_api.recommender import Recommender, normalise_name
+from mining.rulesfile import MiningParameters, RuleSet, RulesHeader, pack_rules
+
+Rule = tuple[Sequence[int], int, int, int]
+
+
+def make_ruleset(
+    songs: Sequence[tuple[str, int]], rules: Sequence[Rule], transactions: int = 100
+) -> RuleSet:
+    """A validated-shape rule set from ``(name, playlist count)`` songs and packed rules."""
+    offsets, ante, cons, counts, ante_counts = pack_rules(rules)
+    header = RulesHeader(
+        package_version="0.0.0",
+        dataset_url="file:///test.csv",
+        generated_ns=1,
+        parameters=MiningParameters(min_support=0.01, min_confidence=0.0, max_len=8),
+        engine="test",
+        transactions=transactions,
+        song_count=len(songs),
+        rule_count=len(rules),
+    )
+    return RuleSet(
+        header=header,
+        song_names=tuple(name for name, _ in songs),
+        song_counts=np.array([count for _, count in songs], dtype=np.uint32),
+        antecedent_offsets=offsets,
+        antecedent_songs=ante,
+        consequents=cons,
+        rule_counts=counts,
+        antecedent_counts=ante_counts,
+    )
+
+
+def brute_force(ruleset: RuleSet, query: Sequence[str], limit: int) -> list[str]:
+    """The contract's semantics, written plainly: exact fractions, sets, sorted()."""
+    names = list(ruleset.song_names)
+    counts = [int(c) for c in ruleset.song_counts]
+    n = ruleset.header.transactions
+    chosen: set[str] = set()
+    for name in query:
+        if name in names:
+            chosen.add(name)
+            continue
+        same_form = [s for s in names if normalise_name(s) == normalise_name(name)]
+        if same_form:
+            chosen.add(min(same_form, key=lambda s: (-counts[names.index(s)], s)))
+    best: dict[str, tuple[Fraction, Fraction]] = {}
+    for antecedent, consequent, rule_count, antecedent_count in ruleset.iter_rules():
+        if set(antecedent) <= chosen and consequent not in chosen:
+            confidence = Fraction(rule_count, antecedent_count)
+            lift = confidence / Fraction(counts[names.index(consequent)], n)
+            best[consequent] = max(best.get(consequent, (confidence, lift)), (confidence, lift))
+    ranked = sorted(best, key=lambda c: (-best[c][0], -best[c][1], c))
+    popular = sorted(names, key=lambda s: (-counts[names.index(s)], s))
+    fill = [s for s in popular if s not in chosen and s not in best]
+    return (ranked + fill)[:limit]
+
+
+def brute_force_search(ruleset: RuleSet, query: str, limit: int) -> list[str]:
+    """Autocomplete written plainly: prefix matches, then other substring matches."""
+    counts = dict(zip(ruleset.song_names, (int(c) for c in ruleset.song_counts), strict=True))
+    by_popularity = sorted(ruleset.song_names, key=lambda s: (-counts[s], s))
+    needle = normalise_name(query)
+    prefix = [s for s in by_popularity if normalise_name(s).startswith(needle)]
+    inner = [s for s in by_popularity if needle in normalise_name(s) and s not in prefix]
+    return (prefix + inner)[:limit]
+
+
+# Playlist counts are all different unless a test is about ties.
+SONGS = [
+    ("Alpha", 90),
+    ("Beta", 80),
+    ("Gamma", 70),
+    ("Delta", 60),
+    ("Épsilon", 50),
+    ("Hey Jude", 45),
+    ("hey jude", 5),
+    ("Zeta", 40),
+    ("Eta", 30),
+    ("Theta", 20),
+]
+ID = {name: i for i, (name, _) in enumerate(SONGS)}
+
+
+def rule(antecedent: Sequence[str], consequent: str, count: int, antecedent_count: int) -> Rule:
+    return ([ID[a] for a in antecedent], ID[consequent], count, antecedent_count)
+
+
+def engine(rules: Sequence[Rule], songs: Sequence[tuple[str, int]] = SONGS) -> Recommender:
+    return Recommender.from_ruleset(make_ruleset(songs, rules))
+
+
+def test_counts_are_exposed() -> None:
+    r = engine([rule(["Alpha"], "Beta", 8, 10), rule(["Beta"], "Alpha", 8, 9)])
+    assert (r.song_count, r.rule_count) == (len(SONGS), 2)
+
+
+def test_a_rule_fires_when_its_antecedent_is_in_the_query() -> None:
+    r = engine([rule(["Theta"], "Eta", 8, 10)])
+    assert r.recommend(["Theta"], limit=1) == ["Eta"]
+
+
+def test_exact_name_wins_over_the_normalised_form() -> None:
+    r = engine([rule(["Hey Jude"], "Eta", 8, 10), rule(["hey jude"], "Theta", 8, 10)])
+    assert r.recommend(["hey jude"], limit=1) == ["Theta"]
+    assert r.recommend(["Hey Jude"], limit=1) == ["Eta"]
+
+
+def test_normalised_form_picks_the_most_popular_song_sharing_it() -> None:
+    r = engine([rule(["Hey Jude"], "Eta", 8, 10), rule(["hey jude"], "Theta", 8, 10)])
+    assert r.recommend(["  HEY\t jude \n"], limit=1) == ["Eta"]
+
+
+def test_normalised_matching_composes_and_casefolds() -> None:
+    r = engine([rule(["Épsilon"], "Theta", 8, 10)])
+    decomposed = unicodedata.normalize("NFD", "ÉPSILON")
+    assert decomposed != "ÉPSILON"
+    assert r.recommend([decomposed], limit=1) == ["Theta"]
+
+
+def test_normalise_name_documented_behaviour() -> None:
+    assert normalise_name("  Hey \u00a0 JUDE\t") == "hey jude"
+    assert normalise_name("\u01f0") == normalise_name("J\u030c") == "\u01f0"
+    assert normalise_name(" \n ") == ""
+
+
+def test_unknown_songs_are_ignored() -> None:
+    r = engine([rule(["Theta"], "Eta", 8, 10)])
+    assert r.recommend(["nope", "Theta", "also unknown"]) == r.recommend(["Theta"])
+    assert r.recommend(["nope"], limit=3) == ["Alpha", "Beta", "Gamma"]
+
+
+def test_duplicates_in_the_query_count_once() -> None:
+    # A two-song antecedent must not be satisfied by one song named twice.
+    r = engine([rule(["Theta", "Eta"], "Zeta", 8, 10)])
+    assert r.recommend(["Theta", "Theta", "theta"], limit=1) == ["Alpha"]
+    assert r.recommend(["Theta", "theta", "Eta"], limit=1) == ["Zeta"]
+
+
+def test_every_antecedent_song_must_be_in_the_query() -> None:
+    r = engine([rule(["Theta", "Eta", "Delta"], "Zeta", 9, 10)])
+    assert "Zeta" not in r.recommend(["Theta", "Eta"], limit=3)
+    assert r.recommend(["Theta", "Eta", "Delta"], limit=1) == ["Zeta"]
+    assert r.recommend(["Delta", "Alpha", "Eta", "Theta"], limit=1) == ["Zeta"]
+
+
+def test_songs_in_the_query_are_never_recommended() -> None:
+    r = engine([rule(["Theta"], "Eta", 9, 10), rule(["Eta"], "Theta", 9, 10)])
+    by_popularity = [name for name, _ in sorted(SONGS, key=lambda s: -s[1])]
+    assert r.recommend(["Theta", "Eta"], limit=len(SONGS)) == [
+        name for name in by_popularity if name not in ("Theta", "Eta")
+    ]
+
+
+def test_ranked_by_confidence_first() -> None:
+    r = engine(
+        [
+            rule(["Theta"], "Alpha", 7, 10),
+            rule(["Theta"], "Zeta", 9, 10),
+            rule(["Theta"], "Eta", 8, 10),
+        ]
+    )
+    assert r.recommend(["Theta"], limit=3) == ["Zeta", "Eta", "Alpha"]
+
+
+def test_the_best_rule_of_a_candidate_counts() -> None:
+    r = engine(
+        [
+            rule(["Theta"], "Alpha", 7, 10),
+            rule(["Theta", "Eta"], "Alpha", 10, 10),
+            rule(["Theta"], "Zeta", 9, 10),
+        ]
+    )
+    assert r.recommend(["Theta"], limit=2) == ["Zeta", "Alpha"]
+    assert r.recommend(["Theta", "Eta"], limit=2) == ["Alpha", "Zeta"]
+
+
+def test_equal_confidence_is_compared_exactly_then_by_lift() -> None:
+    # 77/110 == 7/10 (a float computation from supports gives 0.6999999999999998 for one);
+    # then the higher lift wins: same confidence over a less popular song (Eta).
+    r = engine([rule(["Theta"], "Alpha", 7, 10), rule(["Theta"], "Eta", 77, 110)])
+    assert r.recommend(["Theta"], limit=2) == ["Eta", "Alpha"]
+
+
+def test_equal_confidence_and_lift_then_name() -> None:
+    songs = [("b", 10), ("a", 10), ("c", 10), ("q", 50)]
+    rules = [([3], 0, 6, 10), ([3], 1, 3, 5), ([3], 2, 60, 100)]
+    assert engine(rules, songs).recommend(["q"], limit=3) == ["a", "b", "c"]
+
+
+def test_confidence_is_exact_where_float64_cannot_tell_fractions_apart() -> None:
+    # With n = 2^32 - 1 playlists, 2^31/(2^31 + 1) > (n - 2)/n although both round to one
+    # float64 and the larger has the smaller numerator: "z" must still come first although "a"
+    # has the larger lift and the smaller name.
+    n, m = 2**32 - 1, 2**31 + 1
+    assert (m - 1) / m == (n - 2) / n
+    songs = [("a", n - 1), ("z", n), ("q", n)]
+    rules = [([2], 0, n - 2, n), ([2], 1, m - 1, m)]
+    r = Recommender.from_ruleset(make_ruleset(songs, rules, transactions=n))
+    assert r.recommend(["q"], limit=2) == ["z", "a"]
+
+
+def test_popular_songs_fill_after_the_rule_based_ones() -> None:
+    r = engine([rule(["Theta"], "Eta", 8, 10), rule(["Theta"], "Beta", 7, 10)])
+    assert r.recommend(["Theta", "Alpha"], limit=5) == ["Eta", "Beta", "Gamma", "Delta", "Épsilon"]
+
+
+def test_popular_fill_breaks_count_ties_by_name() -> None:
+    songs = [("b", 10), ("c", 10), ("a", 10), ("top", 11)]
+    assert engine([], songs).recommend([], limit=4) == ["top", "a", "b", "c"]
+
+
+def test_limit_cuts_the_list_and_must_be_positive() -> None:
+    r = engine([rule(["Theta"], "Eta", 8, 10), rule(["Theta"], "Beta", 9, 10)])
+    assert r.recommend(["Theta"], limit=1) == ["Beta"]
+    assert len(r.recommend(["Theta"], limit=100)) == len(SONGS) - 1
+    with pytest.raises(ValueError, match="limit"):
+        r.recommend(["Theta"], limit=0)
+
+
+def test_no_rules_at_all_gives_the_most_popular() -> None:
+    r = engine([])
+    assert r.rule_count == 0
+    assert r.recommend(["Alpha", "x"], limit=2) == ["Beta", "Gamma"]
+
+
+def test_empty_song_table() -> None:
+    r = engine([], songs=[])
+    assert r.recommend(["anything"], limit=5) == []
+    assert r.search("", limit=5) == []
+
+
+def test_search_prefix_matches_come_before_substring_matches() -> None:
+    songs = [("Beta Eta", 90), ("Etage", 10), ("Zeta", 80), ("Eta", 30), ("Alpha", 95)]
+    r = engine([], songs)
+    assert r.search("eta", limit=10) == ["Eta", "Etage", "Beta Eta", "Zeta"]
+    assert r.search("ETA", limit=3) == ["Eta", "Etage", "Beta Eta"]
+    assert r.search("eta", limit=1) == ["Eta"]
+
+
+def test_search_normalises_the_query_and_lists_every_song_sharing_a_form() -> None:
+    r = engine([])
+    assert r.search("  HEY   j", limit=5) == ["Hey Jude", "hey jude"]
+    assert r.search(unicodedata.normalize("NFD", "éps"), limit=5) == ["Épsilon"]
+
+
+def test_search_empty_query_gives_the_most_popular_and_no_match_gives_nothing() -> None:
+    r = engine([])
+    assert r.search("   ", limit=2) == ["Alpha", "Beta"]
+    assert r.search("no such song", limit=5) == []
+    with pytest.raises(ValueError, match="limit"):
+        r.search("a", limit=0)
+
+
+def test_search_does_not_match_across_names() -> None:
+    # The search text joins names with newlines; a query must not straddle two of them.
+    r = engine([], [("ab", 2), ("cd", 1)])
+    assert r.search("bc", limit=5) == []
+    assert r.search("b", limit=5) == ["ab"]
+
+
+def test_a_large_random_rule_set_agrees_with_the_brute_force() -> None:
+    # Long antecedents (up to 7 songs), big per-song lists and long queries: the regime of the
+    # real rule sets, where the vectorised paths (second-song filter, padded rows) all run.
+    rng = np.random.default_rng(7)
+    n_songs, transactions = 300, 1000
+    counts = rng.integers(1, transactions, n_songs)
+    songs = [(f"song {i:03}", int(counts[i])) for i in range(n_songs)]
+    weights = np.sort(rng.zipf(1.6, n_songs).astype(float))[::-1]
+    weights /= weights.sum()
+    rules: dict[tuple[tuple[int, ...], int], Rule] = {}
+    while len(rules) < 4000:
+        size = int(rng.integers(1, 8))
+        members = rng.choice(n_songs, size + 1, replace=False, p=weights)
+        antecedent, consequent = tuple(sorted(members[:-1].tolist())), int(members[-1])
+        antecedent_count = int(rng.integers(1, 60))
+        count = int(rng.integers(1, antecedent_count + 1))
+        rules[antecedent, consequent] = (antecedent, consequent, count, antecedent_count)
+    ruleset = make_ruleset(songs, list(rules.values()), transactions)
+    r = Recommender.from_ruleset(ruleset)
+    for size in (1, 2, 3, 5, 8, 20, 60, 150):
+        for _ in range(6):
+            query = [songs[i][0] for i in rng.choice(n_songs, size, replace=False, p=weights)]
+            assert r.recommend(query, limit=25) == brute_force(ruleset, query, 25)
+
+
+NAME_ALPHABET = "aAbB \té" + "e\u0301"
+
+
+@st.composite
+def rulesets(draw: st.DrawFn) -> RuleSet:
+    names = draw(st.lists(st.text(NAME_ALPHABET, max_size=4), min_size=1, max_size=8, unique=True))
+    transactions = draw(st.integers(1, 12))
+    counts = draw(st.lists(st.integers(1, transactions), min_size=len(names), max_size=len(names)))
+    song_ids = st.integers(0, len(names) - 1)
+    raw = draw(
+        st.lists(
+            st.tuples(
+                st.frozensets(song_ids, min_size=1, max_size=4),
+                song_ids,
+                st.integers(1, transactions),
+                st.integers(1, transactions),
+            ),
+            max_size=25,
+            unique_by=lambda r: (r[0], r[1]),
+        )
+    )
+    rules = [(sorted(a), c, min(n, na), max(n, na)) for a, c, n, na in raw if c not in a]
+    return make_ruleset(list(zip(names, counts, strict=True)), rules, transactions)
+
+
+@st.composite
+def queries(draw: st.DrawFn, ruleset: RuleSet) -> list[str]:
+    known = st.sampled_from(ruleset.song_names)
+    variant = known.map(lambda s: unicodedata.normalize("NFD", f" {s.upper()}  "))
+    return draw(st.lists(st.one_of(known, variant, st.text(NAME_ALPHABET, max_size=3))))
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=st.data(), ruleset=rulesets(), limit=st.integers(1, 12))
+def test_recommend_equals_the_brute_force(
+    data: st.DataObject, ruleset: RuleSet, limit: int
+) -> None:
+    query = data.draw(queries(ruleset))
+    got = Recommender.from_ruleset(ruleset).recommend(query, limit)
+    assert got == brute_force(ruleset, query, limit)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ruleset=rulesets(), query=st.text(NAME_ALPHABET, max_size=3), limit=st.integers(1, 12))
+def test_search_equals_the_brute_force(ruleset: RuleSet, query: str, limit: int) -> None:
+    got = Recommender.from_ruleset(ruleset).search(query, limit)
+    assert got == brute_force_search(ruleset, query, limit)
