@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -69,15 +70,15 @@ def plot_run(samples: Sequence[Sample], output: Path, title: str) -> PlotContent
     figure = Figure(figsize=(11, 5), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
-    ok = [sample for sample in samples if not sample.failed]
     failed = [sample for sample in samples if sample.failed]
     axes.plot(
-        [date2num(sample.time) for sample in ok],
-        [sample.response_time_ms for sample in ok],
+        [date2num(sample.time) for sample in samples],
+        # NaN breaks the line, so an outage is not drawn as a straight segment.
+        [math.nan if sample.failed else sample.response_time_ms for sample in samples],
         marker=".",
         linewidth=0.8,
         color="tab:blue",
-        label=f"response time ({len(ok)} ok)",
+        label=f"response time ({len(samples) - len(failed)} ok)",
     )
     if failed:
         axes.scatter(
@@ -114,6 +115,7 @@ def plot_run(samples: Sequence[Sample], output: Path, title: str) -> PlotContent
     axes.xaxis.set_major_formatter(DateFormatter("%H:%M:%S", tz=UTC))
     axes.set_xlabel(_time_axis_label(samples))
     axes.set_ylabel("response time (ms)")
+    axes.set_ylim(bottom=0)
     axes.set_title(title)
     axes.grid(alpha=0.3)
     axes.legend(loc="upper left", fontsize=8)

@@ -1,0 +1,122 @@
+"""`python -m client plot`: a PNG with the run's failures and changes, from a recorded CSV."""
+
+from __future__ import annotations
+
+import csv
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from client.plot import Annotation, plot_run
+from client.record import CSV_HEADER, Sample, format_row
+from client.summary import FailureRun
+
+if TYPE_CHECKING:
+    from conftest import RunClient
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+T0 = datetime(2026, 11, 28, 19, 45, 1, 0, tzinfo=UTC)
+
+
+def at(second: float) -> datetime:
+    return T0 + timedelta(seconds=second)
+
+
+def rollout() -> list[Sample]:
+    """v0.1.0, four failed requests while it is replaced, v0.2.0, then a new model."""
+    samples = [Sample(at(s), 3.0 + s % 3, "0.1.0", "2026-11-28 18:00:00.000000") for s in range(5)]
+    samples += [Sample(at(s), 0.4, None, None) for s in range(5, 9)]
+    samples += [Sample(at(s), 4.0, "0.2.0", "2026-11-28 18:00:00.000000") for s in range(9, 12)]
+    samples += [Sample(at(s), 2.5, "0.2.0", "2026-11-28 19:45:11.500000") for s in range(12, 15)]
+    return samples
+
+
+def write_csv(path: Path, samples: list[Sample]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(CSV_HEADER)
+        writer.writerows(format_row(sample) for sample in samples)
+
+
+def assert_png(path: Path) -> None:
+    data = path.read_bytes()
+    assert data.startswith(PNG_SIGNATURE)
+    # The first chunk is IHDR: width and height of a figure 11 x 5 in at 100 dpi.
+    assert data[12:16] == b"IHDR"
+    assert (int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")) == (1100, 500)
+
+
+def test_plot_marks_failures_downtime_and_changes(tmp_path: Path) -> None:
+    output = tmp_path / "rollout.png"
+    contents = plot_run(rollout(), output, "rollout")
+    assert_png(output)
+    assert contents.annotations == (
+        Annotation(at(9), "v0.1.0 -> v0.2.0"),
+        Annotation(at(12), "model 2026-11-28 19:45:11.500000"),
+    )
+    assert contents.failure_times == (at(5), at(6), at(7), at(8))
+    assert contents.downtime == FailureRun(4, at(5), at(8), at(9))
+    assert contents.summary.requests == 15
+
+
+def test_plot_refuses_an_empty_run(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no samples"):
+        plot_run([], tmp_path / "empty.png", "empty")
+
+
+async def test_plot_command_writes_the_png_and_prints_the_summary(
+    run_client: RunClient, tmp_path: Path
+) -> None:
+    source = tmp_path / "rollout.csv"
+    write_csv(source, rollout())
+    result = await run_client("plot", str(source))
+    assert result.returncode == 0, result.stderr
+    assert_png(tmp_path / "rollout.png")
+    assert result.stdout == f"wrote {tmp_path / 'rollout.png'}: 15 samples, 2 changes marked\n"
+    assert "longest failure run: 4 failed requests from 2026-11-28T19:45:06.000+00:00" in (
+        result.stderr
+    )
+    assert "version changed at 2026-11-28T19:45:10.000+00:00: 0.1.0 -> 0.2.0" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "cannot read {source}: No such file or directory"),
+        (
+            "time,latency\n",
+            "{source}: line 1: header is 'time,latency', "
+            "expected 'time,response_time,version,model_date'",
+        ),
+        ("time,response_time,version,model_date\n", "{source} has a header but no rows to plot"),
+    ],
+)
+async def test_plot_command_rejects_unusable_input(
+    run_client: RunClient, tmp_path: Path, content: str | None, message: str
+) -> None:
+    source = tmp_path / "run.csv"
+    if content is not None:
+        source.write_text(content)
+    result = await run_client("plot", str(source), "-o", str(tmp_path / "out.png"))
+    assert result.returncode == 8
+    assert result.stderr == "error: " + message.format(source=source) + "\n"
+    assert not (tmp_path / "out.png").exists()
+
+
+async def test_plot_without_matplotlib_says_which_extra_to_install(
+    run_client: RunClient, tmp_path: Path
+) -> None:
+    # A matplotlib that cannot be imported, first on the path: as if not installed.
+    blocker = tmp_path / "blocker" / "matplotlib"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('No module named matplotlib')\n")
+    source = tmp_path / "rollout.csv"
+    write_csv(source, rollout())
+    result = await run_client("plot", str(source), PYTHONPATH=str(blocker.parent))
+    assert result.returncode == 9
+    assert result.stderr == (
+        "error: plotting needs matplotlib (No module named matplotlib); "
+        "install the extra: pip install 'playlist-recommender[plot]'\n"
+    )
