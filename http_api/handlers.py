@@ -1,0 +1,91 @@
+"""Request handlers: they read ``gate.snapshot`` and compute inline, never touching pykka."""
+
+from __future__ import annotations
+
+import math
+
+from aiohttp import web
+
+from http_api import metrics
+from http_api.settings import Settings
+from http_api.state import RulesGate
+from http_api.validation import RequestError, parse_recommend_request
+from mining.version import __version__
+
+GATE = web.AppKey("gate", RulesGate)
+SETTINGS = web.AppKey("settings", Settings)
+
+
+def json_error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    """The one shape of every error: ``{"error": message}`` with its status."""
+    return web.json_response({"error": message}, status=status, headers=headers)
+
+
+def body_too_large(settings: Settings) -> web.Response:
+    """413 for a body over ``max_body_bytes``; the connection closes so the rest is not read."""
+    response = json_error(413, f"request body is larger than {settings.max_body_bytes} bytes")
+    response.force_close()
+    return response
+
+
+async def recommend(request: web.Request) -> web.Response:
+    """``POST /api/recommend``: songs to add to a playlist holding the given songs."""
+    settings = request.app[SETTINGS]
+    length = request.content_length
+    if length is not None and length > settings.max_body_bytes:
+        return body_too_large(settings)
+    try:
+        # aiohttp stops reading at client_max_size (= max_body_bytes) for chunked bodies.
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return body_too_large(settings)
+    except (web.RequestPayloadError, ConnectionError) as exc:
+        return json_error(400, f"request body could not be read: {exc}")
+    parsed = parse_recommend_request(body, settings.max_query_songs)
+    if isinstance(parsed, RequestError):
+        return json_error(parsed.status, parsed.message)
+    gate = request.app[GATE]
+    snapshot = gate.snapshot
+    if snapshot is None:
+        snapshot = await gate.wait_for_snapshot(settings.rules_wait_seconds)
+        if snapshot is None:
+            retry_after = max(1, math.ceil(settings.rules_wait_seconds))
+            return json_error(
+                503,
+                f"no rules loaded yet (waited {settings.rules_wait_seconds:g} s); retry later",
+                headers={"Retry-After": str(retry_after)},
+            )
+    songs = snapshot.recommender.recommend(parsed.songs, parsed.limit)
+    return web.json_response(
+        {"songs": songs, "version": __version__, "model_date": snapshot.model_date}
+    )
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """``GET /healthz``: the event loop answers (never depends on the rules)."""
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """``GET /readyz``: 200 when rules are loaded and the server is not draining, else 503."""
+    gate = request.app[GATE]
+    snapshot = gate.snapshot
+    if gate.draining:
+        return web.json_response({"ready": False, "reason": "draining"}, status=503)
+    if snapshot is None:
+        return web.json_response({"ready": False, "reason": "no rules loaded yet"}, status=503)
+    return web.json_response(
+        {
+            "ready": True,
+            "model_date": snapshot.model_date,
+            "rules": snapshot.header.rule_count,
+            "songs": snapshot.header.song_count,
+        }
+    )
+
+
+async def metrics_text(request: web.Request) -> web.Response:
+    """``GET /metrics``: Prometheus text exposition."""
+    metrics.show_snapshot(request.app[GATE].snapshot)
+    body, content_type = metrics.render()
+    return web.Response(body=body, headers={"Content-Type": content_type})
