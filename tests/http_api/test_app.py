@@ -1,0 +1,466 @@
+"""The HTTP application against a real server on loopback: contract, errors, draining, metrics.
+
+The gate is a plain test double of the HttpFrontend actor (the actors' own tests run them end
+to end); the snapshots are built from rules written and read back through mining.rulesfile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from aiohttp import ClientSession
+from aiohttp.test_utils import TestServer
+
+from http_api import metrics
+from http_api.app import init_app
+from http_api.recommender import Recommender
+from http_api.settings import Settings
+from http_api.state import Snapshot
+from mining.checkpoint import CHECKPOINT_FILENAME, Checkpoint, read_checkpoint, write_checkpoint
+from mining.rulesfile import (
+    RULES_FILENAME,
+    MiningParameters,
+    RuleSet,
+    RulesHeader,
+    pack_rules,
+    read_rules,
+    write_rules,
+)
+from mining.version import __version__
+
+SONGS = ("HUMBLE.", "DNA.", "Tyler, The Creator", "Ünïcödé", "City Of Stars", "plain")
+COUNTS = (95, 90, 80, 70, 60, 50)
+# (antecedent ids, consequent id, count(A ∪ c), count(A)) over 100 playlists.
+RULES = [
+    ((0,), 1, 72, 95),  # HUMBLE. → DNA.                confidence 0.758
+    ((0,), 2, 76, 95),  # HUMBLE. → Tyler, The Creator    0.8
+    ((0, 3), 4, 63, 70),  # HUMBLE., Ünïcödé → City Of Stars  0.9
+    ((1,), 0, 81, 90),  # DNA. → HUMBLE.                  0.9
+]
+FIRST_NS = 1_700_000_000_123_456_789
+SECOND_NS = 1_764_355_501_987_654_321
+SETTINGS = Settings(rules_wait_seconds=5.0, max_query_songs=1000, max_body_bytes=1024 * 1024)
+
+
+def build_snapshot(directory: Path, generated_ns: int) -> Snapshot:
+    """Write the rules and checkpoint as the miner would, read them back, index them."""
+    directory.mkdir(parents=True, exist_ok=True)
+    offsets, ante, cons, n, na = pack_rules(RULES)
+    header = RulesHeader(
+        package_version=__version__,
+        dataset_url="file:///data/playlists.csv",
+        generated_ns=generated_ns,
+        parameters=MiningParameters(min_support=0.025, min_confidence=0.7, max_len=8),
+        engine="test",
+        transactions=100,
+        song_count=len(SONGS),
+        rule_count=len(RULES),
+    )
+    ruleset = RuleSet(
+        header=header,
+        song_names=SONGS,
+        song_counts=np.array(COUNTS, dtype=np.uint32),
+        antecedent_offsets=offsets,
+        antecedent_songs=ante,
+        consequents=cons,
+        rule_counts=n,
+        antecedent_counts=na,
+    )
+    write_rules(directory / RULES_FILENAME, ruleset)
+    write_checkpoint(
+        directory / CHECKPOINT_FILENAME, Checkpoint(__version__, header.dataset_url, generated_ns)
+    )
+    loaded = read_rules(directory / RULES_FILENAME)
+    return Snapshot(
+        checkpoint=read_checkpoint(directory / CHECKPOINT_FILENAME),
+        header=loaded.header,
+        recommender=Recommender.from_ruleset(loaded),
+    )
+
+
+class Gate:
+    """The handlers' view of the rule server, as the HttpFrontend actor gives it."""
+
+    def __init__(self, snapshot: Snapshot | None = None) -> None:
+        self.snapshot = snapshot
+        self.draining = False
+        self.waits = 0
+        self._published = asyncio.Event()
+
+    def publish(self, snapshot: Snapshot) -> None:
+        """A snapshot pushed by the rule server."""
+        self.snapshot = snapshot
+        self._published.set()
+
+    async def wait_for_snapshot(self, timeout: float) -> Snapshot | None:
+        """Park until a snapshot is published or ``timeout`` passes."""
+        self.waits += 1
+        if self.snapshot is None:
+            try:
+                await asyncio.wait_for(self._published.wait(), timeout)
+            except TimeoutError:
+                return None
+        return self.snapshot
+
+
+Start = Callable[..., Awaitable[str]]
+
+
+@pytest.fixture
+async def start() -> AsyncIterator[Start]:
+    """Start a real server on a free loopback port; returns its base URL."""
+    servers: list[TestServer] = []
+
+    async def _start(gate: Gate, settings: Settings = SETTINGS) -> str:
+        server = TestServer(init_app(gate, settings), host="127.0.0.1")
+        await server.start_server()
+        servers.append(server)
+        return str(server.make_url("")).rstrip("/")
+
+    yield _start
+    for server in servers:
+        await server.close()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[ClientSession]:
+    """A client session (keep-alive, like a real client)."""
+    async with ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
+def snapshot(tmp_path: Path) -> Snapshot:
+    """The first rule set."""
+    return build_snapshot(tmp_path / "first", FIRST_NS)
+
+
+async def post_json(http: ClientSession, url: str, document: object) -> tuple[int, dict]:
+    async with http.post(f"{url}/api/recommend", json=document) as response:
+        assert response.content_type == "application/json"
+        return response.status, await response.json()
+
+
+async def raw_request(
+    url: str, request: bytes, *, then: bytes | None = None
+) -> tuple[int, dict[str, str], bytes, bool | None]:
+    """Send raw bytes; return status, headers, body and whether the connection was closed.
+
+    "Closed" is known only with ``then``: a second request sent on the same connection after
+    the answer, which a closed connection leaves unanswered.
+    """
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(request)
+        await writer.drain()
+        status, headers, body = await read_response(reader)
+        closed = None
+        if then is not None:
+            writer.write(then)
+            await writer.drain()
+            try:
+                await read_response(reader)
+                closed = False
+            except asyncio.IncompleteReadError:
+                closed = True
+        return status, headers, body, closed
+    finally:
+        writer.close()
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = {
+        name.lower(): value
+        for name, _, value in (line.partition(": ") for line in header_lines if line)
+    }
+    body = await reader.readexactly(int(headers["content-length"]))
+    return int(status_line.split()[1]), headers, body
+
+
+def http_post(path: str, body: bytes, extra: str = "") -> bytes:
+    head = f"POST {path} HTTP/1.1\r\nHost: t\r\nContent-Length: {len(body)}\r\n{extra}\r\n"
+    return head.encode() + body
+
+
+async def test_recommend_answers_the_rules_with_version_and_model_date(
+    start: Start, http: ClientSession, snapshot: Snapshot
+) -> None:
+    url = await start(Gate(snapshot))
+    status, answer = await post_json(http, url, {"songs": ["HUMBLE."], "limit": 3})
+    assert status == 200
+    # Rule-based by confidence (0.8, 0.758), then the most popular song not yet listed.
+    assert answer == {
+        "songs": ["Tyler, The Creator", "DNA.", "Ünïcödé"],
+        "version": __version__,
+        "model_date": "2023-11-14 22:13:20.123456",
+    }
+    status, answer = await post_json(http, url, {"songs": [" humble. ", "ÜNÏCÖDÉ"], "limit": 2})
+    assert (status, answer["songs"]) == (200, ["City Of Stars", "Tyler, The Creator"])
+    status, answer = await post_json(http, url, {"songs": ["not a known song"]})
+    assert status == 200
+    assert answer["songs"] == list(SONGS)  # all popular fill, most popular first
+    status, answer = await post_json(http, url, {"songs": ["DNA.", "DNA."], "limit": 1})
+    assert (status, answer["songs"]) == (200, ["HUMBLE."])
+
+
+async def test_content_type_is_not_required(start: Start, snapshot: Snapshot) -> None:
+    url = await start(Gate(snapshot))
+    request = http_post("/api/recommend", b'{"songs": ["DNA."], "limit": 1}', "")
+    status, headers, body, _ = await raw_request(url, request)
+    assert (status, json.loads(body)["songs"]) == (200, ["HUMBLE."])
+    assert headers["content-type"].startswith("application/json")
+    text_plain = http_post("/api/recommend", b'{"songs": ["DNA."]}', "Content-Type: text/plain\r\n")
+    assert (await raw_request(url, text_plain))[0] == 200
+
+
+async def test_gzip_request_bodies_are_accepted_and_broken_ones_are_a_400(
+    start: Start, snapshot: Snapshot
+) -> None:
+    url = await start(Gate(snapshot))
+    packed = gzip.compress(b'{"songs": ["DNA."], "limit": 1}')
+    status, _, body, _ = await raw_request(
+        url, http_post("/api/recommend", packed, "Content-Encoding: gzip\r\n")
+    )
+    assert (status, json.loads(body)["songs"]) == (200, ["HUMBLE."])
+    status, _, body, _ = await raw_request(
+        url, http_post("/api/recommend", b"not gzip at all", "Content-Encoding: gzip\r\n")
+    )
+    assert status == 400
+    assert "could not be read" in json.loads(body)["error"]
+
+
+async def test_healthz_never_depends_on_rules_and_readyz_does(
+    start: Start, http: ClientSession, snapshot: Snapshot
+) -> None:
+    gate = Gate()
+    url = await start(gate)
+    async with http.get(f"{url}/healthz") as response:
+        assert (response.status, await response.json()) == (200, {"status": "ok"})
+    async with http.get(f"{url}/readyz") as response:
+        assert response.status == 503
+        assert await response.json() == {"ready": False, "reason": "no rules loaded yet"}
+    gate.publish(snapshot)
+    async with http.get(f"{url}/readyz") as response:
+        assert response.status == 200
+        assert await response.json() == {
+            "ready": True,
+            "model_date": "2023-11-14 22:13:20.123456",
+            "rules": len(RULES),
+            "songs": len(SONGS),
+        }
+
+
+async def test_a_request_before_any_rules_is_held_and_answered_when_they_arrive(
+    start: Start, http: ClientSession, snapshot: Snapshot
+) -> None:
+    gate = Gate()
+    url = await start(gate)
+    pending = asyncio.ensure_future(post_json(http, url, {"songs": ["DNA."], "limit": 1}))
+    while gate.waits == 0:
+        await asyncio.sleep(0.01)
+    assert not pending.done()
+    gate.publish(snapshot)
+    status, answer = await asyncio.wait_for(pending, 5)
+    assert (status, answer["songs"]) == (200, ["HUMBLE."])
+
+
+async def test_no_rules_within_the_wait_budget_is_a_503_with_retry_after(
+    start: Start, http: ClientSession
+) -> None:
+    url = await start(Gate(), Settings(rules_wait_seconds=0.2))
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    async with http.post(f"{url}/api/recommend", json={"songs": ["DNA."]}) as response:
+        assert response.status == 503
+        assert response.headers["Retry-After"] == "1"
+        assert "no rules loaded yet" in (await response.json())["error"]
+    assert 0.2 <= loop.time() - began < 2
+
+
+async def test_bad_input_is_refused_before_waiting_for_rules(
+    start: Start, http: ClientSession
+) -> None:
+    gate = Gate()
+    url = await start(gate, Settings(rules_wait_seconds=30))
+    status, answer = await post_json(http, url, {"songs": []})
+    assert (status, gate.waits) == (400, 0)
+    assert "empty" in answer["error"]
+
+
+async def test_a_new_snapshot_is_served_from_the_next_request(
+    start: Start, http: ClientSession, snapshot: Snapshot, tmp_path: Path
+) -> None:
+    gate = Gate(snapshot)
+    url = await start(gate)
+    assert (await post_json(http, url, {"songs": ["DNA."]}))[1]["model_date"] == (
+        "2023-11-14 22:13:20.123456"
+    )
+    gate.publish(build_snapshot(tmp_path / "second", SECOND_NS))
+    assert (await post_json(http, url, {"songs": ["DNA."]}))[1]["model_date"] == (
+        "2025-11-28 18:45:01.987654"
+    )
+
+
+async def test_draining_turns_readyz_503_and_closes_every_connection(
+    start: Start, snapshot: Snapshot
+) -> None:
+    gate = Gate(snapshot)
+    url = await start(gate)
+    recommend = http_post("/api/recommend", b'{"songs": ["DNA."]}')
+    get_readyz = b"GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n"
+    get_healthz = b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"
+    status, headers, _, closed = await raw_request(url, recommend, then=get_healthz)
+    assert (status, headers.get("connection"), closed) == (200, None, False)
+
+    gate.draining = True
+    status, headers, body, closed = await raw_request(url, recommend, then=get_healthz)
+    assert (status, headers["connection"], closed) == (200, "close", True)
+    assert json.loads(body)["songs"][0] == "HUMBLE."
+    status, headers, body, closed = await raw_request(url, get_readyz, then=get_healthz)
+    assert (status, headers["connection"], closed) == (503, "close", True)
+    assert json.loads(body) == {"ready": False, "reason": "draining"}
+    status, headers, _, closed = await raw_request(url, get_healthz, then=get_healthz)
+    assert (status, headers["connection"], closed) == (200, "close", True)
+
+
+BIG = json.dumps({"songs": ["x" * 900] * 2400}).encode()  # 2.2 MB, valid JSON
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "expected"),
+    [
+        (b"songs=DNA.", 400, "not valid JSON"),
+        (b"", 400, "not valid JSON"),
+        (b'["DNA."]', 400, "must be a JSON object"),
+        (b'{"limit": 3}', 400, '"songs" is missing'),
+        (b'{"songs": "DNA."}', 400, '"songs" must be a list'),
+        (b'{"songs": ["DNA.", 7]}', 400, '"songs"[1] must be a string'),
+        (b'{"songs": []}', 400, '"songs" is empty'),
+        (json.dumps({"songs": [f"s{i}" for i in range(10_000)]}).encode(), 400, "maximum is 1000"),
+        (json.dumps({"songs": ["y" * 1001]}).encode(), 400, "the maximum is 1000"),
+        (b'{"songs": ["caf\xe9"]}', 400, "not valid UTF-8"),
+        (b'{"songs": ["DNA."], "limit": 0}', 400, '"limit" must be from 1 to 100'),
+        (b'{"songs": ["DNA."], "limit": 101}', 400, '"limit" must be from 1 to 100'),
+        (b'{"songs": ["DNA."], "limit": true}', 400, '"limit" must be an integer'),
+        (b'{"songs": ["DNA."], "limit": "3"}', 400, '"limit" must be an integer'),
+        (BIG, 413, "larger than 1048576 bytes"),
+    ],
+)
+async def test_each_bad_input_is_a_4xx_with_a_json_message(
+    start: Start, snapshot: Snapshot, body: bytes, status: int, expected: str
+) -> None:
+    url = await start(Gate(snapshot))
+    got, headers, answer, _ = await raw_request(url, http_post("/api/recommend", body))
+    assert got == status
+    assert headers["content-type"].startswith("application/json")
+    assert expected in json.loads(answer)["error"]
+
+
+async def test_a_chunked_body_over_the_limit_is_a_413(start: Start, snapshot: Snapshot) -> None:
+    url = await start(Gate(snapshot))
+    chunk = b"[" * 65536
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(32)) + b"0\r\n\r\n"
+    head = b"POST /api/recommend HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+    then = b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"
+    status, _, body, closed = await raw_request(url, head + chunks, then=then)
+    assert (status, closed) == (413, True)
+    assert json.loads(body) == {"error": "request body is larger than 1048576 bytes"}
+
+
+async def test_wrong_method_and_unknown_path_are_json_405_and_404(
+    start: Start, http: ClientSession, snapshot: Snapshot
+) -> None:
+    url = await start(Gate(snapshot))
+    async with http.get(f"{url}/api/recommend") as response:
+        assert response.status == 405
+        assert response.headers["Allow"] == "POST"
+        assert (await response.json())["error"] == "method GET is not allowed here; use POST"
+    async with http.put(f"{url}/healthz") as response:
+        assert response.status == 405
+        assert "not allowed" in (await response.json())["error"]
+    async with http.post(f"{url}/api/recommendations", json={"songs": ["DNA."]}) as response:
+        assert response.status == 404
+        assert "no such endpoint" in (await response.json())["error"]
+
+
+async def test_a_bug_in_a_handler_is_a_json_500(start: Start, snapshot: Snapshot) -> None:
+    # A snapshot without a recommender makes the handler raise, as a genuine bug would.
+    broken = Snapshot(checkpoint=snapshot.checkpoint, header=snapshot.header, recommender=None)  # type: ignore[arg-type]
+    url = await start(Gate(broken))
+    before = sample("http_requests_total", route="/api/recommend", status="500")
+    status, _, body, _ = await raw_request(url, http_post("/api/recommend", b'{"songs": ["a"]}'))
+    assert (status, json.loads(body)) == (500, {"error": "internal server error"})
+    assert sample("http_requests_total", route="/api/recommend", status="500") == before + 1
+
+
+def sample(name: str, **labels: str) -> float:
+    """The current value of one series in the server's registry (0 when absent)."""
+    return metrics.REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_metrics_count_requests_and_describe_the_rules(
+    start: Start, http: ClientSession, snapshot: Snapshot
+) -> None:
+    gate = Gate()
+    url = await start(gate)
+    ok = sample("http_requests_total", route="/api/recommend", status="200")
+    bad = sample("http_requests_total", route="/api/recommend", status="400")
+    unmatched = sample("http_requests_total", route="unmatched", status="404")
+    timed = sample("http_request_duration_seconds_count", route="/api/recommend")
+    reloads = sample("recommender_rule_reloads_total")
+    failures = sample("recommender_rule_reload_failures_total")
+
+    async with http.get(f"{url}/metrics") as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/plain")
+        text = await response.text()
+    assert re.search(r"^recommender_rules_loaded 0\.0$", text, re.MULTILINE)
+
+    gate.publish(snapshot)
+    metrics.record_reload_succeeded(snapshot)
+    metrics.record_reload_failed()
+    for _ in range(3):
+        assert (await post_json(http, url, {"songs": ["DNA."]}))[0] == 200
+    assert (await post_json(http, url, {"songs": 5}))[0] == 400
+    async with http.get(f"{url}/{'x' * 50}") as response:
+        assert response.status == 404
+
+    async with http.get(f"{url}/metrics") as response:
+        text = await response.text()
+    assert re.search(r"^recommender_rules_loaded 4\.0$", text, re.MULTILINE)
+    assert re.search(r"^recommender_songs_loaded 6\.0$", text, re.MULTILINE)
+    assert re.search(
+        r"^recommender_model_generated_timestamp_seconds 1\.70000000012345\d*e\+09$",
+        text,
+        re.MULTILINE,
+    )
+    assert "process_resident_memory_bytes" in text
+    assert sample("http_requests_total", route="/api/recommend", status="200") == ok + 3
+    assert sample("http_requests_total", route="/api/recommend", status="400") == bad + 1
+    assert sample("http_requests_total", route="unmatched", status="404") == unmatched + 1
+    assert sample("http_request_duration_seconds_count", route="/api/recommend") == timed + 4
+    assert sample("recommender_rule_reloads_total") == reloads + 1
+    assert sample("recommender_rule_reload_failures_total") == failures + 1
+
+
+async def test_max_body_bytes_bounds_both_sized_and_chunked_bodies(start: Start) -> None:
+    url = await start(Gate(), Settings(max_body_bytes=4096, rules_wait_seconds=0))
+    body = json.dumps({"songs": ["z" * 100] * 41}).encode()
+    assert len(body) > 4096
+    expected = {"error": "request body is larger than 4096 bytes"}
+    status, _, answer, _ = await raw_request(url, http_post("/api/recommend", body))
+    assert (status, json.loads(answer)) == (413, expected)
+    head = b"POST /api/recommend HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+    chunked = head + b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+    status, _, answer, _ = await raw_request(url, chunked)
+    assert (status, json.loads(answer)) == (413, expected)
