@@ -1,0 +1,278 @@
+"""The client against the real `python -m http_api`, serving rules from `python -m mining`."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
+
+import aiohttp
+import pytest
+
+from client.record import Sample, format_time, read_samples
+from mining.checkpoint import CHECKPOINT_FILENAME, read_checkpoint
+from mining.version import __version__
+
+if TYPE_CHECKING:
+    from conftest import RunClient, StartClient
+
+REPO = Path(__file__).resolve().parents[2]
+PACKAGES = ("actors", "client", "http_api", "mining")
+# A song of the bundled sample dataset that has rules.
+SONG = "Wonderful"
+
+pytestmark = pytest.mark.skipif(
+    not (REPO / "http_api" / "__main__.py").exists(),
+    reason="http_api/__main__.py has not landed yet: no real server to test against",
+)
+
+
+async def wait_for(condition: Callable[[], bool], what: str, timeout: float = 20) -> None:
+    """Poll `condition` every 20 ms; fail naming `what` after `timeout` seconds."""
+    try:
+        async with asyncio.timeout(timeout):
+            while not condition():
+                await asyncio.sleep(0.02)
+    except TimeoutError:
+        pytest.fail(f"timed out after {timeout} s waiting for {what}")
+
+
+def mine(data_dir: Path, **env: str) -> str:
+    """Run `python -m mining` into data_dir (bundled sample); return the new model_date."""
+    result = subprocess.run(
+        [sys.executable, "-m", "mining"],
+        cwd=REPO,
+        env={**os.environ, "DATA_DIR": str(data_dir), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return read_checkpoint(data_dir / CHECKPOINT_FILENAME).model_date
+
+
+class RealServer:
+    """`python -m http_api` as a subprocess, from the repository or a copy of it."""
+
+    def __init__(self, port: int, data_dir: Path, log_path: Path, source: Path = REPO) -> None:
+        self.port = port
+        self.data_dir = data_dir
+        self.source = source
+        self.log_path = log_path
+        self.process: asyncio.subprocess.Process | None = None
+        self._log: IO[bytes] | None = None
+
+    async def start(self) -> None:
+        """Start the server and wait until /readyz says the rules are loaded."""
+        self._log = self.log_path.open("ab")
+        env = {
+            **os.environ,
+            "HOST": "127.0.0.1",
+            "PORT": str(self.port),
+            "DATA_DIR": str(self.data_dir),
+            # A quick stop: these tests time the client, not the drain.
+            "DRAIN_SECONDS": "0",
+            "SHUTDOWN_TIMEOUT_SECONDS": "1",
+            "PYTHONPATH": str(self.source),
+        }
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "http_api",
+            cwd=self.source,
+            env=env,
+            stdout=self._log,
+            stderr=self._log,
+        )
+        async with aiohttp.ClientSession() as session:
+            await self._ready(session)
+
+    async def _ready(self, session: aiohttp.ClientSession) -> None:
+        url = f"http://127.0.0.1:{self.port}/readyz"
+        async with asyncio.timeout(30):
+            while True:
+                assert self.process is not None
+                if self.process.returncode is not None:
+                    pytest.fail(f"server exited: {self.log_path.read_text()}")
+                try:
+                    async with session.get(url) as response:
+                        if response.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.05)
+
+    async def stop(self) -> None:
+        """SIGTERM and wait for the exit."""
+        if self.process is not None and self.process.returncode is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.process.wait(), 20)
+            except TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+@pytest.fixture
+async def servers() -> AsyncIterator[list[RealServer]]:
+    """Servers the test starts; all stopped at teardown."""
+    started: list[RealServer] = []
+    try:
+        yield started
+    finally:
+        for server in started:
+            await server.stop()
+
+
+@pytest.fixture(scope="module")
+def mined_once(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Rules mined once per module from the bundled sample (mining takes seconds)."""
+    data_dir = tmp_path_factory.mktemp("mined") / "ml-data"
+    data_dir.mkdir()
+    mine(data_dir)
+    return data_dir
+
+
+@pytest.fixture
+def mined(mined_once: Path, tmp_path: Path) -> tuple[Path, str]:
+    """This test's own DATA_DIR with those rules, and their model_date."""
+    data_dir = tmp_path / "ml-data"
+    shutil.copytree(mined_once, data_dir)
+    return data_dir, read_checkpoint(data_dir / CHECKPOINT_FILENAME).model_date
+
+
+async def test_one_shot_against_the_real_server(
+    mined: tuple[Path, str],
+    servers: list[RealServer],
+    tmp_path: Path,
+    run_client: RunClient,
+    closed_port: int,
+) -> None:
+    data_dir, model_date = mined
+    server = RealServer(closed_port, data_dir, tmp_path / "server.log")
+    servers.append(server)
+    await server.start()
+    port = str(server.port)
+
+    result = await run_client("127.0.0.1", port, SONG)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[:2] == [
+        f"Recommendation server v{__version__} with model from {model_date}.",
+        "Song recommendations:",
+    ]
+    songs = lines[2:]
+    assert len(songs) == 10  # the server's default limit
+    assert all(song.startswith("    ") and song.strip() for song in songs)
+    assert SONG not in [song.strip() for song in songs]
+
+    as_json = await run_client("--json", "--url", f"http://127.0.0.1:{port}", SONG)
+    reply = json.loads(as_json.stdout)
+    assert reply["songs"] == [song.strip() for song in songs]
+    assert (reply["version"], reply["model_date"]) == (__version__, model_date)
+
+    rejected = await run_client("--limit", "1000", "127.0.0.1", port, SONG)
+    assert rejected.returncode == 5
+    assert rejected.stderr.startswith("error: server rejected the request (400 Bad Request): ")
+    assert "limit" in rejected.stderr
+
+
+def copy_with_version(destination: Path, version: str) -> Path:
+    """A copy of the source tree whose mining/version.py says `version`."""
+    for package in PACKAGES:
+        shutil.copytree(
+            REPO / package, destination / package, ignore=shutil.ignore_patterns("__pycache__")
+        )
+    (destination / "mining" / "version.py").write_text(f'__version__ = "{version}"\n')
+    return destination
+
+
+def csv_samples(path: Path) -> list[Sample]:
+    if not path.exists():
+        return []
+    # The client may be writing the last row right now: drop a partial line.
+    text = path.read_text()
+    complete = text[: text.rfind("\n") + 1]
+    return list(read_samples(io.StringIO(complete, newline=""))) if complete else []
+
+
+@pytest.mark.slow
+async def test_continuous_sees_a_restart_with_a_new_version_and_a_new_model(
+    mined: tuple[Path, str],
+    servers: list[RealServer],
+    tmp_path: Path,
+    start_client: StartClient,
+    closed_port: int,
+) -> None:
+    data_dir, first_model = mined
+    new_version = f"{__version__}+rollout"
+    old = RealServer(closed_port, data_dir, tmp_path / "old.log")
+    new = RealServer(
+        closed_port,
+        data_dir,
+        tmp_path / "new.log",
+        copy_with_version(tmp_path / "src", new_version),
+    )
+    servers.extend([old, new])
+    await old.start()
+
+    output = tmp_path / "rollout.csv"
+    client = await start_client(
+        "-c", "--interval", "0.05", "--output", str(output), "127.0.0.1", str(old.port), SONG
+    )
+
+    def rows() -> list[Sample]:
+        return csv_samples(output)
+
+    await wait_for(lambda: len(rows()) >= 3, "three rows from the first server")
+    await old.stop()
+    await wait_for(lambda: sum(s.failed for s in rows()) >= 3, "three failed requests")
+    await new.start()
+    await wait_for(lambda: any(s.version == new_version for s in rows()), "the new version")
+    # The miner runs in a thread: the client and the server are observed meanwhile.
+    second_model = await asyncio.to_thread(mine, data_dir, MIN_SUPPORT="0.03")
+    assert second_model != first_model
+    await wait_for(lambda: any(s.model_date == second_model for s in rows()), "the new model")
+
+    client.send_signal(signal.SIGINT)
+    _, stderr_bytes = await asyncio.wait_for(client.communicate(), 20)
+    assert client.returncode == 0
+    stderr = stderr_bytes.decode()
+
+    samples = rows()
+    versions = [sample.version for sample in samples]
+    first_failure = versions.index(None)
+    back = versions.index(new_version)
+    # Every request has a row: the old version, only failures, then only the new one.
+    assert set(versions[:first_failure]) == {__version__}
+    assert set(versions[first_failure:back]) == {None}
+    assert set(versions[back:]) == {new_version}
+    model_switch = [sample.model_date for sample in samples].index(second_model)
+    assert model_switch > back
+    assert {sample.model_date for sample in samples[back:model_switch]} == {first_model}
+
+    outage = f"{format_time(samples[first_failure].time)} to {format_time(samples[back - 1].time)}"
+    assert f"longest failure run: {back - first_failure} failed requests from {outage}" in stderr
+    assert f"next success at {format_time(samples[back].time)}" in stderr
+    assert (
+        f"version changed at {format_time(samples[back].time)}: {__version__} -> {new_version}"
+        in stderr
+    )
+    assert (
+        f"model_date changed at {format_time(samples[model_switch].time)}: "
+        f"{first_model} -> {second_model}"
+    ) in stderr
+    assert f"requests: {len(samples)}, failed: {back - first_failure}, skipped ticks: " in stderr
+    assert "Connection refused" in stderr
