@@ -1,0 +1,269 @@
+"""HttpFrontend: the actor that owns the asyncio loop thread and the aiohttp server on it.
+
+Mopidy's HttpFrontend pattern: the actor's own thread handles messages, a second thread runs
+the event loop, and the two meet only through ``loop.call_soon_threadsafe``. Nothing on the
+loop ever waits for a pykka future: ``await``-ing one is ``yield; return self.get()``, a
+blocking get that freezes every request (DESIGN.md §2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pykka
+from aiohttp import web
+
+from actors.messages import (
+    GetSnapshot,
+    Ping,
+    RuleServerRestarted,
+    SnapshotChanged,
+    StartDraining,
+    Subscribe,
+)
+from http_api.settings import Settings
+from http_api.state import RulesGate, Snapshot
+
+log = logging.getLogger(__name__)
+
+AppFactory = Callable[[RulesGate, Settings], web.Application]
+# Binding is done by the supervisor; starting the app on a bound socket takes milliseconds.
+START_TIMEOUT_SECONDS = 30.0
+
+
+class LoopGate:
+    """The :class:`RulesGate` the handlers see; it lives on the event loop and only there."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, rule_server: pykka.ActorRef[Any]) -> None:
+        self._loop = loop
+        self._rule_server = rule_server
+        self._snapshot: Snapshot | None = None
+        self._draining = False
+        self._waiters: set[asyncio.Future[Snapshot | None]] = set()
+
+    @property
+    def snapshot(self) -> Snapshot | None:
+        """The newest snapshot pushed by the RuleServer, or None before the first."""
+        return self._snapshot
+
+    @property
+    def draining(self) -> bool:
+        """True from SIGTERM on."""
+        return self._draining
+
+    def set_snapshot(self, snapshot: Snapshot) -> None:
+        """Serve ``snapshot`` from now on and wake every request waiting for a first one."""
+        self._snapshot = snapshot
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(snapshot)
+
+    def set_rule_server(self, rule_server: pykka.ActorRef[Any]) -> None:
+        """Send later GetSnapshot calls to this RuleServer (the supervisor restarted it)."""
+        self._rule_server = rule_server
+
+    def start_draining(self) -> None:
+        """Report not-ready and close connections from now on."""
+        self._draining = True
+
+    async def wait_for_snapshot(self, timeout: float) -> Snapshot | None:
+        """The snapshot, waiting up to ``timeout`` s for the first one (a deferred reply)."""
+        if self._snapshot is not None or timeout <= 0:
+            return self._snapshot
+        waiter: asyncio.Future[Snapshot | None] = self._loop.create_future()
+        self._waiters.add(waiter)
+        loop = self._loop
+
+        def settle(snapshot: Snapshot | None) -> None:
+            if not waiter.done():
+                waiter.set_result(snapshot)
+
+        def reply(snapshot: Snapshot | None) -> None:
+            # Runs on the RuleServer's thread: hand over, never touch the future there.
+            loop.call_soon_threadsafe(settle, snapshot)
+
+        try:
+            # A dead RuleServer's replacement pushes the first snapshot it loads, waking us.
+            with contextlib.suppress(pykka.ActorDeadError):
+                self._rule_server.tell(GetSnapshot(reply=reply, timeout_seconds=timeout))
+            try:
+                return await asyncio.wait_for(waiter, timeout)
+            except TimeoutError:
+                return self._snapshot
+        finally:
+            self._waiters.discard(waiter)
+
+
+class LoopLagProbe:
+    """How late the loop wakes a sleeping task: the longest any callback kept it busy.
+
+    A lag above ``warn_seconds`` is logged as a warning; at DEBUG level the largest lag of each
+    ``report_seconds`` window is logged too (the reload benchmark reads those lines).
+    """
+
+    def __init__(
+        self, interval: float = 0.01, warn_seconds: float = 0.1, report_seconds: float = 1.0
+    ) -> None:
+        self.interval = interval
+        self.warn_seconds = warn_seconds
+        self.report_seconds = report_seconds
+
+    async def run(self) -> None:
+        """Sample forever (until cancelled)."""
+        loop = asyncio.get_running_loop()
+        window_start, window_max = loop.time(), 0.0
+        while True:
+            before = loop.time()
+            await asyncio.sleep(self.interval)
+            now = loop.time()
+            lag = max(now - before - self.interval, 0.0)
+            if lag >= self.warn_seconds:
+                log.warning("event loop was blocked for %.0f ms", lag * 1000)
+            window_max = max(window_max, lag)
+            if now - window_start >= self.report_seconds:
+                log.debug(
+                    "event loop lag: max %.1f ms over %.2f s",
+                    window_max * 1000,
+                    now - window_start,
+                )
+                window_start, window_max = now, 0.0
+
+
+class HttpFrontend(pykka.ThreadingActor):
+    """Serves the aiohttp app on ``listener`` from its own event loop thread.
+
+    The socket is bound by the supervisor and handed over (a ``dup``), so a restarted frontend
+    serves the same port and clients meanwhile wait in the listen backlog instead of being
+    refused.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        listener: socket.socket,
+        rule_server: pykka.ActorRef[Any],
+        app_factory: AppFactory,
+    ) -> None:
+        super().__init__()
+        self._settings = settings
+        self._listener = listener
+        self._rule_server = rule_server
+        self._app_factory = app_factory
+        self._loop = asyncio.new_event_loop()
+        self._gate = LoopGate(self._loop, rule_server)
+        self._runner: web.AppRunner | None = None
+        self._probe: asyncio.Task[None] | None = None
+        self._start_error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+
+    def on_start(self) -> None:
+        """Start the loop thread and the server on it; subscribe to snapshots."""
+        started = threading.Event()
+        # Daemon as a last resort only: _close() ends and joins it on every way out.
+        self._thread = threading.Thread(
+            target=self._run_loop, args=(started,), name="http-frontend-loop", daemon=True
+        )
+        self._thread.start()
+        if not started.wait(START_TIMEOUT_SECONDS):
+            raise RuntimeError("the HTTP server did not start in time")
+        if self._start_error is not None:
+            raise RuntimeError(f"the HTTP server did not start: {self._start_error}")
+        self._subscribe()
+
+    def on_stop(self) -> None:
+        """Stop listening, let in-flight requests finish (shutdown timeout), end the loop."""
+        self._close()
+
+    def on_failure(self, *_exc_info: object) -> None:
+        """Same as stopping: the supervisor starts a fresh frontend on the same socket."""
+        self._close()
+
+    def on_receive(self, message: Any) -> Any:
+        """Dispatch one message; an error is logged and serving goes on."""
+        # A one-way message whose handler raises kills a pykka actor without a word.
+        try:
+            return self._handle(message)
+        except Exception:
+            log.exception("http frontend: handling %s failed", type(message).__name__)
+            return None
+
+    def _handle(self, message: Any) -> Any:
+        match message:
+            case Ping():
+                return True
+            case SnapshotChanged(snapshot=snapshot):
+                self._loop.call_soon_threadsafe(self._gate.set_snapshot, snapshot)
+            case RuleServerRestarted(rule_server=rule_server):
+                self._rule_server = rule_server
+                self._loop.call_soon_threadsafe(self._gate.set_rule_server, rule_server)
+                self._subscribe()
+            case StartDraining():
+                self._loop.call_soon_threadsafe(self._gate.start_draining)
+            case _:
+                log.warning("http frontend: unexpected message %r", message)
+        return None
+
+    def _subscribe(self) -> None:
+        # A dead RuleServer is restarted by the supervisor, which tells us the new one.
+        with contextlib.suppress(pykka.ActorDeadError):
+            self._rule_server.tell(Subscribe(self.actor_ref))
+
+    # -- the loop thread ----------------------------------------------------------------------
+
+    def _run_loop(self, started: threading.Event) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(self._start_serving())
+        except BaseException as exc:
+            self._start_error = exc
+            with contextlib.suppress(Exception):
+                self._loop.run_until_complete(self._stop_serving())
+            self._listener.close()
+            self._loop.close()
+            started.set()
+            return
+        started.set()
+        try:
+            self._loop.run_forever()
+        finally:
+            self._loop.run_until_complete(self._loop.shutdown_asyncgens())
+            self._loop.close()
+
+    async def _start_serving(self) -> None:
+        app = self._app_factory(self._gate, self._settings)
+        self._runner = web.AppRunner(
+            app,
+            handle_signals=False,
+            shutdown_timeout=self._settings.shutdown_timeout_seconds,
+            # Requests are counted and timed in /metrics; a log line each would cost more
+            # than the recommendation.
+            access_log=None,
+        )
+        await self._runner.setup()
+        await web.SockSite(self._runner, self._listener).start()
+        self._probe = asyncio.get_running_loop().create_task(LoopLagProbe().run())
+
+    async def _stop_serving(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
+        if self._runner is not None:
+            # Closes the listener, then gives in-flight requests the shutdown timeout.
+            await self._runner.cleanup()
+
+    def _close(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            return
+        stopping = asyncio.run_coroutine_threadsafe(self._stop_serving(), self._loop)
+        # aiohttp waits up to the timeout for a handler, then up to it again for its cancel.
+        try:
+            stopping.result(timeout=2 * self._settings.shutdown_timeout_seconds + 5)
+        except Exception:
+            log.exception("http frontend: stopping the server failed")
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)

@@ -1,0 +1,132 @@
+"""Rule sets for tests, written to a DATA_DIR the way the miner commits them.
+
+``small_ruleset`` is a hand-made set whose recommendations are easy to predict;
+``synthetic_ruleset`` builds hundreds of thousands of rules with numpy (no Python object per
+rule) for reload-under-load tests. ``write_model`` writes the rules file, then the checkpoint:
+the checkpoint is the commit marker, exactly as ``python -m mining`` does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from mining.checkpoint import CHECKPOINT_FILENAME, Checkpoint, write_checkpoint
+from mining.rulesfile import (
+    RULES_FILENAME,
+    MiningParameters,
+    RuleSet,
+    RulesHeader,
+    pack_rules,
+    write_rules,
+)
+
+VERSION = "9.9.9"
+DATASET_URL = "file:///data/test%20playlists.csv"
+FIRST_NS = 1_700_000_000_123_456_789
+
+SONGS = ("Hey Jude", "Let It Be", "Yesterday", "Imagine", "Help!")
+SONG_COUNTS = (90, 80, 70, 60, 50)
+# (antecedent ids, consequent id, count(A ∪ c), count(A)): "Hey Jude" → "Yesterday" (0.9),
+# "Hey Jude" → "Imagine" (0.8), {"Hey Jude", "Let It Be"} → "Help!" (1.0).
+RULES = (((0,), 2, 81, 90), ((0,), 3, 72, 90), ((0, 1), 4, 40, 40))
+
+
+def _header(
+    generated_ns: int, songs: int, rules: int, transactions: int, version: str
+) -> RulesHeader:
+    return RulesHeader(
+        package_version=version,
+        dataset_url=DATASET_URL,
+        generated_ns=generated_ns,
+        parameters=MiningParameters(min_support=0.025, min_confidence=0.7, max_len=8),
+        engine="test",
+        transactions=transactions,
+        song_count=songs,
+        rule_count=rules,
+    )
+
+
+def small_ruleset(
+    generated_ns: int = FIRST_NS,
+    rules: Sequence[tuple[Sequence[int], int, int, int]] = RULES,
+    version: str = VERSION,
+) -> RuleSet:
+    """Five Beatles-ish songs and three rules (see RULES)."""
+    offsets, ante, cons, counts, ante_counts = pack_rules(rules)
+    return RuleSet(
+        header=_header(generated_ns, len(SONGS), len(rules), 100, version),
+        song_names=SONGS,
+        song_counts=np.array(SONG_COUNTS, dtype=np.uint32),
+        antecedent_offsets=offsets,
+        antecedent_songs=ante,
+        consequents=cons,
+        rule_counts=counts,
+        antecedent_counts=ante_counts,
+    )
+
+
+def synthetic_ruleset(
+    n_rules: int, n_songs: int = 5000, generated_ns: int = FIRST_NS, seed: int = 0
+) -> RuleSet:
+    """About ``n_rules`` distinct rules with 1-3 antecedent songs over Zipf-like popularity."""
+    rng = np.random.default_rng(seed)
+    transactions = 100_000
+    song_counts = (transactions * 0.4 / (np.arange(n_songs) + 1) ** 0.5).astype(np.int64) + 10
+    draws = rng.integers(0, n_songs, size=(int(n_rules * 1.3) + 100, 4))
+    ordered = np.sort(draws, axis=1)
+    draws = draws[(ordered[:, 1:] != ordered[:, :-1]).all(axis=1)]
+    lengths = rng.choice([1, 2, 3], size=len(draws), p=[0.2, 0.5, 0.3])
+    antecedents = draws[:, :3].copy()
+    unused = np.arange(3)[None, :] >= lengths[:, None]
+    antecedents[unused] = n_songs  # padding sorts last
+    antecedents.sort(axis=1)
+    rows = np.column_stack([antecedents, draws[:, 3]])
+    first = np.sort(np.unique(rows, axis=0, return_index=True)[1])[:n_rules]
+    antecedents, consequents, lengths = antecedents[first], draws[first, 3], lengths[first]
+    used = antecedents < n_songs
+    padded_counts = np.where(used, song_counts[np.minimum(antecedents, n_songs - 1)], 1 << 40)
+    ante_counts = np.maximum(
+        (padded_counts.min(axis=1) * rng.uniform(0.3, 1.0, len(first))).astype(np.int64), 1
+    )
+    rule_counts = np.clip(
+        np.ceil(ante_counts * rng.uniform(0.7, 1.0, len(first))).astype(np.int64), 1, ante_counts
+    )
+    offsets = np.zeros(len(first) + 1, dtype=np.uint32)
+    offsets[1:] = np.cumsum(lengths)
+    return RuleSet(
+        header=_header(generated_ns, n_songs, len(first), transactions, VERSION),
+        song_names=tuple(f"song {i:05d}" for i in range(n_songs)),
+        song_counts=song_counts.astype(np.uint32),
+        antecedent_offsets=offsets,
+        antecedent_songs=antecedents[used].astype(np.uint32),
+        consequents=consequents.astype(np.uint32),
+        rule_counts=rule_counts.astype(np.uint32),
+        antecedent_counts=ante_counts.astype(np.uint32),
+    )
+
+
+def regenerated(ruleset: RuleSet, generated_ns: int) -> RuleSet:
+    """The same rules as if mined again at ``generated_ns``."""
+    header = dataclasses.replace(ruleset.header, generated_ns=generated_ns)
+    return dataclasses.replace(ruleset, header=header)
+
+
+def checkpoint_of(ruleset: RuleSet) -> Checkpoint:
+    """The checkpoint that commits ``ruleset``."""
+    h = ruleset.header
+    return Checkpoint(
+        version=h.package_version, dataset_url=h.dataset_url, generated_ns=h.generated_ns
+    )
+
+
+def write_model(data_dir: Path, ruleset: RuleSet) -> Checkpoint:
+    """Write the rules file, then the checkpoint (the commit marker), atomically."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    write_rules(data_dir / RULES_FILENAME, ruleset)
+    checkpoint = checkpoint_of(ruleset)
+    write_checkpoint(data_dir / CHECKPOINT_FILENAME, checkpoint)
+    return checkpoint
