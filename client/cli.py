@@ -7,6 +7,7 @@ import asyncio
 import enum
 import json
 import math
+import os
 import sys
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
@@ -293,6 +294,12 @@ def _continuous(command: RequestCommand, options: ContinuousOptions) -> int:
             except OSError as err:
                 return _fail(f"cannot write {command.output}: {err.strerror}", ExitCode.FILE_ERROR)
         summary = asyncio.run(run_until_signalled(command.query, options, out, sys.stderr))
+        try:
+            out.flush()
+        except BrokenPipeError:
+            # The reader is gone; point the descriptor at /dev/null so the
+            # interpreter's own flush at exit does not print a traceback.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
     print("--- summary ---", file=sys.stderr)
     print(format_summary(summary), file=sys.stderr)
     return ExitCode.OK

@@ -78,8 +78,14 @@ async def measure(
         for event in builder.add(sample):
             print(_log_line(event), file=log, flush=True)
         if row_filter is None or row_filter.keep(sample):
-            writer.writerow(format_row(sample))
-            out.flush()
+            try:
+                writer.writerow(format_row(sample))
+                out.flush()
+            except BrokenPipeError:
+                # `| head` and the like: whoever read the rows is gone, so stop
+                # measuring as if interrupted; the summary still goes to the log.
+                print("the CSV output was closed (broken pipe): stopping", file=log, flush=True)
+                break
         tick = next_tick(start, options.interval, tick.index, loop.time())
     return builder.summary()
 
@@ -100,8 +106,8 @@ async def _request_unless_stopped(
     # The CSV keeps milliseconds; so does the live summary, so both agree.
     now = datetime.now(UTC)
     sent_at = now.replace(microsecond=now.microsecond // 1000 * 1000)
-    request = asyncio.ensure_future(recommend(session, query))
-    stopped = asyncio.ensure_future(stop.wait())
+    request = asyncio.create_task(recommend(session, query))
+    stopped = asyncio.create_task(stop.wait())
     await asyncio.wait((request, stopped), return_when=asyncio.FIRST_COMPLETED)
     stopped.cancel()
     if not request.done():

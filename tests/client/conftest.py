@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
 import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -181,3 +182,28 @@ async def start_client() -> AsyncIterator[StartClient]:
             if process.returncode is None:
                 process.kill()
                 await process.wait()
+
+
+RunPipeline = Callable[..., Awaitable[Completed]]
+
+
+@pytest.fixture
+def run_pipeline() -> RunPipeline:
+    """`await run_pipeline(reader, *args)`: bash runs `client ARGS | READER`; client's status."""
+
+    async def run(reader: str, *args: str, timeout: float = 30) -> Completed:
+        command = " ".join(shlex.quote(word) for word in client_command(args))
+        shell = await asyncio.create_subprocess_exec(
+            "/bin/bash",
+            "-c",
+            f"{command} | {reader}; exit ${{PIPESTATUS[0]}}",
+            cwd=REPO,
+            env=client_env(),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        stdout, stderr = await asyncio.wait_for(shell.communicate(), timeout)
+        assert shell.returncode is not None
+        return Completed(shell.returncode, stdout.decode(), stderr.decode())
+
+    return run

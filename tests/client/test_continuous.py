@@ -19,7 +19,7 @@ from client.record import read_samples
 from client.summary import FailureRun, Summary
 
 if TYPE_CHECKING:
-    from conftest import FakeServer, RunClient, StartClient
+    from conftest import FakeServer, RunClient, RunPipeline, StartClient
 
 
 async def wait_for(condition: Callable[[], bool], timeout: float = 10) -> None:
@@ -217,3 +217,16 @@ async def test_an_unwritable_output_file_is_a_file_error(
     result = await run_client("-c", "--output", str(target), "127.0.0.1", str(closed_port), "x")
     assert result.returncode == 8
     assert result.stderr == f"error: cannot write {target}: No such file or directory\n"
+
+
+async def test_a_closed_pipe_ends_the_run_with_the_summary(
+    fake_server: FakeServer, run_pipeline: RunPipeline
+) -> None:
+    # `head` exits after two lines; the client's next row hits a closed pipe.
+    result = await run_pipeline(
+        "head -n 2", "-c", "--interval", "0.02", "127.0.0.1", str(fake_server.port), "Yellow"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == "time,response_time,version,model_date"
+    assert "the CSV output was closed (broken pipe): stopping\n--- summary ---\n" in result.stderr
+    assert "Traceback" not in result.stderr
