@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from client.cli import ExitCode
+from client.cli import ExitCode, main, parse_request_command
+from client.continuous import ContinuousOptions
 
 if TYPE_CHECKING:
     from conftest import FakeServer, RunClient
@@ -124,10 +125,26 @@ async def test_error_replies_give_one_line_and_their_exit_code(
         (["-c", "--json", "h", "1", "Yellow"], "--json applies to one-shot requests"),
     ],
 )
-async def test_usage_errors_exit_2_naming_the_problem(
-    run_client: RunClient, args: list[str], complaint: str
+def test_usage_errors_exit_2_naming_the_problem(
+    capsys: pytest.CaptureFixture[str], args: list[str], complaint: str
 ) -> None:
-    result = await run_client(*args)
-    assert result.returncode == ExitCode.USAGE
-    assert complaint in result.stderr
-    assert result.stdout == ""
+    with pytest.raises(SystemExit) as exited:
+        main(args)
+    assert exited.value.code == ExitCode.USAGE
+    captured = capsys.readouterr()
+    assert complaint in captured.err
+    assert captured.out == ""
+
+
+def test_options_after_songs_and_defaults_are_understood() -> None:
+    command = parse_request_command(["h", "52004", "A", "--limit", "5", "B", "-c", "--count", "2"])
+    assert command.query.songs == ("A", "B")
+    assert (command.query.limit, command.query.timeout) == (5, 1.0)
+    assert str(command.query.url) == "http://h:52004/api/recommend"
+    assert command.continuous == ContinuousOptions(
+        interval=1.0, count=2, duration=None, changes_only=False
+    )
+    ipv6 = parse_request_command(["::1", "8080", "A"])
+    assert str(ipv6.query.url) == "http://[::1]:8080/api/recommend"
+    endpoint = parse_request_command(["--url", "https://x.example/api/recommend", "A"])
+    assert str(endpoint.query.url) == "https://x.example/api/recommend"

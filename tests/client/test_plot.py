@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from client.cli import ExitCode, main
 from client.plot import Annotation, plot_run
 from client.record import CSV_HEADER, Sample, format_row
 from client.summary import FailureRun
@@ -93,15 +94,14 @@ async def test_plot_command_writes_the_png_and_prints_the_summary(
         ("time,response_time,version,model_date\n", "{source} has a header but no rows to plot"),
     ],
 )
-async def test_plot_command_rejects_unusable_input(
-    run_client: RunClient, tmp_path: Path, content: str | None, message: str
+def test_plot_command_rejects_unusable_input(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, content: str | None, message: str
 ) -> None:
     source = tmp_path / "run.csv"
     if content is not None:
         source.write_text(content)
-    result = await run_client("plot", str(source), "-o", str(tmp_path / "out.png"))
-    assert result.returncode == 8
-    assert result.stderr == "error: " + message.format(source=source) + "\n"
+    assert main(["plot", str(source), "-o", str(tmp_path / "out.png")]) == ExitCode.FILE_ERROR
+    assert capsys.readouterr().err == "error: " + message.format(source=source) + "\n"
     assert not (tmp_path / "out.png").exists()
 
 
