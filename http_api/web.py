@@ -1,0 +1,104 @@
+"""The page at ``/`` (static files, no build step) and ``GET /api/songs``, its autocomplete."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+from http_api.handlers import json_error
+from http_api.state import RulesGate
+from mining.version import __version__
+
+STATIC_DIR = Path(__file__).parent / "static"
+MAX_QUERY_CHARS = 200
+DEFAULT_SONGS_LIMIT = 10
+MAX_SONGS_LIMIT = 50
+# Autocomplete answers 503 at once instead of waiting for the first rules: a keystroke
+# should never hold a connection open, and the page retries with backoff anyway.
+NOT_READY_RETRY_AFTER_SECONDS = 1
+
+# Everything the page needs comes from this server; nothing inline, nothing from elsewhere.
+_PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+        "frame-ancestors 'none'; form-action 'self'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    # Revalidate on every load so a new release's page is picked up at once.
+    "Cache-Control": "no-cache",
+}
+
+
+class _BadParameterError(ValueError):
+    """A query parameter the client got wrong (the message is shown to the client)."""
+
+
+def _single(request: web.Request, name: str) -> str | None:
+    values = request.query.getall(name, [])
+    if len(values) > 1:
+        raise _BadParameterError(f"{name} is given {len(values)} times; give it once")
+    return values[0] if values else None
+
+
+def _parse_limit(raw: str | None) -> int:
+    if raw is None:
+        return DEFAULT_SONGS_LIMIT
+    # str.isdigit alone would accept non-ASCII digits such as "٥" that int() also takes.
+    if not (raw.isascii() and raw.isdigit()):
+        raise _BadParameterError(f"limit must be a whole number from 1 to {MAX_SONGS_LIMIT}")
+    limit = int(raw)
+    if not 1 <= limit <= MAX_SONGS_LIMIT:
+        raise _BadParameterError(f"limit must be from 1 to {MAX_SONGS_LIMIT}, not {limit}")
+    return limit
+
+
+def _parse_query(raw: str | None) -> str:
+    query = raw or ""
+    if len(query) > MAX_QUERY_CHARS:
+        raise _BadParameterError(
+            f"q must be at most {MAX_QUERY_CHARS} characters, not {len(query)}"
+        )
+    return query
+
+
+class _WebHandlers:
+    """The page's handlers, bound to the gate that holds the current snapshot."""
+
+    def __init__(self, gate: RulesGate) -> None:
+        self._gate = gate
+
+    async def index(self, request: web.Request) -> web.StreamResponse:
+        """Serve the single page."""
+        return web.FileResponse(STATIC_DIR / "index.html", headers=_PAGE_HEADERS)
+
+    async def songs(self, request: web.Request) -> web.Response:
+        """Known song names matching ``q`` (prefix matches first, then the most popular)."""
+        try:
+            query = _parse_query(_single(request, "q"))
+            limit = _parse_limit(_single(request, "limit"))
+        except _BadParameterError as exc:
+            return json_error(400, str(exc))
+        snapshot = self._gate.snapshot
+        if snapshot is None:
+            return json_error(
+                503,
+                "no rules loaded yet; try again shortly",
+                headers={"Retry-After": str(NOT_READY_RETRY_AFTER_SECONDS)},
+            )
+        return web.json_response(
+            {
+                "songs": snapshot.recommender.search(query, limit),
+                "version": __version__,
+                "model_date": snapshot.model_date,
+            }
+        )
+
+
+def setup_web_routes(app: web.Application, gate: RulesGate) -> None:
+    """Add ``GET /``, the page's static files under ``/static/`` and ``GET /api/songs``."""
+    handlers = _WebHandlers(gate)
+    app.router.add_get("/", handlers.index, name="index")
+    app.router.add_get("/api/songs", handlers.songs, name="songs")
+    app.router.add_static("/static/", STATIC_DIR, name="static")
