@@ -1,0 +1,312 @@
+"""``GET /api/songs`` and the page's files, against a real server on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import unicodedata
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+from aiohttp import ClientSession, web
+
+from http_api.app import init_app
+from http_api.recommender import Recommender
+from http_api.settings import Settings
+from http_api.state import Snapshot
+from http_api.web import MAX_QUERY_CHARS, MAX_SONGS_LIMIT, setup_web_routes
+from mining.checkpoint import Checkpoint
+from mining.rulesfile import MiningParameters, RuleSet, RulesHeader, pack_rules
+from mining.version import __version__
+
+GENERATED_NS = 1_764_355_501_123_456_789
+MODEL_DATE = "2025-11-28 18:45:01.123456"
+TRANSACTIONS = 100
+# (name, playlist count): prefix and substring matches, case and accents, and ties.
+SONGS = (
+    ("Shape of You", 70),
+    ("Mr. Brightside", 60),
+    ("Blinding Lights", 55),
+    ("Señorita", 50),
+    ("HUMBLE.", 45),
+    ("Someone Like You", 40),
+    ("Bright Lights", 30),
+    ("Lights Up", 25),
+    ("Humble and Kind", 20),
+    ("Brightest Star", 10),
+)
+NAMES = [name for name, _ in SONGS]
+
+
+def song_id(name: str) -> int:
+    """The id of a song in SONGS."""
+    return NAMES.index(name)
+
+
+def build_snapshot() -> Snapshot:
+    """A snapshot over SONGS with a few rules, built with the real rules-file packer."""
+    rules = [
+        ((song_id("Mr. Brightside"),), song_id("Blinding Lights"), 48, 60),
+        ((song_id("Señorita"),), song_id("Shape of You"), 40, 50),
+        ((song_id("Mr. Brightside"), song_id("Señorita")), song_id("HUMBLE."), 18, 20),
+    ]
+    offsets, antecedents, consequents, counts, antecedent_counts = pack_rules(rules)
+    header = RulesHeader(
+        package_version=__version__,
+        dataset_url="file:///test/playlists.csv",
+        generated_ns=GENERATED_NS,
+        parameters=MiningParameters(min_support=0.1, min_confidence=0.7, max_len=8),
+        engine="test",
+        transactions=TRANSACTIONS,
+        song_count=len(SONGS),
+        rule_count=len(rules),
+    )
+    ruleset = RuleSet(
+        header=header,
+        song_names=tuple(NAMES),
+        song_counts=np.array([count for _, count in SONGS], dtype=np.uint32),
+        antecedent_offsets=offsets,
+        antecedent_songs=antecedents,
+        consequents=consequents,
+        rule_counts=counts,
+        antecedent_counts=antecedent_counts,
+    )
+    checkpoint = Checkpoint(__version__, header.dataset_url, GENERATED_NS)
+    return Snapshot(
+        checkpoint=checkpoint, header=header, recommender=Recommender.from_ruleset(ruleset)
+    )
+
+
+class TestGate:
+    """A RulesGate whose snapshot the test sets; waiting is real and bounded."""
+
+    __test__ = False
+
+    def __init__(self, snapshot: Snapshot | None) -> None:
+        self._snapshot = snapshot
+        self._loaded = asyncio.Event()
+        if snapshot is not None:
+            self._loaded.set()
+
+    @property
+    def snapshot(self) -> Snapshot | None:
+        """The snapshot the test set, if any."""
+        return self._snapshot
+
+    @property
+    def draining(self) -> bool:
+        """Never draining here."""
+        return False
+
+    def publish(self, snapshot: Snapshot) -> None:
+        """Make ``snapshot`` current and wake waiters."""
+        self._snapshot = snapshot
+        self._loaded.set()
+
+    async def wait_for_snapshot(self, timeout: float) -> Snapshot | None:
+        """Wait up to ``timeout`` s for a snapshot."""
+        try:
+            await asyncio.wait_for(self._loaded.wait(), timeout)
+        except TimeoutError:
+            return None
+        return self._snapshot
+
+
+@dataclass
+class Server:
+    """A running app on 127.0.0.1 and a client session for it."""
+
+    url: str
+    session: ClientSession
+    gate: TestGate
+
+    async def get(self, path: str, **params: str) -> tuple[int, dict[str, str], object]:
+        """GET ``path`` and return status, headers and the decoded JSON body."""
+        async with self.session.get(self.url + path, params=params) as response:
+            return response.status, dict(response.headers), await response.json()
+
+
+def build_app(gate: TestGate) -> web.Application:
+    """The server's application with the page's routes added."""
+    app = init_app(gate, Settings(rules_wait_seconds=0.2))
+    setup_web_routes(app, gate)
+    return app
+
+
+async def start(gate: TestGate) -> AsyncIterator[Server]:
+    """Serve the app on a free loopback port for the duration of a test."""
+    runner = web.AppRunner(build_app(gate), shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        async with ClientSession() as session:
+            yield Server(f"http://127.0.0.1:{port}", session, gate)
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[Server]:
+    """A server whose rules are loaded."""
+    async for running in start(TestGate(build_snapshot())):
+        yield running
+
+
+@pytest.fixture
+async def cold_server() -> AsyncIterator[Server]:
+    """A server before any rules exist."""
+    async for running in start(TestGate(None)):
+        yield running
+
+
+async def test_prefix_matches_come_first_then_substrings(server: Server) -> None:
+    status, _, body = await server.get("/api/songs", q="bright")
+    assert status == 200
+    assert body == {
+        "songs": ["Bright Lights", "Brightest Star", "Mr. Brightside"],
+        "version": __version__,
+        "model_date": MODEL_DATE,
+    }
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["  BRIGHT ", "bRiGhT", "bright\t"],
+)
+async def test_query_is_normalised_like_the_recommender(server: Server, query: str) -> None:
+    _, _, body = await server.get("/api/songs", q=query)
+    assert isinstance(body, dict)
+    assert body["songs"] == ["Bright Lights", "Brightest Star", "Mr. Brightside"]
+
+
+async def test_decomposed_accents_match_composed_names(server: Server) -> None:
+    _, _, body = await server.get("/api/songs", q=unicodedata.normalize("NFD", "SEÑ"))
+    assert isinstance(body, dict)
+    assert body["songs"] == ["Señorita"]
+
+
+async def test_matches_are_ranked_by_popularity_within_each_group(server: Server) -> None:
+    _, _, body = await server.get("/api/songs", q="humble")
+    assert isinstance(body, dict)
+    assert body["songs"] == ["HUMBLE.", "Humble and Kind"]
+    _, _, body = await server.get("/api/songs", q="lights")
+    assert isinstance(body, dict)
+    assert body["songs"] == ["Lights Up", "Blinding Lights", "Bright Lights"]
+
+
+async def test_limit_bounds_the_answer(server: Server) -> None:
+    _, _, body = await server.get("/api/songs", q="ligh", limit="2")
+    assert isinstance(body, dict)
+    assert body["songs"] == ["Lights Up", "Blinding Lights"]
+
+
+async def test_no_query_lists_the_most_popular_songs(server: Server) -> None:
+    _, _, body = await server.get("/api/songs")
+    assert isinstance(body, dict)
+    assert body["songs"] == NAMES[:10]
+    _, _, body = await server.get("/api/songs", q="", limit="3")
+    assert isinstance(body, dict)
+    assert body["songs"] == NAMES[:3]
+
+
+async def test_unknown_text_matches_nothing(server: Server) -> None:
+    status, _, body = await server.get("/api/songs", q="zzz no such song")
+    assert status == 200
+    assert isinstance(body, dict)
+    assert body["songs"] == []
+
+
+async def test_longest_allowed_query_is_accepted(server: Server) -> None:
+    status, _, body = await server.get("/api/songs", q="x" * MAX_QUERY_CHARS)
+    assert status == 200
+    assert isinstance(body, dict)
+    assert body["songs"] == []
+
+
+@pytest.mark.parametrize(
+    ("params", "fragment"),
+    [
+        ({"limit": "0"}, "limit"),
+        ({"limit": str(MAX_SONGS_LIMIT + 1)}, "limit"),
+        ({"limit": "-1"}, "limit"),
+        ({"limit": "ten"}, "limit"),
+        ({"limit": "2.5"}, "limit"),
+        ({"limit": ""}, "limit"),
+        ({"limit": "٥"}, "limit"),
+        ({"limit": "1e1"}, "limit"),
+        ({"q": "x" * (MAX_QUERY_CHARS + 1)}, "q"),
+    ],
+)
+async def test_bad_parameters_are_400_json(
+    server: Server, params: dict[str, str], fragment: str
+) -> None:
+    status, headers, body = await server.get("/api/songs", **params)
+    assert status == 400
+    assert headers["Content-Type"].startswith("application/json")
+    assert isinstance(body, dict)
+    assert list(body) == ["error"]
+    assert fragment in body["error"]
+
+
+async def test_a_repeated_parameter_is_400_json(server: Server) -> None:
+    async with server.session.get(server.url + "/api/songs?q=a&q=b") as response:
+        assert response.status == 400
+        body = await response.json()
+    assert "q is given 2 times" in body["error"]
+
+
+async def test_before_rules_exist_it_answers_503_at_once(cold_server: Server) -> None:
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    status, headers, body = await cold_server.get("/api/songs", q="bright")
+    assert loop.time() - started < 1.0
+    assert status == 503
+    assert headers["Retry-After"] == "1"
+    assert isinstance(body, dict)
+    assert "no rules loaded" in body["error"]
+
+
+async def test_answers_follow_a_newly_published_snapshot(cold_server: Server) -> None:
+    status, _, _ = await cold_server.get("/api/songs", q="bright")
+    assert status == 503
+    cold_server.gate.publish(build_snapshot())
+    status, _, body = await cold_server.get("/api/songs", q="bright")
+    assert status == 200
+    assert isinstance(body, dict)
+    assert body["songs"][0] == "Bright Lights"
+
+
+async def test_the_page_and_its_files_are_served(server: Server) -> None:
+    async with server.session.get(server.url + "/") as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/html")
+        assert "default-src 'self'" in response.headers["Content-Security-Policy"]
+        page = await response.text()
+    assert 'role="combobox"' in page
+    for asset, content_type in (
+        ("/static/app.js", "javascript"),
+        ("/static/style.css", "text/css"),
+    ):
+        assert f'"{asset}"' in page
+        async with server.session.get(server.url + asset) as response:
+            assert response.status == 200
+            assert content_type in response.headers["Content-Type"]
+            assert len(await response.read()) > 1000
+
+
+async def test_the_page_loads_nothing_from_elsewhere(server: Server) -> None:
+    for path in ("/", "/static/app.js", "/static/style.css"):
+        async with server.session.get(server.url + path) as response:
+            text = await response.text()
+        assert "http://" not in text
+        assert "https://" not in text
+        assert "//cdn" not in text
+
+
+async def test_no_directory_listing_or_escape_from_static(server: Server) -> None:
+    for path in ("/static/", "/static/../web.py", "/static/%2e%2e/web.py"):
+        async with server.session.get(server.url + path) as response:
+            assert response.status in (403, 404), path
