@@ -17,8 +17,12 @@ def fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via ``name.tmp-<random>``, fsync, rename, fsync the directory."""
+def write_temporary(path: Path, data: bytes) -> Path:
+    """Write ``data`` to a new, fsynced ``name.tmp-<random>`` next to ``path``; return its path.
+
+    For callers that commit several files together: stage each, then rename them
+    back to back, so a crash between commits is a window of two renames.
+    """
     path = Path(path)
     tmp = path.with_name(f"{path.name}.tmp-{secrets.token_hex(6)}")
     try:
@@ -26,9 +30,21 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    return tmp
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via ``name.tmp-<random>``, fsync, rename, fsync the directory."""
+    path = Path(path)
+    tmp = write_temporary(path, data)
+    try:
         os.replace(tmp, path)
     except BaseException:
-        # Killed or failed half-way: the final name still holds the previous file.
+        # Failed half-way: the final name still holds the previous file.
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
