@@ -1,0 +1,196 @@
+"""Reading playlists: RFC 4180 CSV in either header shape, compressed or not, with clear errors."""
+
+from __future__ import annotations
+
+import gzip
+import lzma
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mining.errors import MiningInputError
+from mining.reader import Transactions, build_transactions, read_playlists
+
+DATA = Path(__file__).parents[1] / "data"
+
+# The real files' header; names with commas, quotes and a line break, quoted per RFC 4180.
+REAL_SHAPE = (
+    "track_uri,album_name,album_uri,artist_name,artist_uri,duration_ms,pid,track_name\n"
+    'u1,"Live, Loud",a1,"Tyler, The Creator",r1,1000,7,"Tyler, The Creator"\n'
+    'u2,Album,a2,Artist,r2,2000,7,"City Of Stars - From ""La La Land"""\n'
+    'u3,Album,a3,Artist,r3,3000,7,"two\nlines"\n'
+    'u1,"Live, Loud",a1,"Tyler, The Creator",r1,1000,8,"Tyler, The Creator"\n'
+    "u4,Album,a4,Artist,r4,4000,8,plain\n"
+    'u1,"Live, Loud",a1,"Tyler, The Creator",r1,1000,8,"Tyler, The Creator"\n'
+)
+# The course samples' header: the columns in other positions, and a `name` column.
+COURSE_SHAPE = (
+    "pid,name,album_name,artist_name,duration_ms,track_name\n"
+    '7,x,"Live, Loud","Tyler, The Creator",1000,"Tyler, The Creator"\n'
+    '7,x,Album,Artist,2000,"City Of Stars - From ""La La Land"""\n'
+    '7,x,Album,Artist,3000,"two\nlines"\n'
+    '8,x,"Live, Loud","Tyler, The Creator",1000,"Tyler, The Creator"\n'
+    "8,x,Album,Artist,4000,plain\n"
+)
+
+
+def playlists_by_name(transactions: Transactions) -> list[set[str]]:
+    names = transactions.song_names
+    return [
+        {names[s] for s in transactions.playlist(p).tolist()} for p in range(transactions.playlists)
+    ]
+
+
+EXPECTED = [
+    {"Tyler, The Creator", 'City Of Stars - From "La La Land"', "two\nlines"},
+    {"Tyler, The Creator", "plain"},
+]
+
+
+@pytest.mark.parametrize("text", [REAL_SHAPE, COURSE_SHAPE], ids=["real", "course"])
+def test_both_header_shapes_give_distinct_songs_per_playlist(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "playlists.csv"
+    path.write_text(text, encoding="utf-8")
+    result = read_playlists(path)
+    assert sorted(map(sorted, playlists_by_name(result.transactions))) == sorted(
+        map(sorted, EXPECTED)
+    )
+    assert result.skipped_rows == 0
+    assert result.rows == text.count("\n") - 1 - 1  # minus the header and the quoted break
+
+
+@pytest.mark.parametrize(
+    ("name", "compress"),
+    [
+        ("playlists.csv.gz", gzip.compress),
+        ("playlists.csv.xz", lzma.compress),
+        # Recognised by content, not by name: a download may be stored under any name.
+        ("download-1234-playlists", gzip.compress),
+    ],
+)
+def test_compressed_files_read_like_plain_ones(tmp_path: Path, name: str, compress) -> None:
+    path = tmp_path / name
+    path.write_bytes(compress(REAL_SHAPE.encode()))
+    assert sorted(map(sorted, playlists_by_name(read_playlists(path).transactions))) == sorted(
+        map(sorted, EXPECTED)
+    )
+
+
+def test_song_ids_follow_playlist_count_then_name_and_counts_are_per_playlist(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "p.csv"
+    rows = ["pid,track_name"]
+    # b in 3 playlists, a and c in 2 (a before c by name), z in 1; "b" twice in playlist 1.
+    for pid, song in [(1, "b"), (1, "b"), (1, "c"), (2, "b"), (2, "a"), (3, "b"), (3, "a")]:
+        rows.append(f"{pid},{song}")
+    rows += ["4,c", "4,z"]
+    path.write_text("\n".join(rows) + "\n")
+    tx = read_playlists(path).transactions
+    assert tx.song_names == ("b", "a", "c", "z")
+    assert tx.song_counts.tolist() == [3, 2, 2, 1]
+    assert tx.playlists == 4
+    for p in range(tx.playlists):
+        ids = tx.playlist(p)
+        assert np.all(np.diff(ids) > 0), "song ids in a playlist are ascending and distinct"
+
+
+def test_rows_without_pid_or_track_are_skipped_and_counted(tmp_path: Path) -> None:
+    path = tmp_path / "p.csv"
+    path.write_text(
+        "pid,track_name,artist_name\n"
+        "1,a,x\n"
+        ",b,x\n"
+        "2,,x\n"
+        '3,"   ",x\n'
+        "  ,c,x\n"
+        "2,a,x\n"
+        "abc,d,x\n"
+        "0012,d,x\n"
+    )
+    result = read_playlists(path)
+    assert (result.rows, result.skipped_rows) == (8, 4)
+    # pid is text: "abc" and "0012" are playlists of their own; "1" and "2" stay apart.
+    assert result.transactions.playlists == 4
+    tx = result.transactions
+    assert dict(zip(tx.song_names, tx.song_counts.tolist(), strict=True)) == {"a": 2, "d": 2}
+
+
+def test_names_are_kept_exactly_as_written(tmp_path: Path) -> None:
+    composed, decomposed = "Beyoncé", "Beyonce\u0301"
+    path = tmp_path / "p.csv"
+    path.write_text(f"pid,track_name\n1,{composed}\n1,{decomposed}\n1, padded \n", "utf-8")
+    assert set(read_playlists(path).transactions.song_names) == {composed, decomposed, " padded "}
+
+
+def test_synth_ds1_shape() -> None:
+    result = read_playlists(DATA / "synth_ds1.csv.xz")
+    tx = result.transactions
+    assert (result.rows, result.skipped_rows) == (245_656, 0)
+    assert (tx.playlists, len(tx.song_names)) == (2_300, 5_340)
+    assert int(tx.song_counts.sum()) == len(tx.indices)
+    assert np.array_equal(np.bincount(tx.indices, minlength=len(tx.song_names)), tx.song_counts)
+
+
+def test_build_transactions_matches_a_set_per_playlist() -> None:
+    rng = random.Random(7)
+    names = [f"song {i}" for i in range(30)]
+    pairs = [(rng.randrange(1000, 1040), rng.randrange(30)) for _ in range(600)]
+    tx = build_transactions([p for p, _ in pairs], [s for _, s in pairs], names)
+    expected: dict[int, set[str]] = {}
+    for p, s in pairs:
+        expected.setdefault(p, set()).add(names[s])
+    assert sorted(map(sorted, playlists_by_name(tx))) == sorted(map(sorted, expected.values()))
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "the file is empty"),
+        (gzip.compress(b""), "the file is empty"),
+        (b"pid,track_name\n", "no rows with both a pid and a track_name"),
+        (b"pid,track_name\n,\n , \n", "no rows with both a pid and a track_name (2 data rows)"),
+        (b"pid,artist_name\n1,x\n", "no 'track_name' column"),
+        (b"playlist,song\n1,x\n", "no 'pid' and no 'track_name' column"),
+        (b"track_name;pid\nx;1\n", "no 'pid' and no 'track_name' column"),
+        (bytes(range(256)) * 64, "not a CSV text file (binary content)"),
+        (gzip.compress(bytes(range(256)) * 64), "not a CSV text file (binary content)"),
+        ("pid,track_name\n1,Beyoncé\n".encode("latin-1"), "not a CSV text file (not UTF-8)"),
+        (b"\x1f\x8b\x08\x00garbage that is no deflate stream", "not readable as CSV"),
+        (lzma.compress(b"pid,track_name\n1,a\n" * 100)[:40], "not readable as CSV"),
+        (b"pid,track_name\n1,a\n2,b,extra\n", "not readable as CSV"),
+    ],
+    ids=[
+        "empty",
+        "empty-gzip",
+        "header-only",
+        "only-blank-rows",
+        "no-track-column",
+        "no-columns",
+        "semicolons",
+        "binary",
+        "gzip-of-binary",
+        "latin-1",
+        "corrupt-gzip",
+        "truncated-xz",
+        "ragged-row",
+    ],
+)
+def test_bad_input_is_one_line_naming_the_problem(
+    tmp_path: Path, content: bytes, message: str
+) -> None:
+    path = tmp_path / "input.csv"
+    path.write_bytes(content)
+    with pytest.raises(MiningInputError) as caught:
+        read_playlists(path)
+    text = str(caught.value)
+    assert message in text
+    assert text.startswith(str(path))
+    assert "\n" not in text
+
+
+def test_a_missing_file_is_an_input_error(tmp_path: Path) -> None:
+    with pytest.raises(MiningInputError, match="no such file"):
+        read_playlists(tmp_path / "nope.csv")
