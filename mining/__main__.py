@@ -1,0 +1,57 @@
+"""``python -m mining``: mine the dataset named by the environment into DATA_DIR.
+
+Exit codes: 0 rules written or already up to date; 2 bad configuration; 3 bad
+input data; 4 dataset not available (missing file, download failed); 5 DATA_DIR
+not writable; 1 anything unexpected (a bug: the traceback is printed).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Mapping, Sequence
+
+from mining.errors import MiningError
+from mining.job import run_job
+from mining.settings import Settings
+
+USAGE = """usage: python -m mining
+
+Mines association rules from a playlists CSV into DATA_DIR. Configured only
+through the environment (defaults in brackets):
+  DATASET_URL     http(s)://, file:// URL or path [the bundled sample]
+  DATA_DIR        where rules.cbor and the checkpoint go [./ml-data]
+  MIN_SUPPORT     fraction of playlists an itemset must be in [0.025]
+  MIN_CONFIDENCE  minimum rule confidence [0.7]
+  MAX_LEN         most songs in an itemset (antecedent + consequent) [8]
+  MINING_ENGINE   mlxtend or pyfim [mlxtend]
+  LOG_LEVEL       DEBUG, INFO, WARNING, ERROR or CRITICAL [INFO]
+Exit codes: 0 done or up to date, 2 bad configuration, 3 bad input data,
+4 dataset not available, 5 DATA_DIR not writable, 1 unexpected error."""
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    """Run the job; return the process exit code."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args:
+        if args[0] in ("-h", "--help"):
+            print(USAGE)
+            return 0
+        print(f"mining: error: unexpected argument {args[0]!r} (see --help)", file=sys.stderr)
+        return 2
+    try:
+        settings = Settings.from_env(env)
+        logging.basicConfig(
+            level=settings.log_level,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            stream=sys.stderr,
+        )
+        run_job(settings)
+    except MiningError as exc:
+        print(f"mining: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,329 @@
+"""The job: a consistent rules + checkpoint pair, skipped when up to date, mined again otherwise."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+import random
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from mining.checkpoint import CHECKPOINT_FILENAME, Checkpoint, read_checkpoint, write_checkpoint
+from mining.engines import mine_itemsets
+from mining.errors import MiningInputError
+from mining.job import LOCK_FILENAME, run_job
+from mining.reader import read_playlists
+from mining.rules import derive_rules, min_count
+from mining.rulesfile import RULES_FILENAME, read_rules
+from mining.settings import Settings
+from mining.version import __version__
+
+ROOT = Path(__file__).parents[2]
+
+
+def write_playlists(path: Path, seed: int = 1, playlists: int = 300) -> Path:
+    """A small CSV in the real files' shape with themes of songs that are listened to together."""
+    rng = random.Random(seed)
+    songs = [f"Song {i}, part {i % 3}" for i in range(40)]
+    themes = [songs[i : i + 5] for i in range(0, 40, 5)]
+    lines = ["track_uri,album_name,album_uri,artist_name,artist_uri,duration_ms,pid,track_name"]
+    for pid in range(playlists):
+        chosen = {s for theme in rng.sample(themes, 2) for s in theme if rng.random() < 0.8}
+        chosen |= set(rng.sample(songs, 3))
+        for song in sorted(chosen):
+            quoted = '"' + song.replace('"', '""') + '"'
+            lines.append(f"u,album,a,artist,r,1000,{pid},{quoted}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture
+def dataset(tmp_path: Path) -> Path:
+    return write_playlists(tmp_path / "playlists.csv")
+
+
+@pytest.fixture
+def settings(tmp_path: Path, dataset: Path) -> Settings:
+    return Settings(
+        dataset_url=str(dataset),
+        data_dir=tmp_path / "data",
+        min_support=0.1,
+        min_confidence=0.6,
+        max_len=4,
+        engine="pyfim",
+    )
+
+
+def snapshot(data_dir: Path) -> dict[str, tuple[bytes, int]]:
+    return {
+        name: ((data_dir / name).read_bytes(), (data_dir / name).stat().st_mtime_ns)
+        for name in (RULES_FILENAME, CHECKPOINT_FILENAME)
+    }
+
+
+def test_first_run_writes_a_consistent_pair_of_exact_rules(
+    settings: Settings, dataset: Path
+) -> None:
+    outcome = run_job(settings)
+    assert not outcome.skipped
+    checkpoint = read_checkpoint(settings.data_dir / CHECKPOINT_FILENAME)
+    ruleset = read_rules(settings.data_dir / RULES_FILENAME)
+    header = ruleset.header
+    assert checkpoint == Checkpoint(__version__, dataset.resolve().as_uri(), outcome.generated_ns)
+    assert (header.generated_ns, header.dataset_url) == (
+        checkpoint.generated_ns,
+        checkpoint.dataset_url,
+    )
+    assert header.parameters == settings.parameters
+    assert (header.engine, header.package_version, header.transactions) == (
+        "pyfim",
+        __version__,
+        300,
+    )
+    assert header.rule_count == outcome.rules > 0
+    # The same rules, computed here step by step.
+    tx = read_playlists(dataset).transactions
+    itemsets = mine_itemsets(tx, min_count(0.1, tx.playlists), 4, "mlxtend")
+    expected = {
+        (tuple(tx.song_names[i] for i in a), tx.song_names[c], n, na)
+        for a, c, n, na in derive_rules(itemsets, 0.6)
+    }
+    assert {(tuple(sorted(a)), c, n, na) for a, c, n, na in ruleset.iter_rules()} == {
+        (tuple(sorted(a)), c, n, na) for a, c, n, na in expected
+    }
+    assert dict(zip(ruleset.song_names, ruleset.song_counts.tolist(), strict=True)) == dict(
+        zip(tx.song_names, tx.song_counts.tolist(), strict=True)
+    )
+    assert sorted(p.name for p in settings.data_dir.iterdir()) == sorted(
+        [RULES_FILENAME, CHECKPOINT_FILENAME, LOCK_FILENAME]
+    )
+
+
+def test_second_run_is_skipped_and_touches_nothing(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = run_job(settings)
+    before = snapshot(settings.data_dir)
+    with caplog.at_level(logging.INFO, logger="mining"):
+        second = run_job(settings)
+    assert second.skipped
+    assert (second.rules, second.generated_ns) == (first.rules, first.generated_ns)
+    assert snapshot(settings.data_dir) == before
+    assert "up to date" in caplog.text
+
+
+def test_another_engine_gives_the_same_rules_so_it_does_not_mine_again(
+    settings: Settings,
+) -> None:
+    run_job(settings)
+    assert run_job(replace(settings, engine="mlxtend")).skipped
+
+
+def _other_url(settings: Settings) -> Settings:
+    moved = Path(settings.dataset_url).with_name("moved.csv")
+    shutil.copy(settings.dataset_url, moved)
+    return replace(settings, dataset_url=moved.as_uri())
+
+
+def _rewrite_checkpoint(settings: Settings, **changes: object) -> Settings:
+    path = settings.data_dir / CHECKPOINT_FILENAME
+    write_checkpoint(path, replace(read_checkpoint(path), **changes))  # type: ignore[arg-type]
+    return settings
+
+
+def _truncate_rules(settings: Settings) -> Settings:
+    path = settings.data_dir / RULES_FILENAME
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    return settings
+
+
+def _remove(name: str) -> Callable[[Settings], Settings]:
+    def remove(settings: Settings) -> Settings:
+        (settings.data_dir / name).unlink()
+        return settings
+
+    return remove
+
+
+CHANGES: dict[str, tuple[Callable[[Settings], Settings], str]] = {
+    "url changed": (_other_url, "dataset URL changed"),
+    "support changed": (lambda s: replace(s, min_support=0.05), "parameters changed"),
+    "confidence changed": (lambda s: replace(s, min_confidence=0.7), "parameters changed"),
+    "max length changed": (lambda s: replace(s, max_len=3), "parameters changed"),
+    "rules missing": (_remove(RULES_FILENAME), "rules file unusable"),
+    "rules corrupt": (_truncate_rules, "rules file unusable"),
+    "checkpoint missing": (_remove(CHECKPOINT_FILENAME), "no usable checkpoint"),
+    "version changed": (
+        lambda s: _rewrite_checkpoint(s, version="0.0.1"),
+        "checkpoint is from version 0.0.1",
+    ),
+    "pair mismatch": (
+        lambda s: _rewrite_checkpoint(s, generated_ns=1),
+        "does not match the checkpoint",
+    ),
+}
+
+
+@pytest.mark.parametrize("change", CHANGES.values(), ids=CHANGES.keys())
+def test_mines_again_when(
+    settings: Settings,
+    change: tuple[Callable[[Settings], Settings], str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    first = run_job(settings)
+    apply, reason = change
+    changed = apply(settings)
+    with caplog.at_level(logging.INFO, logger="mining"):
+        again = run_job(changed)
+    assert not again.skipped
+    assert again.generated_ns > first.generated_ns
+    assert reason in caplog.text
+    checkpoint = read_checkpoint(changed.data_dir / CHECKPOINT_FILENAME)
+    header = read_rules(changed.data_dir / RULES_FILENAME).header
+    assert checkpoint.generated_ns == header.generated_ns == again.generated_ns
+    assert header.parameters == changed.parameters
+    assert run_job(changed).skipped
+
+
+def test_a_failed_run_leaves_the_previous_pair_untouched(
+    settings: Settings, tmp_path: Path
+) -> None:
+    run_job(settings)
+    before = snapshot(settings.data_dir)
+    broken = tmp_path / "broken.csv"
+    broken.write_text("pid,artist_name\n1,x\n")
+    with pytest.raises(MiningInputError):
+        run_job(replace(settings, dataset_url=str(broken)))
+    assert snapshot(settings.data_dir) == before
+
+
+def test_temporary_files_of_killed_runs_are_removed(settings: Settings) -> None:
+    settings.data_dir.mkdir()
+    for name in (f"{RULES_FILENAME}.tmp-0a1b2c3d4e5f", f"{CHECKPOINT_FILENAME}.tmp-abcdef012345"):
+        (settings.data_dir / name).write_bytes(b"half")
+    run_job(settings)
+    assert not list(settings.data_dir.glob("*.tmp-*"))
+
+
+def mining_env(**values: str | Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATASET_URL", "DATA_DIR")}
+    env.update({k: str(v) for k, v in values.items()})
+    return env
+
+
+def run_cli(env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mining"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+class FileServer:
+    """A real aiohttp server on 127.0.0.1 (own thread and loop) that counts the requests it gets."""
+
+    def __init__(self, path: Path) -> None:
+        self.requests = 0
+        self._path = path
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def _serve(self, request: web.Request) -> web.StreamResponse:
+        self.requests += 1
+        return web.FileResponse(self._path)
+
+    async def _start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/playlists.csv", self._serve)
+        self._runner = web.AppRunner(app, shutdown_timeout=0.5)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}/playlists.csv"
+
+    def __enter__(self) -> FileServer:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(5)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._runner is not None
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+        self._loop.close()
+
+
+@pytest.mark.slow  # ~6 s: three real runs of the CLI, one of them skipped
+def test_an_up_to_date_run_is_quick_and_downloads_nothing(tmp_path: Path, dataset: Path) -> None:
+    with FileServer(dataset) as server:
+        env = mining_env(DATASET_URL=server.url, DATA_DIR=tmp_path / "data", MIN_SUPPORT="0.1")
+        started = time.perf_counter()
+        mined = run_cli(env)
+        mine_seconds = time.perf_counter() - started
+        assert mined.returncode == 0, mined.stderr
+        assert "download: " in mined.stderr
+        downloads = server.requests
+        assert downloads >= 1
+
+        started = time.perf_counter()
+        skipped = run_cli(env)
+        skip_seconds = time.perf_counter() - started
+        assert skipped.returncode == 0, skipped.stderr
+        assert "up to date" in skipped.stderr
+        assert server.requests == downloads, "a skipped run must not touch the dataset URL"
+        print(f"mine {mine_seconds:.2f} s, skip {skip_seconds:.2f} s")
+        assert skip_seconds < mine_seconds / 2
+
+        remined = run_cli({**env, "MIN_SUPPORT": "0.2"})
+        assert remined.returncode == 0, remined.stderr
+        assert server.requests > downloads
+
+
+@pytest.fixture
+def held_lock(tmp_path: Path) -> Iterator[int]:
+    (tmp_path / "data").mkdir()
+    fd = os.open(tmp_path / "data" / LOCK_FILENAME, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def test_a_second_job_on_the_same_data_dir_waits_its_turn(
+    tmp_path: Path, dataset: Path, held_lock: int
+) -> None:
+    env = mining_env(DATASET_URL=dataset, DATA_DIR=tmp_path / "data", MINING_ENGINE="pyfim")
+    job = subprocess.Popen(
+        [sys.executable, "-m", "mining"], env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        time.sleep(1.0)
+        assert job.poll() is None, "the job must wait while another holds DATA_DIR"
+        assert not (tmp_path / "data" / CHECKPOINT_FILENAME).exists()
+        fcntl.flock(held_lock, fcntl.LOCK_UN)
+        _, stderr = job.communicate(timeout=60)
+    finally:
+        if job.poll() is None:
+            job.kill()
+            job.wait()
+    assert job.returncode == 0, stderr
+    assert "waiting for another mining job" in stderr
+    assert (tmp_path / "data" / CHECKPOINT_FILENAME).exists()
