@@ -35,6 +35,10 @@ log = logging.getLogger(__name__)
 AppFactory = Callable[[RulesGate, Settings], web.Application]
 # Binding is done by the supervisor; starting the app on a bound socket takes milliseconds.
 START_TIMEOUT_SECONDS = 30.0
+# After a crash, how long the old loop keeps answering (with Connection: close) on the
+# connections it has, so that keep-alive clients move to the successor between two requests
+# instead of having a connection closed under a request they are writing.
+CRASH_LINGER_SECONDS = 0.5
 
 
 class LoopGate:
@@ -178,11 +182,12 @@ class HttpFrontend(pykka.ThreadingActor):
 
     def on_stop(self) -> None:
         """Stop listening, let in-flight requests finish (shutdown timeout), end the loop."""
-        self._close()
+        # The supervisor has drained already: connections were told to close for a while.
+        self._close(linger=0.0)
 
     def on_failure(self, *_exc_info: object) -> None:
-        """Same as stopping: the supervisor starts a fresh frontend on the same socket."""
-        self._close()
+        """Hand the clients over to the successor the supervisor is starting, then stop."""
+        self._close(linger=CRASH_LINGER_SECONDS)
 
     def on_receive(self, message: Any) -> Any:
         """Dispatch one message; an error is logged and serving goes on."""
@@ -249,20 +254,27 @@ class HttpFrontend(pykka.ThreadingActor):
         await web.SockSite(self._runner, self._listener).start()
         self._probe = asyncio.get_running_loop().create_task(LoopLagProbe().run())
 
-    async def _stop_serving(self) -> None:
+    async def _stop_serving(self, linger: float = 0.0) -> None:
         if self._probe is not None:
             self._probe.cancel()
-        if self._runner is not None:
-            # Closes the listener, then gives in-flight requests the shutdown timeout.
-            await self._runner.cleanup()
+        if self._runner is None:
+            return
+        if linger > 0:
+            # New connections now go to the successor only; ours close after their next answer.
+            for site in list(self._runner.sites):
+                await site.stop()
+            self._gate.start_draining()
+            await asyncio.sleep(linger)
+        # Stops listening, then gives in-flight requests the shutdown timeout.
+        await self._runner.cleanup()
 
-    def _close(self) -> None:
+    def _close(self, linger: float) -> None:
         if self._thread is None or not self._thread.is_alive():
             return
-        stopping = asyncio.run_coroutine_threadsafe(self._stop_serving(), self._loop)
+        stopping = asyncio.run_coroutine_threadsafe(self._stop_serving(linger), self._loop)
         # aiohttp waits up to the timeout for a handler, then up to it again for its cancel.
         try:
-            stopping.result(timeout=2 * self._settings.shutdown_timeout_seconds + 5)
+            stopping.result(timeout=linger + 2 * self._settings.shutdown_timeout_seconds + 5)
         except Exception:
             log.exception("http frontend: stopping the server failed")
         self._loop.call_soon_threadsafe(self._loop.stop)

@@ -165,8 +165,12 @@ class Supervisor:
                 f"{self._restart_window:.0f} s: giving up"
             )
         log.error("the %s died (see above): starting a new one", child.name)
-        child.ref = None
-        self._start(child)
+        try:
+            self._start(child)
+        except SupervisorError as exc:
+            # child.ref still names the dead actor: the next round tries again, and counts.
+            log.error("%s", exc)
+            return
         assert child.ref is not None
         if child is self._rule_server:
             for dependant in (self._frontend, self._watcher):

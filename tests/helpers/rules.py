@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from http_api.recommender import Recommender
+from http_api.state import Snapshot
 from mining.checkpoint import CHECKPOINT_FILENAME, Checkpoint, write_checkpoint
 from mining.rulesfile import (
     RULES_FILENAME,
@@ -130,3 +132,12 @@ def write_model(data_dir: Path, ruleset: RuleSet) -> Checkpoint:
     checkpoint = checkpoint_of(ruleset)
     write_checkpoint(data_dir / CHECKPOINT_FILENAME, checkpoint)
     return checkpoint
+
+
+def snapshot_of(ruleset: RuleSet) -> Snapshot:
+    """The snapshot the RuleServer would build from ``ruleset`` (no file involved)."""
+    return Snapshot(
+        checkpoint=checkpoint_of(ruleset),
+        header=ruleset.header,
+        recommender=Recommender.from_ruleset(ruleset),
+    )
