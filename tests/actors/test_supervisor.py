@@ -97,7 +97,7 @@ async def served_model_date(url: str) -> str | None:
         aiohttp.ClientSession() as session,
         session.post(f"{url}/api/recommend", json={"songs": ["Hey Jude"]}) as response,
     ):
-        return (await response.json()).get("model_date")  # type: ignore[no-any-return]
+        return (await response.json()).get("model_date")
 
 
 async def wait_for_model(url: str, generated_ns: int, timeout: float = 5.0) -> None:

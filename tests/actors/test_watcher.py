@@ -61,7 +61,7 @@ def drain(checks: Checks, settle: float = 0.3) -> int:
 
 
 def observer_kind(ref: pykka.ActorRef[Any]) -> str | None:
-    return ref.proxy().observer_kind.get(timeout=10)  # type: ignore[no-any-return]
+    return ref.proxy().observer_kind.get(timeout=10)
 
 
 def wait_for(condition: Any, timeout: float = 5.0) -> None:
