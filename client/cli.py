@@ -49,6 +49,8 @@ class ExitCode(enum.IntEnum):
     BAD_REPLY = 7
     FILE_ERROR = 8
     PLOT_UNAVAILABLE = 9
+    # The shell's convention for a process ended by SIGINT (128 + 2).
+    INTERRUPTED = 130
 
 
 _EXIT_FOR_FAILURE = {
@@ -95,7 +97,7 @@ exit status:
   0 success   2 usage error   3 cannot connect   4 timeout
   5 request rejected (4xx)    6 server error (5xx)
   7 reply is not the expected JSON   8 file cannot be read or written
-  9 matplotlib missing (plot)"""
+  9 matplotlib missing (plot)   130 one-shot request interrupted (Ctrl-C)"""
 
 
 @dataclass(frozen=True)
@@ -275,6 +277,8 @@ def _one_shot(command: RequestCommand) -> int:
         reply = asyncio.run(ask())
     except RequestError as failure:
         return _fail(str(failure), _EXIT_FOR_FAILURE[failure.kind])
+    except KeyboardInterrupt:
+        return _fail("interrupted", ExitCode.INTERRUPTED)
     if command.as_json:
         print(json.dumps(reply.reply, ensure_ascii=False))
     else:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import signal
 from typing import TYPE_CHECKING
 
 import pytest
@@ -11,7 +13,7 @@ from client.cli import ExitCode, main, parse_request_command
 from client.continuous import ContinuousOptions
 
 if TYPE_CHECKING:
-    from conftest import FakeServer, RunClient
+    from conftest import FakeServer, RunClient, StartClient
 
 
 async def test_help_documents_usage_formats_and_exit_codes(run_client: RunClient) -> None:
@@ -148,3 +150,17 @@ def test_options_after_songs_and_defaults_are_understood() -> None:
     assert str(ipv6.query.url) == "http://[::1]:8080/api/recommend"
     endpoint = parse_request_command(["--url", "https://x.example/api/recommend", "A"])
     assert str(endpoint.query.url) == "https://x.example/api/recommend"
+
+
+async def test_ctrl_c_during_a_one_shot_request_is_one_line_not_a_traceback(
+    fake_server: FakeServer, start_client: StartClient
+) -> None:
+    fake_server.delay = 10
+    process = await start_client("--timeout", "20", "127.0.0.1", str(fake_server.port), "Yellow")
+    async with asyncio.timeout(10):
+        while not fake_server.bodies:
+            await asyncio.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 10)
+    assert process.returncode == ExitCode.INTERRUPTED
+    assert (stdout, stderr) == (b"", b"error: interrupted\n")
