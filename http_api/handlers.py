@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import math
 
 from aiohttp import web
@@ -10,6 +12,7 @@ from http_api import metrics
 from http_api.settings import Settings
 from http_api.state import RulesGate
 from http_api.validation import RequestError, parse_recommend_request
+from mining.checkpoint import format_model_date
 from mining.version import __version__
 
 GATE = web.AppKey("gate", RulesGate)
@@ -56,8 +59,19 @@ async def recommend(request: web.Request) -> web.Response:
                 headers={"Retry-After": str(retry_after)},
             )
     songs = snapshot.recommender.recommend(parsed.songs, parsed.limit)
-    return web.json_response(
-        {"songs": songs, "version": __version__, "model_date": snapshot.model_date}
+    body = b'{"songs": ' + json.dumps(songs).encode() + _answer_tail(snapshot.generated_ns)
+    return web.Response(body=body, content_type="application/json")
+
+
+@functools.lru_cache(maxsize=4)
+def _answer_tail(generated_ns: int) -> bytes:
+    """The end of every answer from one rule set: formatted once, not once per request.
+
+    Keyed by the generation time, not the snapshot, so that no cache keeps an old rule set alive.
+    """
+    model_date = format_model_date(generated_ns)
+    return (
+        f', "version": {json.dumps(__version__)}, "model_date": {json.dumps(model_date)}}}'.encode()
     )
 
 
