@@ -26,22 +26,22 @@ never-seen case, ordered with :class:`fractions.Fraction`, so the ranking is exa
 count the rules file can hold.
 
 Finding the rules with ``A ⊆ Q``. Enumerating the subsets of Q (the original server) grows
-as ``|Q|^7``; scanning all rules costs ~2 ms per query. Instead each rule is listed under its
-*rarest* antecedent song (lowest playlist count): the list of a song is scanned only when that
-song is in Q, so a rule is looked at only when its least likely song was asked for, and every
-rule sits in exactly one list (no duplicates). Inside a song's list, rules are sorted by
-antecedent length, so a query of ``k`` songs reads only the prefix with ``|A| ≤ k`` (a
-one-song query reads exactly the rules ``{q} → c``, all of which match). The subset test on
-the rules read is vectorised: a boolean mask of Q over song ids, gathered through a padded
-matrix of each rule's *other* antecedent songs (width = longest antecedent - 1 ≤ MAX_LEN - 2,
-padding = a sentinel id that is always "in Q"). The best key per candidate is a scatter-max
-into one array per song. The cost is bounded by the number of rules whatever |Q| is, and a
-query up to the 1,000-song cap stays a few milliseconds on 231k rules (benchmarks/recommend.py
-prints the figures).
+as ``|Q|^7``. Instead each rule is listed under its *rarest* antecedent song (lowest playlist
+count): a song's list is read only when that song is in Q, so a rule is looked at only when
+its least likely song was asked for, and every rule sits in exactly one list. Inside a list,
+rules are sorted by antecedent length, so a query of ``k`` songs reads only the prefix with
+``|A| ≤ k`` (a one-song query reads exactly the rules ``{q} → c``). The subset test on the
+rules read is vectorised: a boolean mask of Q over song ids is gathered through one array per
+antecedent position holding each rule's other songs, rarest first, padded with a sentinel id
+that is always "in Q"; testing the next-rarest song first rejects most non-matches at once
+(a 5-song query reads ~1,500 rules and keeps ~10), and each test gathers only from the
+survivors of the previous one. The best key per candidate is a scatter-max into an array over
+songs (a dict when only a few rules match). The work is bounded by the number of rules
+whatever |Q| is: benchmarks/recommend.py prints the figures for 1 to 1,000 songs.
 
 Building runs in an actor thread while the event loop serves, so it is a handful of numpy
-passes over the rule arrays (sort, reduceat, fancy indexing: each a few ms on 300k rules,
-most releasing the GIL) and Python objects only per song (the name tables), never per rule.
+passes over the rule arrays (sorts, fancy indexing: a few ms each on 300k rules, most of them
+releasing the GIL) and Python objects only per song (the name tables), never per rule.
 """
 
 from __future__ import annotations
@@ -63,6 +63,11 @@ U64 = npt.NDArray[np.uint64]
 I64 = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 ArrayT = TypeVar("ArrayT", bound=np.ndarray)
+
+# Below these sizes a Python loop beats the fixed cost of the equivalent numpy calls (~1 µs
+# each): concatenating the query songs' rule ranges, and keeping the best rule per candidate.
+FEW_SONGS = 16
+FEW_MATCHES = 64
 
 
 def normalise_name(name: str) -> str:
@@ -135,8 +140,8 @@ class Recommender:
     # index of the first rule listed under song s with an antecedent of k songs or more.
     _bounds: I64
     _width: int
-    _second: IntArray
-    _rest: IntArray
+    # Column j: the (j+2)-th rarest antecedent song of each rule, or the sentinel.
+    _columns: tuple[IntArray, ...]
     _consequents: IntArray
     _keys: U64
     # Search: normalised names in popularity order, one per line, and where each line starts.
@@ -161,17 +166,20 @@ class Recommender:
         lengths = np.diff(offsets)
         width = int(lengths.max()) if n_rules else 0
         # Each antecedent as a row of song ids, rarest first (playlist count, then id), padded
-        # with the sentinel n: column 0 is the song the rule is listed under, column 1 the
-        # next-rarest song, which alone rejects most rules that do not match.
+        # with the sentinel n: column 0 is the song the rule is listed under; the others are
+        # tested rarest first, so the first test already rejects most rules that do not match.
         by_rarity = np.append(np.lexsort((np.arange(n_songs), counts)), n_songs)
-        rarity = np.empty(n_songs + 1, dtype=np.int64)
+        by_rarity = by_rarity.astype(song_id_type)
+        rarity = np.empty(n_songs + 1, dtype=song_id_type)
         rarity[by_rarity] = np.arange(n_songs + 1)
-        rule_of_entry = np.repeat(np.arange(n_rules), lengths)
-        column = np.arange(len(rule_of_entry)) - offsets[rule_of_entry]
-        rows = np.full((n_rules, max(width, 2)), n_songs, dtype=np.int64)
-        rows[rule_of_entry, column] = rarity[ruleset.antecedent_songs]
+        rows = np.full((n_rules, max(width, 1)), n_songs, dtype=song_id_type)
+        # Entry e of rule r goes to row r, column e - offsets[r] of the flattened matrix.
+        flat = np.repeat(np.arange(n_rules) * rows.shape[1] - offsets[:-1], lengths)
+        flat += np.arange(len(flat))
+        rows.reshape(-1)[flat] = rarity[ruleset.antecedent_songs]
+        del flat  # the largest temporary (one int64 per antecedent song): gone before the sort
         rows.sort(axis=1)
-        rows = by_rarity[rows].astype(song_id_type)
+        rows = by_rarity[rows]
         listed = rows[:, 0].astype(np.int64)
         list_key = listed * (width + 1) + lengths
         order = np.argsort(list_key, kind="stable")
@@ -200,8 +208,9 @@ class Recommender:
             _normalised_ids=normalised_ids,
             _bounds=_readonly(bounds.astype(np.int64)),
             _width=width,
-            _second=_readonly(np.ascontiguousarray(rows[:, 1])),
-            _rest=_readonly(np.ascontiguousarray(rows[:, 2:])),
+            _columns=tuple(
+                _readonly(np.ascontiguousarray(rows[:, j])) for j in range(1, rows.shape[1])
+            ),
             _consequents=_readonly(consequents),
             _keys=_readonly(keys),
             _search_text=search_text,
@@ -211,8 +220,8 @@ class Recommender:
     @property
     def index_bytes(self) -> int:
         """Bytes held by the index's numpy arrays (the name tables are per song, not per rule)."""
-        arrays: tuple[np.ndarray, ...] = (self._popular, self._bounds, self._second, self._rest)
-        return sum(a.nbytes for a in (*arrays, self._consequents, self._keys))
+        arrays = (self._popular, self._bounds, self._consequents, self._keys, *self._columns)
+        return sum(a.nbytes for a in arrays)
 
     def match(self, songs: Sequence[str]) -> list[int]:
         """The distinct song ids a query names (exact name, else normalised form; unknown: none)."""
@@ -247,24 +256,37 @@ class Recommender:
         """Consequents of the rules with ``A ⊆ Q`` and ``c ∉ Q``, best first, at most ``limit``."""
         if not len(query) or not self.rule_count:
             return np.zeros(0, dtype=np.int64)
+        longest = min(len(query), self._width)
         row = query * (self._width + 1)
         starts = self._bounds[row]
-        stops = self._bounds[row + min(len(query), self._width) + 1]
-        sizes = stops - starts
-        total = int(sizes.sum())
-        if not total:
-            return np.zeros(0, dtype=np.int64)
-        # The concatenation of the ranges [start, stop) of every query song, without a loop.
-        rules = np.arange(total) + np.repeat(starts - (np.cumsum(sizes) - sizes), sizes)
-        rules = rules[in_query[self._second[rules]]]
-        if self._rest.shape[1]:
-            rules = rules[in_query[self._rest[rules]].all(axis=1)]
+        stops = self._bounds[row + longest + 1]
+        if len(query) <= FEW_SONGS:
+            rules = np.concatenate(
+                [np.arange(a, b) for a, b in zip(starts.tolist(), stops.tolist(), strict=True)]
+            )
+        else:
+            # The concatenation of the ranges [start, stop), without a loop per song.
+            sizes = stops - starts
+            offsets = np.repeat(starts - (np.cumsum(sizes) - sizes), sizes)
+            rules = np.arange(len(offsets)) + offsets
+        # Rules read have at most `longest` songs, so at most `longest - 1` other songs; each
+        # test shrinks the set the next one gathers from.
+        for column in self._columns[: longest - 1]:
+            rules = rules[in_query[column[rules]]]
         consequents = self._consequents[rules]
-        rules = rules[~in_query[consequents]]
-        best = np.zeros(self.song_count, dtype=np.uint64)
-        np.maximum.at(best, self._consequents[rules], self._keys[rules])
-        candidates = np.flatnonzero(best)
-        scores = best[candidates]
+        allowed = ~in_query[consequents]
+        consequents, keys = consequents[allowed], self._keys[rules[allowed]]
+        if len(keys) <= FEW_MATCHES:
+            best: dict[int, int] = {}
+            for consequent, key in zip(consequents.tolist(), keys.tolist(), strict=True):
+                if key > best.get(consequent, 0):
+                    best[consequent] = key
+            ranked = sorted(best, key=best.__getitem__, reverse=True)[:limit]
+            return np.array(ranked, dtype=np.int64)
+        scores = np.zeros(self.song_count, dtype=np.uint64)
+        np.maximum.at(scores, consequents, keys)
+        candidates = np.flatnonzero(scores != 0)
+        scores = scores[candidates]
         if len(candidates) > limit:
             top = np.argpartition(scores, len(scores) - limit)[len(scores) - limit :]
             candidates, scores = candidates[top], scores[top]

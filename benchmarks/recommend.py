@@ -1,0 +1,367 @@
+"""Benchmark (e): the recommendation engine against the original algorithm, side by side.
+
+Builds ``http_api.recommender.Recommender`` from a rules file (by default mined by the real
+miner from ``tests/data/synth_dense.csv.xz`` into ``build/benchmarks/``), then times queries
+of 1, 5, 20, 100 and 1,000 songs drawn from the dataset's playlists, plus the worst case at the
+1,000-song cap (the songs in the most rules). Two baselines run in the same process on the same
+queries and must return the same lists:
+
+- *original*: enumerate every subset of Q up to the longest antecedent and look each up in a
+  dict antecedent → rules (what the Rust server did); run only where it finishes, otherwise
+  "skipped" with the time it would take, from the measured cost per subset;
+- *rarest scan*: each rule listed under its rarest antecedent song, ``A ⊆ Q`` tested with
+  Python sets (DESIGN.md §2's pure-Python figure).
+
+It also prints the build time, the longest stall a concurrent Python thread sees during the
+build (the GIL: the build runs in an actor thread while the event loop serves) next to the
+same thread's stalls while idle, and the index memory (tracemalloc) against the baselines'.
+
+    .venv/bin/python benchmarks/recommend.py [--rules PATH] [--queries 400]
+
+Garbage collection is paused inside timed loops (a collection is not the engine's cost).
+Exit status 1 when a target of issue 3 (e) is missed: 5-song p50 ≤ 100 µs, every query up to
+the cap ≤ 20 ms (CPU time of the querying thread, so a preemption by another process on a
+shared machine does not count; wall-clock figures are printed too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gc
+import itertools
+import lzma
+import math
+import os
+import random
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import tracemalloc
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from http_api.recommender import Recommender
+from http_api.settings import Settings
+from mining.rulesfile import RULES_FILENAME, RuleSet, read_rules
+
+ROOT = Path(__file__).resolve().parent.parent
+DATASET = ROOT / "tests" / "data" / "synth_dense.csv.xz"
+CACHE = ROOT / "build" / "benchmarks"
+SIZES = (1, 5, 20, 100, 1000)
+# Issue 3 (e).
+TARGET_P50_5_SONGS_US = 100.0
+TARGET_MAX_MS = 20.0
+# Every baseline loop stops at its query count or after this long, whichever comes first.
+BASELINE_BUDGET_SECONDS = 8.0
+ORIGINAL_MAX_SUBSETS = 200_000
+
+Recommend = Callable[[Sequence[str], int], list[str]]
+
+
+def mine(data_dir: Path, dataset: Path, min_support: float) -> Path:
+    """Run the real miner (pyfim) into ``data_dir``; it skips the work when rules are current."""
+    env = dict(os.environ, DATASET_URL=str(dataset), DATA_DIR=str(data_dir))
+    env.update(MIN_SUPPORT=str(min_support), MINING_ENGINE="pyfim")
+    started = time.monotonic()
+    subprocess.run([sys.executable, "-m", "mining"], cwd=ROOT, env=env, check=True)
+    print(f"miner: {time.monotonic() - started:.1f} s (a skip when the cache is current)")
+    return data_dir / RULES_FILENAME
+
+
+def read_playlists(dataset: Path) -> list[list[str]]:
+    """Distinct track names per playlist, in file order."""
+    playlists: dict[str, dict[str, None]] = defaultdict(dict)
+    with lzma.open(dataset, "rt", encoding="utf-8", newline="") as f:
+        for row in csv.DictReader(f):
+            playlists[row["pid"]][row["track_name"]] = None
+    return [list(songs) for songs in playlists.values()]
+
+
+def draw_queries(playlists: list[list[str]], size: int, count: int, seed: int) -> list[list[str]]:
+    """``count`` queries of ``size`` songs from one playlist, or from the union of random
+    playlists when no playlist is that long (1,000 songs)."""
+    rng = random.Random(seed * 100_003 + size)
+    long_enough = [p for p in playlists if len(p) >= size]
+    queries = []
+    for _ in range(count):
+        if long_enough:
+            queries.append(rng.sample(rng.choice(long_enough), size))
+            continue
+        pool: dict[str, None] = {}
+        while len(pool) < size:
+            pool.update(dict.fromkeys(rng.choice(playlists)))
+        queries.append(rng.sample(list(pool), size))
+    return queries
+
+
+def busiest_songs(ruleset: RuleSet, count: int) -> list[str]:
+    """The ``count`` songs named by the most rules: the query that reads the most of the index."""
+    n = ruleset.header.song_count
+    named = np.bincount(ruleset.antecedent_songs, minlength=n)
+    named += np.bincount(ruleset.consequents, minlength=n)
+    return [ruleset.song_names[i] for i in np.argsort(-named, kind="stable")[:count].tolist()]
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Per-query wall and thread-CPU times (seconds) of one engine on one query set."""
+
+    wall: list[float]
+    cpu: list[float]
+    answers: list[list[str]]
+
+    def describe(self) -> str:
+        """p50 / p99 / max in µs or ms."""
+        w = sorted(self.wall)
+        p99 = w[min(len(w) - 1, math.ceil(0.99 * len(w)) - 1)]
+        return (
+            f"p50 {fmt(statistics.median(w))}  p99 {fmt(p99)}  max {fmt(w[-1])}"
+            f"  (cpu max {fmt(max(self.cpu))}, n={len(w)})"
+        )
+
+
+def fmt(seconds: float) -> str:
+    """A duration with a unit that keeps three significant figures readable."""
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.1f} µs"
+    if seconds < 1.0:
+        return f"{seconds * 1e3:.2f} ms"
+    if seconds < 3600:
+        return f"{seconds:.1f} s"
+    if seconds < 2 * 365 * 86400:
+        return f"{seconds / 3600:,.1f} h"
+    return f"{seconds / (365 * 86400):,.0f} years"
+
+
+def times(ratio: float) -> str:
+    """A speed ratio, with decimals only where they matter."""
+    return f"{ratio:.2f}×" if ratio < 10 else f"{ratio:,.0f}×"
+
+
+def run(recommend: Recommend, queries: list[list[str]], budget: float | None = None) -> Timing:
+    """Time each query (GC paused), stopping early once ``budget`` seconds are spent."""
+    wall, cpu, answers = [], [], []
+    gc.collect()
+    gc.disable()
+    try:
+        started = time.perf_counter()
+        for query in queries:
+            w0, c0 = time.perf_counter(), time.thread_time()
+            answer = recommend(query, 10)
+            cpu.append(time.thread_time() - c0)
+            wall.append(time.perf_counter() - w0)
+            answers.append(answer)
+            if budget is not None and time.perf_counter() - started > budget:
+                break
+    finally:
+        gc.enable()
+    return Timing(wall, cpu, answers)
+
+
+class Baselines:
+    """The two reference algorithms, over Python objects built from the same rule set."""
+
+    def __init__(self, ruleset: RuleSet, recommender: Recommender) -> None:
+        names, counts = ruleset.song_names, [int(c) for c in ruleset.song_counts]
+        n = ruleset.header.transactions
+        self.match = recommender.match
+        self.names = names
+        self.popular = sorted(range(len(names)), key=lambda s: (-counts[s], names[s]))
+        self.by_antecedent: dict[tuple[int, ...], list[tuple[int, float, float]]] = {}
+        self.by_rarest: dict[int, list[tuple[frozenset[int], int, float, float]]] = {}
+        self.width = 0
+        for i in range(ruleset.header.rule_count):
+            antecedent = ruleset.antecedent(i)
+            consequent = int(ruleset.consequents[i])
+            confidence = int(ruleset.rule_counts[i]) / int(ruleset.antecedent_counts[i])
+            lift = confidence * n / counts[consequent]
+            self.by_antecedent.setdefault(antecedent, []).append((consequent, confidence, lift))
+            rarest = min(antecedent, key=lambda s: (counts[s], s))
+            entry = (frozenset(antecedent), consequent, confidence, lift)
+            self.by_rarest.setdefault(rarest, []).append(entry)
+            self.width = max(self.width, len(antecedent))
+
+    def _rank(self, query: set[int], best: dict[int, tuple[float, float]], limit: int) -> list[str]:
+        names = self.names
+        ranked = sorted(best, key=lambda c: (-best[c][0], -best[c][1], names[c]))[:limit]
+        listed = set(ranked)
+        for song in self.popular:
+            if len(ranked) >= limit:
+                break
+            if song not in query and song not in listed:
+                ranked.append(song)
+        return [names[s] for s in ranked]
+
+    def original(self, songs: Sequence[str], limit: int) -> list[str]:
+        """Every subset of Q up to the longest antecedent, looked up in a dict."""
+        query = sorted(self.match(songs))
+        chosen = set(query)
+        best: dict[int, tuple[float, float]] = {}
+        for size in range(1, min(self.width, len(query)) + 1):
+            for subset in itertools.combinations(query, size):
+                for consequent, confidence, lift in self.by_antecedent.get(subset, ()):
+                    if consequent not in chosen:
+                        best[consequent] = max(best.get(consequent, (0.0, 0.0)), (confidence, lift))
+        return self._rank(chosen, best, limit)
+
+    def rarest_scan(self, songs: Sequence[str], limit: int) -> list[str]:
+        """The rules listed under each query song, ``A ⊆ Q`` tested with sets."""
+        chosen = set(self.match(songs))
+        best: dict[int, tuple[float, float]] = {}
+        for song in chosen:
+            for antecedent, consequent, confidence, lift in self.by_rarest.get(song, ()):
+                if consequent not in chosen and antecedent <= chosen:
+                    best[consequent] = max(best.get(consequent, (0.0, 0.0)), (confidence, lift))
+        return self._rank(chosen, best, limit)
+
+    def subsets(self, query_size: int) -> int:
+        """How many dict lookups the original makes for a query of this many known songs."""
+        return sum(math.comb(query_size, k) for k in range(1, min(self.width, query_size) + 1))
+
+
+def stalls_during(work: Callable[[], object]) -> tuple[float, float]:
+    """Longest gap a thread sleeping 1 ms sees while ``work`` runs, and while nothing runs."""
+
+    def watch(stop: threading.Event, gaps: list[float]) -> None:
+        while not stop.is_set():
+            before = time.perf_counter()
+            time.sleep(0.001)
+            gaps.append(time.perf_counter() - before - 0.001)
+
+    maxima = []
+    for job in (work, lambda: time.sleep(0.3)):
+        stop, gaps = threading.Event(), [0.0]
+        watcher = threading.Thread(target=watch, args=(stop, gaps))
+        watcher.start()
+        time.sleep(0.01)
+        try:
+            job()
+        finally:
+            stop.set()
+            watcher.join(5)
+        maxima.append(max(gaps))
+    return maxima[0], maxima[1]
+
+
+def traced_bytes(build: Callable[[], object]) -> tuple[int, int]:
+    """Bytes still allocated by ``build``'s result and the peak while building (tracemalloc)."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        built = build()
+        gc.collect()
+        retained, peak = tracemalloc.get_traced_memory()
+        del built
+    finally:
+        tracemalloc.stop()
+    return retained, peak
+
+
+def main() -> int:
+    """Build, time every query size against the baselines, print ratios and target verdicts."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rules", type=Path, help="a rules.cbor to use instead of mining")
+    parser.add_argument("--dataset", type=Path, default=DATASET, help="playlists for queries")
+    parser.add_argument("--min-support", type=float, default=0.025)
+    parser.add_argument("--queries", type=int, default=400, help="queries per size (engine)")
+    parser.add_argument("--baseline-queries", type=int, default=40, help="per size, at most")
+    parser.add_argument("--builds", type=int, default=5, help="timed index builds")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+
+    rules_path = args.rules or mine(
+        CACHE / f"synth_dense-{args.min_support:g}", args.dataset, args.min_support
+    )
+    started = time.perf_counter()
+    ruleset = read_rules(rules_path)
+    decode = time.perf_counter() - started
+    header = ruleset.header
+    print(
+        f"rules: {rules_path} — {header.rule_count:,} rules, {header.song_count:,} songs, "
+        f"{header.transactions:,} playlists (decode {fmt(decode)})"
+    )
+
+    builds = []
+    for _ in range(args.builds):
+        started = time.perf_counter()
+        recommender = Recommender.from_ruleset(ruleset)
+        builds.append(time.perf_counter() - started)
+    stall, idle_stall = stalls_during(lambda: Recommender.from_ruleset(ruleset))
+    retained, peak = traced_bytes(lambda: Recommender.from_ruleset(ruleset))
+    started = time.perf_counter()
+    baselines = Baselines(ruleset, recommender)
+    baseline_build = time.perf_counter() - started
+    baseline_bytes, _ = traced_bytes(lambda: Baselines(ruleset, recommender))
+    print(
+        f"build: median {fmt(statistics.median(builds))}, max {fmt(max(builds))} "
+        f"(baselines' dicts: {fmt(baseline_build)}, {baseline_build / min(builds):.0f}× slower)"
+    )
+    print(
+        f"  longest stall of a concurrent thread during a build: {fmt(stall)} "
+        f"(same thread idle: {fmt(idle_stall)})"
+    )
+    print(
+        f"  index memory: {retained / 2**20:.1f} MiB retained "
+        f"({recommender.index_bytes / 2**20:.1f} MiB of arrays), "
+        f"{peak / 2**20:.1f} MiB peak while building; baselines' dicts "
+        f"{baseline_bytes / 2**20:.0f} MiB ({baseline_bytes / retained:.0f}× more)"
+    )
+
+    playlists = read_playlists(args.dataset)
+    cap = Settings().max_query_songs
+    cases = [
+        (f"{size} songs", draw_queries(playlists, size, args.queries, args.seed)) for size in SIZES
+    ]
+    worst = busiest_songs(ruleset, cap)
+    cases.append((f"{cap} busiest songs", [worst] * min(args.queries, 50)))
+    failures: list[str] = []
+    per_subset: float | None = None
+    print("queries (limit 10), engine vs baselines (ratio = baseline p50 / engine p50):")
+    for label, queries in cases:
+        engine = run(recommender.recommend, queries)
+        print(f"  {label:>18}: engine        {engine.describe()}")
+        known = len(recommender.match(queries[0]))
+        subsets = baselines.subsets(known)
+        reference = queries[: args.baseline_queries]
+        if subsets <= ORIGINAL_MAX_SUBSETS:
+            original = run(baselines.original, reference, BASELINE_BUDGET_SECONDS)
+            per_subset = statistics.median(original.wall) / max(subsets, 1)
+            ratio = statistics.median(original.wall) / statistics.median(engine.wall)
+            print(f"  {'':>18}  original      {original.describe()}  → {times(ratio)}")
+            check(original.answers, engine.answers, "original", label, failures)
+        elif per_subset is not None:
+            print(
+                f"  {'':>18}  original      skipped: {subsets:,} subset lookups per query "
+                f"(would take ~{fmt(subsets * per_subset)} each)"
+            )
+        scan = run(baselines.rarest_scan, reference, BASELINE_BUDGET_SECONDS)
+        ratio = statistics.median(scan.wall) / statistics.median(engine.wall)
+        print(f"  {'':>18}  rarest scan   {scan.describe()}  → {times(ratio)}")
+        check(scan.answers, engine.answers, "rarest scan", label, failures)
+        if label == "5 songs" and statistics.median(engine.wall) * 1e6 > TARGET_P50_5_SONGS_US:
+            failures.append(f"5-song p50 above {TARGET_P50_5_SONGS_US:g} µs")
+        if max(engine.cpu) * 1e3 > TARGET_MAX_MS:
+            failures.append(f"{label}: a query above {TARGET_MAX_MS:g} ms")
+    for failure in failures:
+        print(f"FAILED: {failure}")
+    print("targets: " + ("missed" if failures else "met (5-song p50 ≤ 100 µs, all ≤ 20 ms)"))
+    return 1 if failures else 0
+
+
+def check(
+    expected: list[list[str]], got: list[list[str]], name: str, label: str, failures: list[str]
+) -> None:
+    """Record a failure when a baseline's answers differ from the engine's."""
+    if any(a != b for a, b in zip(expected, got, strict=False)):
+        failures.append(f"{label}: the {name} answers differ from the engine's")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
