@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 from types import FrameType
@@ -31,7 +32,7 @@ def main() -> int:
     except OSError as exc:
         print(
             f"http_api: error: cannot listen on HOST={settings.host} PORT={settings.port}: "
-            f"{exc.strerror or exc}",
+            f"{os.strerror(exc.errno) if exc.errno else exc}",
             file=sys.stderr,
         )
         return 1

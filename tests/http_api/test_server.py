@@ -1,0 +1,416 @@
+"""`python -m http_api` end to end: a real subprocess on a free loopback port, rules written by
+the real miner (or atomically by the test, the way the miner commits them), real signals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import functools
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import cbor2
+import pytest
+
+from actors import bind_listener
+from mining.atomicfile import atomic_write_bytes
+from mining.checkpoint import (
+    CHECKPOINT_FILENAME,
+    format_model_date,
+    read_checkpoint,
+    write_checkpoint,
+)
+from mining.rulesfile import RULES_FILENAME, encode_rules, write_rules
+from tests.helpers.load import generate_load
+from tests.helpers.rules import FIRST_NS, checkpoint_of, small_ruleset, write_model
+
+REPO = Path(__file__).resolve().parents[2]
+BODY = {"songs": ["Hey Jude"]}
+LISTENING = re.compile(r"listening on http://127\.0\.0\.1:(\d+)")
+
+
+@dataclass
+class Server:
+    """A running ``python -m http_api`` and the log lines it wrote (with arrival times)."""
+
+    process: asyncio.subprocess.Process
+    lines: list[tuple[float, str]] = field(default_factory=list)
+    url: str = ""
+
+    def log(self) -> str:
+        return "\n".join(line for _, line in self.lines)
+
+    def logged(self, text: str) -> list[str]:
+        return [line for _, line in self.lines if text in line]
+
+    def logged_at(self, text: str) -> float:
+        """The server's own wall-clock timestamp of the first log line containing ``text``."""
+        [line, *_] = self.logged(text)
+        stamp = dt.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
+        return stamp.timestamp()
+
+    async def get(self, path: str) -> tuple[int, dict[str, object], dict[str, str]]:
+        async with aiohttp.ClientSession() as session, session.get(self.url + path) as response:
+            return response.status, await response.json(), dict(response.headers)
+
+    async def recommend(self) -> tuple[int, dict[str, object], dict[str, str]]:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(f"{self.url}/api/recommend", json=BODY) as response,
+        ):
+            return response.status, await response.json(), dict(response.headers)
+
+
+def server_env(data_dir: Path, **env: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "HOST": "127.0.0.1",
+        "PORT": "0",
+        "DATA_DIR": str(data_dir),
+        "LOG_LEVEL": "INFO",
+        "DRAIN_SECONDS": "0",
+        "SHUTDOWN_TIMEOUT_SECONDS": "2",
+        "CHECKPOINT_POLL_SECONDS": "1",
+        **env,
+    }
+
+
+@pytest.fixture
+async def start_server() -> AsyncIterator[Callable[..., asyncio.Future[Server]]]:
+    """Start ``python -m http_api`` subprocesses; any still running at teardown is stopped."""
+    servers: list[Server] = []
+    readers: list[asyncio.Task[None]] = []
+
+    async def read_lines(server: Server) -> None:
+        assert server.process.stderr is not None
+        async for raw in server.process.stderr:
+            server.lines.append((time.time(), raw.decode(errors="replace").rstrip("\n")))
+
+    async def start(data_dir: Path, **env: str) -> Server:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "http_api",
+            cwd=REPO,
+            env=server_env(data_dir, **env),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        server = Server(process)
+        servers.append(server)
+        readers.append(asyncio.create_task(read_lines(server)))
+        deadline = time.monotonic() + 30
+        while not (found := [LISTENING.search(line) for _, line in server.lines]) or not any(found):
+            assert process.returncode is None, server.log()
+            assert time.monotonic() < deadline, server.log()
+            await asyncio.sleep(0.02)
+        port = next(m for m in found if m).group(1)
+        server.url = f"http://127.0.0.1:{port}"
+        return server
+
+    yield start  # type: ignore[misc]
+    for server in servers:
+        if server.process.returncode is None:
+            server.process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(server.process.wait(), 30)
+            except TimeoutError:
+                server.process.kill()
+                await server.process.wait()
+    await asyncio.gather(*readers)
+
+
+def mine(data_dir: Path, **env: str) -> None:
+    """``python -m mining`` on its bundled sample dataset into ``data_dir``."""
+    result = subprocess.run(
+        [sys.executable, "-m", "mining"],
+        cwd=REPO,
+        env={**os.environ, "DATA_DIR": str(data_dir), **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def checkpoint_written_at(data_dir: Path) -> float:
+    return (data_dir / CHECKPOINT_FILENAME).stat().st_mtime
+
+
+async def wait_until(condition: Callable[[], object], timeout: float, what: str) -> float:
+    """Poll an async or plain condition every 10 ms; return the wall-clock time it held."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return time.time()
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)
+
+
+# -- configuration and start-up ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("PORT", "http", "http_api: error: PORT='http' is not a number"),
+        ("DRAIN_SECONDS", "-1", "http_api: error: DRAIN_SECONDS='-1' must be between 0 and 600"),
+        ("WATCHER", "fanotify", "http_api: error: WATCHER='fanotify' must be auto, inotify or"),
+    ],
+)
+def test_a_bad_setting_is_one_line_naming_it_and_status_2(
+    tmp_path: Path, variable: str, value: str, message: str
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "http_api"],
+        cwd=REPO,
+        env=server_env(tmp_path, **{variable: value}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith(message)
+    assert result.stderr.count("\n") == 1
+
+
+def test_a_port_in_use_is_one_line_and_status_1(tmp_path: Path) -> None:
+    with bind_listener("127.0.0.1", 0) as taken:
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "http_api"],
+            cwd=REPO,
+            env=server_env(tmp_path, PORT=str(port)),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"http_api: error: cannot listen on HOST=127.0.0.1 PORT={port}: Address already in use\n"
+    )
+
+
+async def test_empty_data_dir_holds_requests_until_the_miner_writes_rules(
+    tmp_path: Path, start_server: Callable[..., asyncio.Future[Server]]
+) -> None:
+    server = await start_server(tmp_path, RULES_WAIT_SECONDS="60")
+    assert (await server.get("/healthz"))[0] == 200
+    assert (await server.get("/readyz"))[0] == 503
+    held = asyncio.create_task(server.recommend())
+    await asyncio.sleep(0.3)
+    assert not held.done()
+
+    ready = asyncio.create_task(
+        wait_until(lambda: _status_is(server, "/readyz", 200), 60, "/readyz 200")
+    )
+    await asyncio.to_thread(mine, tmp_path)
+    ready_at = await ready
+    assert ready_at - checkpoint_written_at(tmp_path) < 1.0
+
+    status, body, _ = await held
+    assert status == 200
+    assert body["model_date"] == read_checkpoint(tmp_path / CHECKPOINT_FILENAME).model_date
+    assert isinstance(body["songs"], list) and len(body["songs"]) == 10
+    assert server.logged("loaded 3366 rules over")
+
+
+async def _status_is(server: Server, path: str, status: int) -> bool:
+    try:
+        return (await server.get(path))[0] == status
+    except aiohttp.ClientError:
+        return False
+
+
+async def test_no_rules_within_the_wait_budget_is_503_with_retry_after(
+    tmp_path: Path, start_server: Callable[..., asyncio.Future[Server]]
+) -> None:
+    server = await start_server(tmp_path, RULES_WAIT_SECONDS="0.5")
+    started = time.monotonic()
+    status, body, headers = await server.recommend()
+    assert status == 503
+    assert headers["Retry-After"] == "1"
+    assert "no rules loaded yet" in str(body["error"])
+    assert 0.45 <= time.monotonic() - started < 5
+
+
+async def test_data_dir_missing_at_start_is_served_once_created(
+    tmp_path: Path, start_server: Callable[..., asyncio.Future[Server]]
+) -> None:
+    data_dir = tmp_path / "later"
+    server = await start_server(data_dir)
+    assert (await server.get("/healthz"))[0] == 200
+    write_model(data_dir, small_ruleset())
+    await wait_until(lambda: _status_is(server, "/readyz", 200), 5, "/readyz 200")
+    assert server.logged("does not exist (yet)")
+
+
+# -- reloads under load --------------------------------------------------------------------
+
+
+@pytest.mark.slow  # ~11 s each: the miner runs twice, once while the load competes for 2 cores
+@pytest.mark.parametrize(("watcher", "budget"), [("auto", 1.0), ("polling", 1.0 + 1.0)])
+async def test_new_rules_from_the_miner_are_served_under_load_without_a_failure(
+    tmp_path: Path,
+    start_server: Callable[..., asyncio.Future[Server]],
+    watcher: str,
+    budget: float,
+) -> None:
+    mine(tmp_path)
+    first = read_checkpoint(tmp_path / CHECKPOINT_FILENAME)
+    server = await start_server(tmp_path, WATCHER=watcher, CHECKPOINT_POLL_SECONDS="1")
+    await wait_until(lambda: _status_is(server, "/readyz", 200), 10, "/readyz 200")
+    stop = asyncio.Event()
+    body = {"songs": ["Wonderful", "Hey Jude"]}
+    load = asyncio.create_task(
+        generate_load(f"{server.url}/api/recommend", stop, bodies=[body], max_seconds=60)
+    )
+    await asyncio.sleep(0.5)
+    # Other parameters: the miner mines again and commits a new checkpoint.
+    await asyncio.to_thread(mine, tmp_path, MIN_CONFIDENCE="0.75")
+    second = read_checkpoint(tmp_path / CHECKPOINT_FILENAME)
+    assert second.generated_ns != first.generated_ns
+    await asyncio.sleep(budget + 0.5)
+    stop.set()
+    result = await load
+
+    assert result.failed() == []
+    served_at = result.first_served(second.model_date)
+    assert served_at is not None
+    assert served_at - checkpoint_written_at(tmp_path) < budget
+    assert {o.model_date for o in result.outcomes} == {first.model_date, second.model_date}
+    if watcher == "polling":
+        assert server.logged("with polling")
+
+
+def truncated_rules(data_dir: Path, ns: int) -> None:
+    data = encode_rules(small_ruleset(ns))
+    atomic_write_bytes(data_dir / RULES_FILENAME, data[: len(data) // 2])
+    write_model_checkpoint(data_dir, ns)
+
+
+def garbage_checkpoint(data_dir: Path, ns: int) -> None:
+    write_rules(data_dir / RULES_FILENAME, small_ruleset(ns))
+    atomic_write_bytes(data_dir / CHECKPOINT_FILENAME, b"garbage, not a checkpoint")
+
+
+def header_disagreeing_with_checkpoint(data_dir: Path, ns: int) -> None:
+    write_rules(data_dir / RULES_FILENAME, small_ruleset(ns))
+    write_model_checkpoint(data_dir, ns + 1)
+
+
+def unknown_format_version(data_dir: Path, ns: int) -> None:
+    document = cbor2.loads(encode_rules(small_ruleset(ns)))
+    document["format_version"] = 2
+    atomic_write_bytes(data_dir / RULES_FILENAME, cbor2.dumps(document))
+    write_model_checkpoint(data_dir, ns)
+
+
+def data_dir_deleted(data_dir: Path, ns: int) -> None:
+    shutil.rmtree(data_dir)
+
+
+def write_model_checkpoint(data_dir: Path, ns: int) -> None:
+    write_checkpoint(data_dir / CHECKPOINT_FILENAME, checkpoint_of(small_ruleset(ns)))
+
+
+FAULTS = [
+    (truncated_rules, "not valid CBOR"),
+    (garbage_checkpoint, "checkpoint unusable"),
+    (header_disagreeing_with_checkpoint, "does not match the checkpoint"),
+    (unknown_format_version, "format version 2 is not supported"),
+    (data_dir_deleted, "the checkpoint has gone"),
+]
+
+
+async def test_every_fault_is_survived_under_load_and_the_next_good_write_is_served(
+    tmp_path: Path, start_server: Callable[..., asyncio.Future[Server]]
+) -> None:
+    data_dir = tmp_path / "data"
+    write_model(data_dir, small_ruleset(FIRST_NS))
+    server = await start_server(data_dir)
+    await wait_until(lambda: _status_is(server, "/readyz", 200), 10, "/readyz 200")
+    stop = asyncio.Event()
+    load = asyncio.create_task(generate_load(f"{server.url}/api/recommend", stop))
+    served = format_model_date(FIRST_NS)
+    for step, (fault, cause) in enumerate(FAULTS, start=1):
+        ns = FIRST_NS + step * 10_000_000_000
+        fault(data_dir, ns)
+        await wait_until(functools.partial(server.logged, cause), 5, cause)
+        status, body, _ = await server.recommend()
+        assert (status, body["model_date"]) == (200, served), f"after {fault.__name__}"
+        assert (await server.get("/readyz"))[0] == 200
+        # Then the miner's next good write is served.
+        served = write_model(data_dir, small_ruleset(ns + 5)).model_date
+        await wait_until(
+            functools.partial(_model_date_is, server, served),
+            5,
+            f"recovery after {fault.__name__}",
+        )
+    stop.set()
+    result = await load
+    assert len(result.outcomes) > 100
+    assert result.server_errors() == []
+    assert result.failed() == []
+    for _, cause in FAULTS[:-1]:
+        assert len(server.logged(cause)) == 1, cause  # each failure logged once
+
+
+async def _model_date_is(server: Server, model_date: str) -> bool:
+    status, body, _ = await server.recommend()
+    return status == 200 and body["model_date"] == model_date
+
+
+# -- shutdown ------------------------------------------------------------------------------
+
+
+async def test_sigterm_under_load_drains_finishes_requests_and_exits_0(
+    tmp_path: Path, start_server: Callable[..., asyncio.Future[Server]]
+) -> None:
+    write_model(tmp_path, small_ruleset())
+    server = await start_server(tmp_path, DRAIN_SECONDS="1.5", SHUTDOWN_TIMEOUT_SECONDS="5")
+    await wait_until(lambda: _status_is(server, "/readyz", 200), 10, "/readyz 200")
+    stop = asyncio.Event()
+    load = asyncio.create_task(generate_load(f"{server.url}/api/recommend", stop, workers=8))
+    await asyncio.sleep(0.5)
+
+    sent = time.time()
+    server.process.send_signal(signal.SIGTERM)
+    not_ready_at = await wait_until(lambda: _status_is(server, "/readyz", 503), 2, "readyz 503")
+    assert not_ready_at - sent < 0.5
+    status, _, headers = await server.recommend()
+    assert status == 200 and headers["Connection"] == "close"
+
+    code = await asyncio.wait_for(server.process.wait(), 20)
+    exited = time.time()
+    stop.set()
+    result = await load
+    assert code == 0
+    # It exited by itself, so no non-daemon thread was left; and well inside 30 s.
+    assert exited - sent < 1.5 + 5
+    drain_over = server.logged_at("drain over")
+    assert 1.4 <= drain_over - sent <= 3.0
+    # A connection made in the last instant before the listener closes can be reset by the
+    # kernel before the server could accept it: that race is ~1 ms wide, allow 50.
+    before_end = [o for o in result.outcomes if o.started < drain_over - 0.05]
+    assert len(before_end) > 100
+    assert [o for o in before_end if not o.ok] == []
+    assert result.server_errors() == []
+    for text in ("SIGTERM: draining for 1.5 s", "drain over", "exiting with status 0"):
+        assert server.logged(text), text
