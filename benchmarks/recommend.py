@@ -47,11 +47,15 @@ from pathlib import Path
 
 import numpy as np
 
-from http_api.recommender import Recommender
-from http_api.settings import Settings
-from mining.rulesfile import RULES_FILENAME, RuleSet, read_rules
-
 ROOT = Path(__file__).resolve().parent.parent
+# Run as a script, this file's folder comes first on sys.path, and benchmarks/mining.py there
+# would shadow the mining package.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchmarks"]
+
+from http_api.recommender import Recommender  # noqa: E402
+from http_api.settings import Settings  # noqa: E402
+from mining.rulesfile import RULES_FILENAME, RuleSet, read_rules  # noqa: E402
+
 DATASET = ROOT / "tests" / "data" / "synth_dense.csv.xz"
 CACHE = ROOT / "build" / "benchmarks"
 SIZES = (1, 5, 20, 100, 1000)
