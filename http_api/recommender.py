@@ -96,13 +96,14 @@ def _confidence_ranks(rule_counts: IntArray, antecedent_counts: IntArray) -> I64
     denominators = distinct & np.uint64(0xFFFFFFFF)
     values = numerators.astype(np.float64) / denominators.astype(np.float64)
     order = np.argsort(values, kind="stable")
-    same_float = values[order][1:] == values[order][:-1]
+    sorted_values = values[order]
+    same_float = sorted_values[1:] == sorted_values[:-1]
     if bool(same_float.any()):
         # Products of two uint32 fit in uint64: an exact comparison of a/b and c/d.
         num, den = numerators[order], denominators[order]
-        merged = same_float & (num[1:] * den[:-1] != num[:-1] * den[1:])
-        if bool(merged.any()):
-            order = _order_merged_runs(order, values, numerators, denominators)
+        merged = np.flatnonzero(same_float & (num[1:] * den[:-1] != num[:-1] * den[1:]))
+        if len(merged):
+            order = _order_merged_runs(order, sorted_values, merged, numerators, denominators)
     num, den = numerators[order], denominators[order]
     new_value = num[1:] * den[:-1] != num[:-1] * den[1:]
     rank_in_order = np.concatenate(([0], np.cumsum(new_value, dtype=np.int64)))
@@ -111,17 +112,18 @@ def _confidence_ranks(rule_counts: IntArray, antecedent_counts: IntArray) -> I64
     return rank_of_distinct[rule_pair.reshape(-1)]
 
 
-def _order_merged_runs(order: I64, values: npt.NDArray[np.float64], num: U64, den: U64) -> I64:
-    """Re-sort, exactly, each run of fractions that float64 rounded to one value."""
+def _order_merged_runs(
+    order: I64, sorted_values: npt.NDArray[np.float64], merged: I64, num: U64, den: U64
+) -> I64:
+    """Re-sort exactly each run of equal floats holding a merge (``merged``: its positions)."""
     order = order.copy()
-    sorted_values = values[order]
     run_starts = np.flatnonzero(np.diff(sorted_values, prepend=-1.0) != 0)
     run_ends = np.append(run_starts[1:], len(order))
-    for start, end in zip(run_starts.tolist(), run_ends.tolist(), strict=True):
-        if end - start > 1:
-            order[start:end] = sorted(
-                order[start:end].tolist(), key=lambda i: Fraction(int(num[i]), int(den[i]))
-            )
+    for run in np.unique(np.searchsorted(run_starts, merged, side="right") - 1).tolist():
+        start, end = int(run_starts[run]), int(run_ends[run])
+        order[start:end] = sorted(
+            order[start:end].tolist(), key=lambda i: Fraction(int(num[i]), int(den[i]))
+        )
     return order
 
 

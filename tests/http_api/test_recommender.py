@@ -207,10 +207,11 @@ def test_confidence_is_exact_where_float64_cannot_tell_fractions_apart() -> None
     # has the larger lift and the smaller name.
     n, m = 2**32 - 1, 2**31 + 1
     assert (m - 1) / m == (n - 2) / n
-    songs = [("a", n - 1), ("z", n), ("q", n)]
-    rules = [([2], 0, n - 2, n), ([2], 1, m - 1, m)]
+    # 7/10 and 14/20 share a float too, rightly: they are one confidence (then names decide).
+    songs = [("a", n - 1), ("z", n), ("q", n), ("c", 5), ("b", 5)]
+    rules = [([2], 0, n - 2, n), ([2], 1, m - 1, m), ([2], 3, 7, 10), ([2], 4, 14, 20)]
     r = Recommender.from_ruleset(make_ruleset(songs, rules, transactions=n))
-    assert r.recommend(["q"], limit=2) == ["z", "a"]
+    assert r.recommend(["q"], limit=4) == ["z", "a", "b", "c"]
 
 
 def test_popular_songs_fill_after_the_rule_based_ones() -> None:
