@@ -43,6 +43,7 @@ class RuleServer(pykka.ThreadingActor):
         self._backoff = backoff or Backoff(first=0.5, cap=30.0)
         self._snapshot: Snapshot | None = None
         self._parked: list[tuple[float, SnapshotReply]] = []
+        self._expiry_at: float | None = None
         self._subscribers: list[pykka.ActorRef[Any]] = []
         # The disk as it was when the last load failed, and the cause already logged.
         self._failed_on: DiskState | None = None
@@ -132,6 +133,7 @@ class RuleServer(pykka.ThreadingActor):
         metrics.record_reload_succeeded(snapshot)
         parked, self._parked = self._parked, []
         self._timers.cancel("expire")
+        self._expiry_at = None
         for _, reply in parked:
             self._answer(reply, snapshot)
         for subscriber in list(self._subscribers):
@@ -181,19 +183,26 @@ class RuleServer(pykka.ThreadingActor):
         if self._snapshot is not None:
             self._answer(reply, self._snapshot)
             return
-        deadline = time.monotonic() + timeout
-        self._parked.append((deadline, reply))
-        if not self._timers.pending("expire"):
-            self._timers.start("expire", timeout, ExpireParkedCalls())
+        self._parked.append((time.monotonic() + timeout, reply))
+        self._arm_expiry()
 
     def _expire_parked(self) -> None:
         now = time.monotonic()
         due = [reply for deadline, reply in self._parked if deadline <= now]
         self._parked = [(deadline, reply) for deadline, reply in self._parked if deadline > now]
+        self._expiry_at = None
         for reply in due:
             self._answer(reply, None)
-        if self._parked:
-            self._timers.start("expire", self._parked[0][0] - now, ExpireParkedCalls())
+        self._arm_expiry()
+
+    def _arm_expiry(self) -> None:
+        """One timer, for the earliest parked deadline (not a thread per parked call)."""
+        if not self._parked:
+            return
+        earliest = min(deadline for deadline, _ in self._parked)
+        if self._expiry_at is None or earliest < self._expiry_at:
+            self._expiry_at = earliest
+            self._timers.start("expire", earliest - time.monotonic(), ExpireParkedCalls())
 
     def _answer(self, reply: SnapshotReply, snapshot: Snapshot | None) -> None:
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import queue
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,21 @@ def test_a_parked_call_is_answered_none_when_its_wait_runs_out(tmp_path: Path) -
     assert get_snapshot(server, wait=0.3) is None
     assert 0.25 <= time.monotonic() - started < 3
     assert server.is_alive()
+
+
+def test_each_parked_call_gets_its_own_wait(tmp_path: Path) -> None:
+    server = start(tmp_path)
+    replies: queue.Queue[tuple[str, Snapshot | None, float]] = queue.Queue()
+    started = time.monotonic()
+
+    def reply_to(name: str) -> Callable[[Snapshot | None], None]:
+        return lambda snapshot: replies.put((name, snapshot, time.monotonic() - started))
+
+    server.tell(GetSnapshot(reply=reply_to("long"), timeout_seconds=1.5))
+    server.tell(GetSnapshot(reply=reply_to("short"), timeout_seconds=0.2))
+    first, second = replies.get(timeout=10), replies.get(timeout=10)
+    assert first[:2] == ("short", None) and 0.15 <= first[2] < 1.0
+    assert second[:2] == ("long", None) and 1.4 <= second[2] < 3.0
 
 
 def test_a_call_after_the_load_is_answered_at_once(tmp_path: Path) -> None:

@@ -17,12 +17,14 @@ from typing import Any
 import aiohttp
 import pykka
 import pytest
+from aiohttp import web
 from pykka.messages import ProxyCall
 
 from actors import HttpFrontend, RuleServer, RulesWatcher, Supervisor, bind_listener
 from actors.messages import Ping
 from http_api.app import init_app
 from http_api.settings import Settings
+from http_api.state import RulesGate
 from mining.checkpoint import format_model_date
 from tests.helpers.load import generate_load
 from tests.helpers.rules import FIRST_NS, small_ruleset, write_model
@@ -168,6 +170,21 @@ def test_stopping_leaves_no_thread_behind(tmp_path: Path) -> None:
     write_model(tmp_path, small_ruleset())
     the_one(RulesWatcher)
     assert server.stop() == 0
+    assert pykka.ActorRegistry.get_all() == []
+    deadline = time.monotonic() + 5
+    while left := set(threading.enumerate()) - before:
+        assert time.monotonic() < deadline, left
+        time.sleep(0.02)
+
+
+def test_a_frontend_that_cannot_start_stops_everything_with_status_1(tmp_path: Path) -> None:
+    def broken_app(gate: RulesGate, settings: Settings) -> web.Application:
+        raise RuntimeError("no app today")
+
+    before = set(threading.enumerate())
+    settings = Settings(host="127.0.0.1", port=0, data_dir=tmp_path, drain_seconds=0)
+    supervisor = Supervisor(settings, bind_listener("127.0.0.1", 0), broken_app)
+    assert supervisor.run() == 1
     assert pykka.ActorRegistry.get_all() == []
     deadline = time.monotonic() + 5
     while left := set(threading.enumerate()) - before:
