@@ -29,11 +29,6 @@ PACKAGES = ("actors", "client", "http_api", "mining")
 # A song of the bundled sample dataset that has rules.
 SONG = "Wonderful"
 
-pytestmark = pytest.mark.skipif(
-    not (REPO / "http_api" / "__main__.py").exists(),
-    reason="http_api/__main__.py has not landed yet: no real server to test against",
-)
-
 
 async def wait_for(condition: Callable[[], bool], what: str, timeout: float = 20) -> None:
     """Poll `condition` every 20 ms; fail naming `what` after `timeout` seconds."""
@@ -208,7 +203,6 @@ def csv_samples(path: Path) -> list[Sample]:
     return list(read_samples(io.StringIO(complete, newline=""))) if complete else []
 
 
-@pytest.mark.slow
 async def test_continuous_sees_a_restart_with_a_new_version_and_a_new_model(
     mined: tuple[Path, str],
     servers: list[RealServer],
