@@ -1,0 +1,240 @@
+"""Benchmark (a): ``POST /api/recommend`` throughput against a bare aiohttp endpoint, side by side.
+
+Both servers run as subprocesses on loopback, pinned to the same CPU (wrk gets the other one
+when there are two), and wrk (50 connections) drives each with the same cycling 1-5-song
+bodies drawn from the dataset's playlists. The real server is ``python -m http_api`` over
+synth_dense mined by the real miner (cached under ``build/``); the baseline is a bare aiohttp
+POST handler returning precomputed JSON (a real answer captured from the real server). Rounds
+alternate baseline/real so drift hits both.
+
+Printed per run: req/s, p50, p99, failures, and the server's CPU time per request (all its
+threads, from /proc). The target is the req/s ratio (≥ 0.6); the CPU-per-request ratio is the
+cross-check that does not move when other processes take CPU from the servers.
+
+    .venv/bin/python benchmarks/serve_throughput.py [--duration 10] [--rounds 3]
+
+Exit status 1 when the req/s ratio is below the target or any request failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+# Run as a script, this file's folder comes first on sys.path, and benchmarks/mining.py there
+# would shadow the mining package: the repository goes first, this folder last (for _server).
+sys.path[:] = [str(ROOT), *(p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchmarks")]
+sys.path.append(str(ROOT / "benchmarks"))
+
+from _server import (  # noqa: E402
+    ServerProcess,
+    WrkResult,
+    cpu_pair,
+    draw_bodies,
+    http_get,
+    mined_rules,
+    pinned,
+    run_wrk,
+)
+from aiohttp import web  # noqa: E402
+
+TARGET_RATIO = 0.6
+BARE_READY_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Run:
+    """One wrk run against one server, with the server's CPU time during it."""
+
+    wrk: WrkResult
+    server_cpu_seconds: float
+
+    @property
+    def cpu_us_per_request(self) -> float:
+        """Server CPU time (all threads, user + system) per completed request."""
+        return self.server_cpu_seconds * 1e6 / max(self.wrk.requests, 1)
+
+    def row(self, name: str) -> str:
+        """One line of the results table."""
+        w = self.wrk
+        return (
+            f"{name:<10} {w.rate:>9.0f} {w.p50_us / 1000:>8.2f} {w.p99_us / 1000:>8.2f} "
+            f"{w.failures:>8} {self.cpu_us_per_request:>11.0f}"
+        )
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and all its threads so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def post(url: str, body: str) -> tuple[int, bytes]:
+    """Status and body of a JSON POST."""
+    request = urllib.request.Request(
+        url, data=body.encode(), headers={"Content-Type": "application/json"}, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def run_bare_server(port: int, response_path: Path) -> None:
+    """The baseline: an aiohttp POST endpoint answering precomputed JSON, nothing else."""
+    body = response_path.read_bytes()
+
+    async def answer(request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type="application/json")
+
+    async def ready(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/api/recommend", answer)
+    app.router.add_get("/readyz", ready)
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
+
+
+@contextmanager
+def bare_server(response_path: Path, cpu: int | None) -> Iterator[tuple[str, int]]:
+    """Run the baseline in a subprocess until it answers; yield its URL and pid."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, __file__, "--bare-server", str(port), str(response_path)]
+    process = subprocess.Popen(pinned(cpu, command), cwd=ROOT)
+    try:
+        deadline = time.monotonic() + BARE_READY_SECONDS
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"bare server exited with {process.returncode}")
+            try:
+                if http_get(f"{url}/readyz", timeout=1.0) == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"bare server not ready after {BARE_READY_SECONDS:g} s")
+            time.sleep(0.02)
+        yield url, process.pid
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def main() -> int:
+    """Mine (or reuse) the rules, start both servers, run wrk rounds, print the ratios."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=10, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=3, help="baseline/real pairs")
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--min-support", type=float, default=0.025)
+    parser.add_argument("--queries", type=int, default=2000, help="distinct bodies cycled")
+    parser.add_argument(
+        "--bare-server", nargs=2, metavar=("PORT", "RESPONSE"), help=argparse.SUPPRESS
+    )
+    args = parser.parse_args()
+    if args.bare_server:
+        run_bare_server(int(args.bare_server[0]), Path(args.bare_server[1]))
+        return 0
+    server_cpu, wrk_cpu = cpu_pair()
+    started = time.monotonic()
+    data_dir = mined_rules(args.min_support)
+    print(f"miner: {time.monotonic() - started:.1f} s (a skip when the cache is current)")
+    bodies = draw_bodies(args.queries, seed=1)
+    results: dict[str, list[Run]] = {"bare": [], "recommend": []}
+
+    real = ServerProcess(data_dir, cpu=server_cpu)
+    real.start()
+    with tempfile.TemporaryDirectory(prefix="serve-throughput-") as tmp:
+        work = Path(tmp)
+        try:
+            real.wait_ready()
+            assert real.process is not None
+            ready = json.loads(urllib.request.urlopen(f"{real.url}/readyz").read())
+            print(f"real server: {ready.get('rules')} rules, {ready.get('songs')} songs")
+            answers = [post(f"{real.url}/api/recommend", body) for body in bodies[:200]]
+            if any(status != 200 for status, _ in answers):
+                print("the real server refused a sample query", file=sys.stderr)
+                return 1
+            lengths = [len(json.loads(answer)["songs"]) for _, answer in answers]
+            print(f"sample of 200 queries: {statistics.mean(lengths):.1f} songs per answer")
+            response_path = work / "response.json"
+            response_path.write_bytes(answers[0][1])
+
+            with bare_server(response_path, server_cpu) as (bare_url, bare_pid):
+                servers = (("bare", bare_url, bare_pid), ("recommend", real.url, real.process.pid))
+                for _ in range(args.rounds):
+                    for name, url, pid in servers:
+                        before = cpu_seconds(pid)
+                        wrk = run_wrk(
+                            f"{url}/api/recommend",
+                            bodies,
+                            work,
+                            duration=args.duration,
+                            connections=args.connections,
+                            cpu=wrk_cpu,
+                        )
+                        results[name].append(Run(wrk, cpu_seconds(pid) - before))
+        finally:
+            status = real.stop()
+    if status != 0:
+        print(f"the real server exited with {status}:\n{real.log()}", file=sys.stderr)
+        return 1
+
+    print(
+        f"\nwrk {args.connections} connections, {args.duration:g} s per run, {args.rounds} "
+        f"rounds, {args.queries} cycled 1-5-song bodies; servers on CPU {server_cpu}, "
+        f"wrk on CPU {wrk_cpu}"
+    )
+    print(
+        f"{'server':<10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'failed':>8} {'CPU µs/req':>11}"
+    )
+    for name, runs in results.items():
+        for run in runs:
+            print(run.row(name))
+    pairs = list(zip(results["recommend"], results["bare"], strict=True))
+    ratios = [r.wrk.rate / b.wrk.rate for r, b in pairs]
+    cpu_ratios = [b.cpu_us_per_request / r.cpu_us_per_request for r, b in pairs]
+    ratio = statistics.median(ratios)
+    failures = sum(run.wrk.failures for runs in results.values() for run in runs)
+    print(
+        f"\nreq/s ratio recommend/bare: {ratio:.2f} (rounds: "
+        f"{', '.join(f'{r:.2f}' for r in ratios)}; target ≥ {TARGET_RATIO}); failed: {failures}"
+    )
+    print(
+        f"CPU-per-request ratio bare/recommend: {statistics.median(cpu_ratios):.2f} (rounds: "
+        f"{', '.join(f'{r:.2f}' for r in cpu_ratios)})"
+    )
+    return 0 if ratio >= TARGET_RATIO and failures == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
