@@ -1,0 +1,142 @@
+"""Rendered manifests and the parsed Dockerfile, for the deployment tests."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+MANIFESTS = REPO / "manifests"
+OVERLAYS = sorted(path.name for path in (MANIFESTS / "overlays").iterdir() if path.is_dir())
+DOCKERFILE = REPO / "containers" / "Dockerfile"
+
+
+def venv_tool(name: str) -> str:
+    """A command installed next to the running Python (the project's virtualenv), or on PATH."""
+    beside = Path(sys.executable).parent / name
+    found = str(beside) if beside.exists() else shutil.which(name)
+    assert found, f"{name} is not installed (it comes with the dev extra / the machine image)"
+    return found
+
+
+def render(directory: Path) -> list[dict[str, Any]]:
+    """`kubectl kustomize DIRECTORY`, parsed."""
+    kubectl = shutil.which("kubectl")
+    assert kubectl, "kubectl is needed to render the manifests"
+    result = subprocess.run(
+        [kubectl, "kustomize", str(directory)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return [obj for obj in yaml.safe_load_all(result.stdout) if obj]
+
+
+class Rendered:
+    """The objects one kustomize directory renders to, looked up by kind."""
+
+    def __init__(self, directory: Path) -> None:
+        self.name = directory.name
+        self.objects = render(directory)
+
+    def one(self, kind: str) -> dict[str, Any]:
+        """The single object of `kind`."""
+        (obj,) = [obj for obj in self.objects if obj["kind"] == kind]
+        return obj
+
+    def pod_spec(self, kind: str) -> dict[str, Any]:
+        """The pod template spec of the single Deployment or Job."""
+        spec: dict[str, Any] = self.one(kind)["spec"]["template"]["spec"]
+        return spec
+
+    def container(self, kind: str) -> dict[str, Any]:
+        """The single container of the Deployment's or Job's pods."""
+        (container,) = self.pod_spec(kind)["containers"]
+        return dict(container)
+
+
+@dataclass(frozen=True)
+class Instruction:
+    """One Dockerfile instruction with its arguments as written."""
+
+    keyword: str
+    arguments: str
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One FROM ... AS name stage."""
+
+    name: str
+    base: str
+    instructions: tuple[Instruction, ...]
+
+
+class Dockerfile:
+    """A parsed Dockerfile: stages, and what each target inherits through its FROM chain."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.stages: dict[str, Stage] = {}
+        logical: list[str] = []
+        pending = ""
+        for line in path.read_text().splitlines():
+            stripped = line.strip()
+            if not stripped or stripped.startswith("#"):
+                continue
+            if stripped.endswith("\\"):
+                pending += stripped[:-1] + " "
+                continue
+            logical.append(pending + stripped)
+            pending = ""
+        current: tuple[str, str] | None = None
+        body: list[Instruction] = []
+        for text in logical:
+            keyword, _, arguments = text.partition(" ")
+            keyword = keyword.upper()
+            if keyword == "FROM":
+                if current:
+                    self.stages[current[0]] = Stage(current[0], current[1], tuple(body))
+                base, _, name = arguments.partition(" AS ")
+                current, body = (name.strip(), base.strip()), []
+            elif current:
+                body.append(Instruction(keyword, arguments.strip()))
+        assert current, f"{path} has no FROM"
+        self.stages[current[0]] = Stage(current[0], current[1], tuple(body))
+
+    def chain(self, target: str) -> list[Stage]:
+        """The stages `target` is built on, outermost first, ending with `target`."""
+        stages = [self.stages[target]]
+        while stages[0].base in self.stages:
+            stages.insert(0, self.stages[stages[0].base])
+        return stages
+
+    def instructions(self, target: str, keyword: str) -> list[str]:
+        """Arguments of every `keyword` instruction that applies to `target`, in order."""
+        return [
+            instruction.arguments
+            for stage in self.chain(target)
+            for instruction in stage.instructions
+            if instruction.keyword == keyword
+        ]
+
+    def env(self, target: str) -> dict[str, str]:
+        """The ENV of the image built from `target`."""
+        env: dict[str, str] = {}
+        for arguments in self.instructions(target, "ENV"):
+            for pair in shlex.split(arguments):
+                name, _, value = pair.partition("=")
+                env[name] = value
+        return env
+
+    def exec_form(self, target: str, keyword: str) -> list[str]:
+        """The last `keyword` (ENTRYPOINT, CMD) of `target`, which must be a JSON array."""
+        value = json.loads(self.instructions(target, keyword)[-1])
+        assert isinstance(value, list), f"{keyword} of {target} is not exec form"
+        return [str(item) for item in value]

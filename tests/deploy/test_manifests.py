@@ -1,0 +1,293 @@
+"""The Kubernetes manifests as kustomize renders them: valid, and consistent with the images,
+the servers' own settings and the Argo CD hook pattern."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from aiohttp import web
+
+from http_api.app import setup_routes
+from http_api.settings import Settings as ApiSettings
+from mining.settings import Settings as MiningSettings
+from mining.version import __version__
+from tests.deploy.deployfiles import MANIFESTS, Dockerfile, Rendered, venv_tool
+
+# The oldest Kubernetes minor we claim: everything used is GA there (autoscaling/v2 1.23,
+# policy/v1 1.21, seccompProfile 1.19, startupProbe 1.20, emptyDir sizeLimit 1.25).
+OLDEST_KUBERNETES = "1.25.0"
+# Seconds left between the server's own shutdown deadline and Kubernetes' SIGKILL.
+MARGIN_BEFORE_SIGKILL_S = 5
+WAVE = "argocd.argoproj.io/sync-wave"
+HOOK = "argocd.argoproj.io/hook"
+HOOK_DELETE_POLICY = "argocd.argoproj.io/hook-delete-policy"
+PRODUCTION = MANIFESTS / "overlays" / "production"
+
+
+def annotations_of(obj: dict[str, Any]) -> dict[str, str]:
+    """An object's annotations (none: empty)."""
+    return dict(obj["metadata"].get("annotations") or {})
+
+
+def mounted_volume(rendered: Rendered, kind: str, path: str) -> tuple[dict[str, Any], Any]:
+    """The volumeMount at `path` in the pods of `kind`, and the volume it mounts."""
+    (mount,) = [m for m in rendered.container(kind)["volumeMounts"] if m["mountPath"] == path]
+    (volume,) = [v for v in rendered.pod_spec(kind)["volumes"] if v["name"] == mount["name"]]
+    return mount, volume
+
+
+def mebibytes(quantity: str) -> float:
+    """A Kubernetes memory quantity (Mi, Gi or bytes) in MiB."""
+    match = re.fullmatch(r"(\d+)(Mi|Gi)?", quantity)
+    assert match, f"unexpected memory quantity {quantity!r}"
+    number, unit = int(match[1]), match[2]
+    return number * {"Mi": 1, "Gi": 1024, None: 2**-20}[unit]
+
+
+def validate(path: Path, version: str | None) -> subprocess.CompletedProcess[str]:
+    """kubernetes-validate --strict on a file, for `version` (None: the newest it knows)."""
+    command = [venv_tool("kubernetes-validate"), "--strict", "--quiet"]
+    command += ["--kubernetes-version", version] if version else []
+    return subprocess.run([*command, str(path)], capture_output=True, text=True, check=False)
+
+
+def test_each_overlay_renders_the_whole_application_in_one_namespace(rendered: Rendered) -> None:
+    assert sorted(obj["kind"] for obj in rendered.objects) == [
+        "ConfigMap",
+        "Deployment",
+        "HorizontalPodAutoscaler",
+        "Job",
+        "PersistentVolumeClaim",
+        "PodDisruptionBudget",
+        "Service",
+    ]
+    assert {obj["metadata"]["namespace"] for obj in rendered.objects} == {"playlist-recommender"}
+
+
+@pytest.mark.parametrize("version", [OLDEST_KUBERNETES, None], ids=["oldest", "newest"])
+def test_overlay_is_strictly_valid_kubernetes(
+    rendered: Rendered, version: str | None, tmp_path: Path
+) -> None:
+    path = tmp_path / f"{rendered.name}.yaml"
+    path.write_text(yaml.safe_dump_all(rendered.objects))
+    result = validate(path, version)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not (result.stdout + result.stderr).strip()
+
+
+def test_strict_validation_rejects_a_misspelled_field(tmp_path: Path) -> None:
+    production = Rendered(PRODUCTION)
+    text = yaml.safe_dump_all(production.objects)
+    path = tmp_path / "typo.yaml"
+    path.write_text(text.replace("readOnlyRootFilesystem", "readOnlyRootFileSystem"))
+    result = validate(path, OLDEST_KUBERNETES)
+    assert result.returncode != 0
+    assert "readOnlyRootFileSystem" in result.stdout + result.stderr
+
+
+def test_mining_job_is_a_sync_hook_in_the_volume_wave_before_the_api(rendered: Rendered) -> None:
+    job, pvc = rendered.one("Job"), rendered.one("PersistentVolumeClaim")
+    deployment = rendered.one("Deployment")
+    assert annotations_of(job)[HOOK] == "Sync"
+    assert annotations_of(job)[HOOK_DELETE_POLICY] == "BeforeHookCreation"
+    assert annotations_of(job)[WAVE] == annotations_of(pvc)[WAVE] == "0"
+    assert int(annotations_of(deployment)[WAVE]) > 0
+    # Argo CD diffs only non-hook resources: everything else must be an ordinary resource.
+    assert [obj["kind"] for obj in rendered.objects if HOOK in annotations_of(obj)] == ["Job"]
+    # A TTL makes Argo CD recreate the finished Job in a loop under automated sync.
+    assert "ttlSecondsAfterFinished" not in job["spec"]
+    assert job["spec"]["backoffLimit"] >= 1
+    assert job["spec"]["activeDeadlineSeconds"] > 0
+    assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+
+
+def test_mining_job_reads_its_settings_from_the_generated_config_map(
+    rendered: Rendered, dockerfile: Dockerfile
+) -> None:
+    config_map = rendered.one("ConfigMap")
+    assert config_map["metadata"]["name"].startswith("mining-config-")
+    env_from = rendered.container("Job")["envFrom"]
+    assert env_from == [{"configMapRef": {"name": config_map["metadata"]["name"]}}]
+    # The job's own validation accepts what the pod gets: image ENV, then the ConfigMap.
+    settings = MiningSettings.from_env(dockerfile.env("mining") | config_map["data"])
+    mount, volume = mounted_volume(rendered, "Job", str(settings.data_dir))
+    assert not mount.get("readOnly", False)
+    claim = rendered.one("PersistentVolumeClaim")["metadata"]["name"]
+    assert volume["persistentVolumeClaim"]["claimName"] == claim
+
+
+def test_dataset_url_is_set_in_one_line_of_the_production_overlay() -> None:
+    mentions = [
+        (path.relative_to(MANIFESTS), line)
+        for path in sorted(MANIFESTS.rglob("*.yaml"))
+        if "overlays" not in path.parts or PRODUCTION in path.parents
+        for line in path.read_text().splitlines()
+        if "DATASET_URL" in line and not line.lstrip().startswith("#")
+    ]
+    assert len(mentions) == 1, mentions
+    assert mentions[0][0] == Path("overlays/production/kustomization.yaml")
+    settings = MiningSettings.from_env(Rendered(PRODUCTION).one("ConfigMap")["data"])
+    assert settings.dataset_url.startswith("https://")
+
+
+def test_a_dataset_change_reruns_the_mining_hook_and_leaves_the_api_alone(
+    tmp_path: Path,
+) -> None:
+    copy = tmp_path / "manifests"
+    shutil.copytree(MANIFESTS, copy)
+    kustomization = copy / "overlays" / "production" / "kustomization.yaml"
+    before = Rendered(copy / "overlays" / "production")
+    old_url = before.one("ConfigMap")["data"]["DATASET_URL"]
+    kustomization.write_text(
+        kustomization.read_text().replace(old_url, "https://datasets.invalid/ds2.csv")
+    )
+    after = Rendered(copy / "overlays" / "production")
+    renamed = after.one("ConfigMap")["metadata"]["name"]
+    # A new name is a change Argo CD sees (the hook itself is never diffed): it syncs, the hook
+    # runs again, and its pod reads the new ConfigMap.
+    assert renamed != before.one("ConfigMap")["metadata"]["name"]
+    assert after.container("Job")["envFrom"] == [{"configMapRef": {"name": renamed}}]
+    assert after.one("ConfigMap")["data"]["DATASET_URL"] == "https://datasets.invalid/ds2.csv"
+    # The API pods reload new rules by themselves: no restart for a dataset change.
+    assert after.one("Deployment") == before.one("Deployment")
+
+
+def test_production_volume_is_shared_by_every_node() -> None:
+    pvc = Rendered(PRODUCTION).one("PersistentVolumeClaim")
+    assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
+
+
+def test_api_pods_mount_the_rules_read_only(rendered: Rendered, dockerfile: Dockerfile) -> None:
+    data_dir = dockerfile.env("api")["DATA_DIR"]
+    mount, volume = mounted_volume(rendered, "Deployment", data_dir)
+    assert mount["readOnly"] is True
+    assert volume["persistentVolumeClaim"]["readOnly"] is True
+    claim = rendered.one("PersistentVolumeClaim")["metadata"]["name"]
+    assert volume["persistentVolumeClaim"]["claimName"] == claim
+
+
+def test_api_settings_in_the_pod_agree_with_ports_mounts_and_grace_period(
+    rendered: Rendered, dockerfile: Dockerfile
+) -> None:
+    container = rendered.container("Deployment")
+    pod_env = {item["name"]: item["value"] for item in container.get("env", [])}
+    settings = ApiSettings.from_env(dockerfile.env("api") | pod_env)
+    (port,) = container["ports"]
+    assert settings.port == port["containerPort"]
+    assert settings.host == "0.0.0.0"
+    mounted_volume(rendered, "Deployment", str(settings.data_dir))
+    grace = rendered.pod_spec("Deployment")["terminationGracePeriodSeconds"]
+    assert grace >= (
+        settings.drain_seconds + settings.shutdown_timeout_seconds + MARGIN_BEFORE_SIGKILL_S
+    )
+    # Anything that health-checks /readyz (a load balancer, an ingress) sees the drain's 503
+    # before the drain ends.
+    readiness = container["readinessProbe"]
+    assert readiness["periodSeconds"] * readiness["failureThreshold"] <= settings.drain_seconds
+
+
+def test_probes_call_the_servers_real_endpoints(rendered: Rendered) -> None:
+    app = web.Application()
+    setup_routes(app)
+    get_routes = {
+        route.resource.canonical
+        for route in app.router.routes()
+        if route.method == "GET" and route.resource is not None
+    }
+    container = rendered.container("Deployment")
+    paths = {
+        probe: container[probe]["httpGet"]["path"]
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe")
+    }
+    assert paths == {
+        "startupProbe": "/healthz",
+        "readinessProbe": "/readyz",
+        "livenessProbe": "/healthz",
+    }
+    assert set(paths.values()) <= get_routes
+    port_names = {port["name"] for port in container["ports"]}
+    assert {container[probe]["httpGet"]["port"] for probe in paths} <= port_names
+
+
+def test_service_sends_port_52004_to_api_pods_only(rendered: Rendered) -> None:
+    service = rendered.one("Service")
+    selector = service["spec"]["selector"].items()
+    api_labels = rendered.one("Deployment")["spec"]["template"]["metadata"]["labels"].items()
+    job_labels = rendered.one("Job")["spec"]["template"]["metadata"]["labels"].items()
+    assert selector <= api_labels
+    assert not selector <= job_labels
+    (port,) = service["spec"]["ports"]
+    assert port["port"] == ApiSettings().port == 52004
+    container_ports = {
+        p["name"]: p["containerPort"] for p in rendered.container("Deployment")["ports"]
+    }
+    assert port["targetPort"] in container_ports
+
+
+def test_rolling_update_keeps_every_replica_serving(rendered: Rendered) -> None:
+    spec = rendered.one("Deployment")["spec"]
+    assert spec["replicas"] == 2
+    assert spec["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+    }
+    assert spec["selector"]["matchLabels"].items() <= spec["template"]["metadata"]["labels"].items()
+
+
+def test_disruption_budget_and_autoscaler_act_on_the_api(rendered: Rendered) -> None:
+    deployment = rendered.one("Deployment")
+    pdb, hpa = rendered.one("PodDisruptionBudget"), rendered.one("HorizontalPodAutoscaler")
+    assert pdb["spec"]["selector"] == deployment["spec"]["selector"]
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": deployment["metadata"]["name"],
+    }
+    assert hpa["spec"]["minReplicas"] == deployment["spec"]["replicas"]
+    # A node drain can always evict one pod.
+    assert pdb["spec"]["minAvailable"] < hpa["spec"]["minReplicas"]
+
+
+@pytest.mark.parametrize(("kind", "target"), [("Deployment", "api"), ("Job", "mining")])
+def test_pods_run_unprivileged_with_only_tmp_writable(
+    rendered: Rendered, dockerfile: Dockerfile, kind: str, target: str
+) -> None:
+    spec = rendered.pod_spec(kind)
+    uid, gid = dockerfile.instructions(target, "USER")[-1].split(":")
+    assert spec["automountServiceAccountToken"] is False
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["securityContext"]["runAsUser"] == int(uid)
+    assert spec["securityContext"]["runAsGroup"] == int(gid)
+    assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert rendered.container(kind)["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    home = dockerfile.env(target)["HOME"]
+    _, volume = mounted_volume(rendered, kind, home)
+    assert "emptyDir" in volume
+
+
+def test_memory_is_requested_and_bounded(rendered: Rendered) -> None:
+    api = rendered.container("Deployment")["resources"]
+    job = rendered.container("Job")["resources"]
+    # Equal request and limit: the API pods are the last to be evicted under memory pressure.
+    assert api["requests"]["memory"] == api["limits"]["memory"]
+    # The serving benchmark's bound is 200 MiB RSS during a reload; mlxtend peaks near 1 GB.
+    assert mebibytes(api["limits"]["memory"]) >= 200
+    assert mebibytes(job["limits"]["memory"]) >= mebibytes(job["requests"]["memory"]) >= 1000
+    assert "cpu" in api["requests"]
+    assert "cpu" in job["requests"]
+
+
+def test_images_are_the_package_version(rendered: Rendered) -> None:
+    for kind, target in (("Deployment", "api"), ("Job", "mining")):
+        image = rendered.container(kind)["image"]
+        assert image.endswith(f"/playlist-recommender-{target}:{__version__}"), image
