@@ -44,3 +44,15 @@ test: lint typecheck pytest
 
 clean:
 	rm -rf $(VENV) $(DATA_DIR) .pytest_cache .mypy_cache .ruff_cache
+
+# --- Containers and Kubernetes (containers/, manifests/, scripts/images.py) ---------------------
+# The fast checks of the manifests and the Dockerfile are tests/deploy, run by `make test`.
+.PHONY: images images-build
+
+## Build both images and run them like the manifests do (slow: podman, debootstrap; in .ci/run).
+images: $(STAMP)
+	$(BIN)/python scripts/images.py check
+
+## Build both images only (localhost/playlist-recommender-{mining,api}:VERSION), e.g. to push them.
+images-build: $(STAMP)
+	$(BIN)/python scripts/images.py build
