@@ -252,6 +252,12 @@ def test_search_prefix_matches_come_before_substring_matches() -> None:
     assert r.search("eta", limit=1) == ["Eta"]
 
 
+def test_search_keeps_the_most_popular_of_many_prefix_matches() -> None:
+    songs = [("ta", 1), ("tb", 5), ("tc", 3), ("td", 9), ("xt", 10)]
+    assert engine([], songs).search("t", limit=2) == ["td", "tb"]
+    assert engine([], songs).search("t", limit=5) == ["td", "tb", "tc", "ta", "xt"]
+
+
 def test_search_normalises_the_query_and_lists_every_song_sharing_a_form() -> None:
     r = engine([])
     assert r.search("  HEY   j", limit=5) == ["Hey Jude", "hey jude"]
@@ -298,7 +304,9 @@ def test_a_large_random_rule_set_agrees_with_the_brute_force() -> None:
             assert r.recommend(query, limit=25) == brute_force(ruleset, query, 25)
 
 
-NAME_ALPHABET = "aAbB \té" + "e\u0301"
+# Case pairs, whitespace, a composed and a decomposed "é", and the last code point (the prefix
+# search's upper bound must handle it).
+NAME_ALPHABET = "aAbB \té" + "e\u0301" + chr(0x10FFFF)
 
 
 @st.composite
