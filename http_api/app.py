@@ -11,16 +11,18 @@ from aiohttp.typedefs import Handler
 from http_api import handlers, metrics
 from http_api.settings import Settings
 from http_api.state import RulesGate
+from http_api.web import setup_web_routes
 
 log = logging.getLogger(__name__)
 
 
 def setup_routes(app: web.Application) -> None:
-    """Register the endpoints of the contract."""
+    """Register the endpoints of the contract, then the web page and its autocomplete."""
     app.router.add_post("/api/recommend", handlers.recommend, name="recommend")
     app.router.add_get("/healthz", handlers.healthz, name="healthz")
     app.router.add_get("/readyz", handlers.readyz, name="readyz")
     app.router.add_get("/metrics", handlers.metrics_text, name="metrics")
+    setup_web_routes(app, app[handlers.GATE])
 
 
 def _error_for(request: web.Request, exc: web.HTTPException) -> web.Response:
@@ -31,7 +33,7 @@ def _error_for(request: web.Request, exc: web.HTTPException) -> web.Response:
         allowed = ", ".join(sorted(exc.allowed_methods))
         message = f"method {request.method} is not allowed here; use {allowed}"
     elif isinstance(exc, web.HTTPNotFound):
-        message = "no such endpoint; see POST /api/recommend, GET /healthz, /readyz, /metrics"
+        message = "no such endpoint; the API is POST /api/recommend (see GET / for the page)"
     else:
         message = exc.reason
     headers = {

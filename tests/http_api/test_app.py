@@ -393,6 +393,18 @@ async def test_wrong_method_and_unknown_path_are_json_405_and_404(
         assert "no such endpoint" in (await response.json())["error"]
 
 
+async def test_the_page_and_its_autocomplete_are_served_by_the_same_app(
+    start: Start, http: ClientSession, snapshot: Snapshot
+) -> None:
+    url = await start(Gate(snapshot))
+    async with http.get(f"{url}/") as response:
+        assert response.status == 200
+        assert response.content_type == "text/html"
+    async with http.get(f"{url}/api/songs", params={"q": "hum"}) as response:
+        assert response.status == 200
+        assert (await response.json())["songs"] == ["HUMBLE."]
+
+
 async def test_a_bug_in_a_handler_is_a_json_500(start: Start, snapshot: Snapshot) -> None:
     # A snapshot without a recommender makes the handler raise, as a genuine bug would.
     broken = Snapshot(checkpoint=snapshot.checkpoint, header=snapshot.header, recommender=None)  # type: ignore[arg-type]
