@@ -1,8 +1,9 @@
 """Frequent itemsets with exact integer counts, from mlxtend (default) or pyfim.
 
-Both engines get a float support slightly below the exact threshold and their
-results are filtered on integer counts, so float rounding can neither add nor
-drop an itemset: the two engines give identical itemsets.
+mlxtend gets a float support half a playlist below the exact threshold and its
+results are filtered on integer counts; pyfim gets the integer count itself. So
+float rounding can neither add nor drop an itemset, and the two engines give
+identical itemsets.
 """
 
 from __future__ import annotations
