@@ -104,7 +104,7 @@ def test_the_periodic_check_runs_without_any_event(tmp_path: Path) -> None:
     _ref, checks = start_watcher(tmp_path, poll_seconds=0.2)
     drain(checks, settle=0.0)
     time.sleep(1.1)
-    assert 4 <= drain(checks, settle=0.0) <= 7
+    assert 3 <= drain(checks, settle=0.0) <= 7  # 5 due; timers drift on a busy machine
 
 
 def assert_events_seen_between_ticks(
