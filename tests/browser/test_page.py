@@ -35,7 +35,6 @@ from http_api.app import init_app
 from http_api.recommender import Recommender
 from http_api.settings import Settings
 from http_api.state import Snapshot
-from http_api.web import setup_web_routes
 from mining.checkpoint import CHECKPOINT_FILENAME, read_checkpoint
 from mining.rulesfile import RULES_FILENAME, RuleSet, read_rules
 from mining.version import __version__
@@ -85,9 +84,7 @@ class Gate:
 @asynccontextmanager
 async def serve(gate: Gate, port: int = 0) -> AsyncIterator[str]:
     """Run the server's application with the page on 127.0.0.1; yield its base URL."""
-    app = init_app(gate, SETTINGS)
-    setup_web_routes(app, gate)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    runner = web.AppRunner(init_app(gate, SETTINGS), shutdown_timeout=0.1)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:

@@ -15,7 +15,7 @@ from http_api.app import init_app
 from http_api.recommender import Recommender
 from http_api.settings import Settings
 from http_api.state import Snapshot
-from http_api.web import MAX_QUERY_CHARS, MAX_SONGS_LIMIT, setup_web_routes
+from http_api.web import MAX_QUERY_CHARS, MAX_SONGS_LIMIT
 from mining.checkpoint import Checkpoint
 from mining.rulesfile import MiningParameters, RuleSet, RulesHeader, pack_rules
 from mining.version import __version__
@@ -127,16 +127,9 @@ class Server:
             return response.status, dict(response.headers), await response.json()
 
 
-def build_app(gate: TestGate) -> web.Application:
-    """The server's application with the page's routes added."""
-    app = init_app(gate, Settings(rules_wait_seconds=0.2))
-    setup_web_routes(app, gate)
-    return app
-
-
 async def start(gate: TestGate) -> AsyncIterator[Server]:
     """Serve the app on a free loopback port for the duration of a test."""
-    runner = web.AppRunner(build_app(gate), shutdown_timeout=0.1)
+    runner = web.AppRunner(init_app(gate, Settings(rules_wait_seconds=0.2)), shutdown_timeout=0.1)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
