@@ -25,7 +25,7 @@ run: mine
 
 # System packages the tests drive for real (installed only when missing).
 # Each entry is COMMAND:DEBIAN_PACKAGE.
-TEST_SYSTEM_PACKAGES := xz:xz-utils openssl:openssl
+TEST_SYSTEM_PACKAGES := xz:xz-utils openssl:openssl chromium:chromium
 sysdeps-test:
 	scripts/ensure-system-packages $(TEST_SYSTEM_PACKAGES)
 
@@ -56,3 +56,14 @@ images: $(STAMP)
 ## Build both images only (localhost/playlist-recommender-{mining,api}:VERSION), e.g. to push them.
 images-build: $(STAMP)
 	$(BIN)/python scripts/images.py build
+
+# --- Rollout rehearsal (issue 6) ---------------------------------------------------------------
+# HAProxy as the Service in front of real servers, the real mining job and the continuous client:
+# scale 3 -> 2, code update, dataset update, and a control run without drain. Results go to
+# $(REHEARSAL_DIR); PUBLISH=1 also refreshes docs/rollouts/. Exits non-zero when a target is
+# missed. `timeout` bounds the whole run (it takes about 1.5 minutes).
+REHEARSAL_DIR ?= artifacts/rehearsal
+.PHONY: rehearse
+rehearse: $(STAMP)
+	scripts/ensure-system-packages haproxy:haproxy
+	timeout 600 $(BIN)/python -m rehearsal --output $(REHEARSAL_DIR) $(if $(PUBLISH),--publish docs/rollouts)
