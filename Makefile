@@ -45,6 +45,30 @@ test: lint typecheck pytest
 clean:
 	rm -rf $(VENV) $(DATA_DIR) .pytest_cache .mypy_cache .ruff_cache
 
+# --- Benchmarks (each prints ratios against a baseline measured in the same run) ---------------
+.PHONY: bench bench-mining bench-recommend bench-throughput bench-reload bench-startup
+BENCH_DATASET ?= tests/data/synth_dense.csv.xz
+
+bench-mining: $(STAMP)
+	$(BIN)/python benchmarks/mining.py $(BENCH_DATASET)
+
+bench-recommend: $(STAMP)
+	$(BIN)/python benchmarks/recommend.py
+
+bench-throughput: $(STAMP)
+	scripts/ensure-system-packages wrk:wrk taskset:util-linux
+	$(BIN)/python benchmarks/serve_throughput.py
+
+bench-reload: $(STAMP)
+	scripts/ensure-system-packages wrk:wrk
+	$(BIN)/python benchmarks/serve_reload.py
+
+bench-startup: $(STAMP)
+	$(BIN)/python benchmarks/serve_startup.py
+
+## Every benchmark, one after the other.
+bench: bench-mining bench-recommend bench-throughput bench-reload bench-startup
+
 # --- Containers and Kubernetes (containers/, manifests/, scripts/images.py) ---------------------
 # The fast checks of the manifests and the Dockerfile are tests/deploy, run by `make test`.
 .PHONY: images images-build
