@@ -3,17 +3,23 @@ the servers' own settings and the Argo CD hook pattern."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import signal
+import socket
 import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from aiohttp import web
 
-from http_api.app import setup_routes
 from http_api.settings import Settings as ApiSettings
 from mining.settings import Settings as MiningSettings
 from mining.version import __version__
@@ -192,14 +198,45 @@ def test_api_settings_in_the_pod_agree_with_ports_mounts_and_grace_period(
     assert readiness["periodSeconds"] * readiness["failureThreshold"] <= settings.drain_seconds
 
 
-def test_probes_call_the_servers_real_endpoints(rendered: Rendered) -> None:
-    app = web.Application()
-    setup_routes(app)
-    get_routes = {
-        route.resource.canonical
-        for route in app.router.routes()
-        if route.method == "GET" and route.resource is not None
+@pytest.fixture(scope="module")
+def api_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`python -m http_api` on a free loopback port with no rules yet; yields its base URL."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = os.environ | {
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "DATA_DIR": str(tmp_path_factory.mktemp("empty-data-dir")),
+        "DRAIN_SECONDS": "0",
+        "SHUTDOWN_TIMEOUT_SECONDS": "1",
     }
+    server = subprocess.Popen([sys.executable, "-m", "http_api"], env=env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while http_status(base + "/healthz") != 200:
+            assert server.poll() is None, "python -m http_api exited"
+            assert time.monotonic() < deadline, "python -m http_api did not answer /healthz"
+            time.sleep(0.05)
+        yield base
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=20)
+
+
+def http_status(url: str) -> int:
+    """Status of a GET (0: no answer)."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return error.code
+    except OSError:
+        return 0
+
+
+def test_probes_call_the_servers_real_endpoints(rendered: Rendered, api_server: str) -> None:
     container = rendered.container("Deployment")
     paths = {
         probe: container[probe]["httpGet"]["path"]
@@ -210,7 +247,9 @@ def test_probes_call_the_servers_real_endpoints(rendered: Rendered) -> None:
         "readinessProbe": "/readyz",
         "livenessProbe": "/healthz",
     }
-    assert set(paths.values()) <= get_routes
+    # A server with no rules yet: alive, not ready. A wrong path would answer 404.
+    assert http_status(api_server + "/healthz") == 200
+    assert http_status(api_server + "/readyz") == 503
     port_names = {port["name"] for port in container["ports"]}
     assert {container[probe]["httpGet"]["port"] for probe in paths} <= port_names
 
