@@ -291,6 +291,11 @@ def test_disruption_budget_and_autoscaler_act_on_the_api(rendered: Rendered) -> 
     assert hpa["spec"]["minReplicas"] == deployment["spec"]["replicas"]
     # A node drain can always evict one pod.
     assert pdb["spec"]["minAvailable"] < hpa["spec"]["minReplicas"]
+    # Their health depends on the API pods: in an earlier wave they would hold up the sync
+    # (Argo CD waits for a wave to be healthy) before the Deployment is ever applied.
+    waves = {int(annotations_of(obj).get(WAVE, "0")) for obj in (deployment, pdb, hpa)}
+    assert len(waves) == 1
+    assert max(int(annotations_of(obj).get(WAVE, "0")) for obj in rendered.objects) in waves
 
 
 @pytest.mark.parametrize(("kind", "target"), [("Deployment", "api"), ("Job", "mining")])
