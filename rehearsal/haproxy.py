@@ -96,6 +96,8 @@ class LogEvent:
     time: datetime
     slot: str
     text: str
+    # "UP" or "DOWN" when the pod entered or left the Service, None for a check result.
+    state: str | None = None
 
 
 @dataclass(frozen=True)
@@ -117,7 +119,8 @@ def parse_log(lines: Iterable[str]) -> LogFacts:
             terminations[match["slot"], match["state"]] += 1
         elif match := _STATE_LINE.match(line):
             text = f"HAProxy: {match['slot']} is {match['state']}"
-            events.append(LogEvent(datetime.fromisoformat(match["time"]), match["slot"], text))
+            moment = datetime.fromisoformat(match["time"])
+            events.append(LogEvent(moment, match["slot"], text, match["state"]))
         elif match := _CHECK_LINE.match(line):
             text = (
                 f"HAProxy: check of {match['slot']} {match['result']} "

@@ -18,7 +18,7 @@ from mining.checkpoint import CHECKPOINT_FILENAME, read_checkpoint
 from mining.rulesfile import RULES_FILENAME, read_rules
 from mining.version import __version__
 from rehearsal.deployment import ManifestError, RolloutSettings
-from rehearsal.haproxy import LOOPBACK, Haproxy, HaproxyConfig, Slot
+from rehearsal.haproxy import LOOPBACK, Haproxy, HaproxyConfig, LogEvent, Slot
 from rehearsal.processes import (
     REPO_ROOT,
     ContinuousClient,
@@ -219,6 +219,12 @@ class Stage:
         self.markers.append(Marker(pod.exited_at, f"{pod.name} exited with status {code}"))
         return code
 
+    def wait_out_of_service(self, pods: Sequence[Pod]) -> None:
+        """Wait until HAProxy has taken the pods out: until then it may route requests to them."""
+        assert self.haproxy is not None
+        detection = self.options.rollout.readiness.worst_detection_seconds
+        self.haproxy.wait_for({pod.name: False for pod in pods}, detection + 5)
+
     def stop_client(self) -> list[Sample]:
         """Measure the lead-out, stop the client and read its samples."""
         time.sleep(self.options.lead_seconds)
@@ -254,11 +260,40 @@ class Stage:
             f"{slot} {state}: {count}" for (slot, state), count in sorted(log.terminations.items())
         )
         notes.append(f"log, connections by pod and termination state: {endings or 'none'}")
+        for pod in self.pods.values():
+            if pod.terminated_at is None:
+                continue
+            notes.append(_retirement_note(pod, log.events))
         return markers, tuple(notes)
 
     def close(self) -> None:
         """Stop the client, HAProxy and the pods, newest first."""
         self._stack.close()
+
+
+def _retirement_note(pod: Pod, events: Sequence[LogEvent]) -> str:
+    """How long after its SIGTERM a pod left the Service, and how long until it exited."""
+    assert pod.terminated_at is not None
+    terminated = pod.terminated_at
+    down = next(
+        (
+            e.time
+            for e in events
+            if e.slot == pod.name and e.state == "DOWN" and e.time >= terminated
+        ),
+        None,
+    )
+    out = (
+        "never taken out"
+        if down is None
+        else f"out of the Service after {(down - terminated).total_seconds():.2f} s"
+    )
+    exited = (
+        "did not exit"
+        if pod.exited_at is None
+        else f"exited after {(pod.exited_at - terminated).total_seconds():.2f} s"
+    )
+    return f"{pod.name} after its SIGTERM: {out}, {exited}"
 
 
 def scale_down(options: Options, stage: Stage) -> ScenarioRecord:
@@ -271,6 +306,7 @@ def scale_down(options: Options, stage: Stage) -> ScenarioRecord:
     stage.start_client()
     start = now()
     code = stage.retire(pods[-1])
+    stage.wait_out_of_service([pods[-1]])
     end = now()
     return ScenarioRecord(
         key=stage.key,
@@ -278,7 +314,7 @@ def scale_down(options: Options, stage: Stage) -> ScenarioRecord:
         description=(
             f"Three pods behind HAProxy; `{pods[-1].name}` gets SIGTERM (as when the Deployment "
             "is scaled down) and the rehearsal waits for its exit. The change window runs from "
-            "the SIGTERM to the exit."
+            "the SIGTERM until the pod has exited and is out of HAProxy."
         ),
         window_start=start,
         window_end=end,
@@ -308,6 +344,7 @@ def _roll(options: Options, stage: Stage, env: Mapping[str, str]) -> tuple[list[
         new = stage.start_pod(names[replicas + index], new_code=True, env=env)
         haproxy.wait_for({new.name: True}, ready_budget)
         stage.retire(pod)
+    stage.wait_out_of_service(old)
     return old, start
 
 
@@ -332,7 +369,8 @@ def _code_update(
         what = (
             "The same rolling update with the drain turned off (`DRAIN_SECONDS=0`): a SIGTERMed "
             "pod stops listening at once while HAProxy still routes to it until its checks fail. "
-            "This run must show failed requests, or the rehearsal could not see them."
+            "This run must show failed requests, or the rehearsal could not see them. The change "
+            "window runs from the first new pod's start until the last old pod is out of HAProxy."
         )
     else:
         title = f"Scenario 2: code update v{__version__} → v{NEW_VERSION}"
@@ -340,7 +378,7 @@ def _code_update(
             f"{replicas} pods of v{__version__}; for each, a v{NEW_VERSION} pod is started, the "
             "rehearsal waits until HAProxy's readiness check has it UP, then SIGTERMs the old pod "
             "and waits for its exit (maxSurge 1, maxUnavailable 0). The change window runs from "
-            "the first new pod's start to the last old pod's exit."
+            "the first new pod's start until the last old pod has exited and is out of HAProxy."
         )
     return ScenarioRecord(
         key=stage.key,

@@ -139,6 +139,7 @@ def test_the_log_gives_health_events_and_connection_endings() -> None:
         ("pod3", "HAProxy: pod3 is UP"),
     ]
     assert facts.events[1].time == datetime(2026, 11, 28, 19, 42, 17, 303994, tzinfo=UTC)
+    assert [e.state for e in facts.events] == [None, "DOWN", "UP"]
     assert facts.terminations == {("pod0", "--"): 1, ("pod0", "SC"): 1, ("pod1", "--"): 1}
 
 
