@@ -65,10 +65,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _haproxy_version(executable: str) -> str:
-    first = subprocess.run(
+    # "HAProxy version 2.6.12-1+deb12u4 2026/10/17 - https://haproxy.org/"
+    words = subprocess.run(
         [executable, "-v"], capture_output=True, text=True, check=False
-    ).stdout.splitlines()
-    return first[0] if first else "unknown"
+    ).stdout.split()
+    return f"HAProxy {words[2]}" if len(words) > 2 else "HAProxy (unknown version)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

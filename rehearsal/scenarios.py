@@ -253,8 +253,8 @@ class Stage:
                 )
             else:
                 notes.append(
-                    f"{row['svname']}: {row['stot']} connections, "
-                    f"taken out by its checks {row['chkdown'] or 0} times"
+                    f"{row['svname']}: {row['stot']} connections, went DOWN "
+                    f"{row['chkdown'] or 0} times (an empty slot's at start included)"
                 )
         endings = ", ".join(
             f"{slot} {state}: {count}" for (slot, state), count in sorted(log.terminations.items())
