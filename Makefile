@@ -25,7 +25,7 @@ run: mine
 
 # System packages the tests drive for real (installed only when missing).
 # Each entry is COMMAND:DEBIAN_PACKAGE.
-TEST_SYSTEM_PACKAGES := xz:xz-utils openssl:openssl chromium:chromium
+TEST_SYSTEM_PACKAGES := xz:xz-utils openssl:openssl chromium:chromium haproxy:haproxy
 sysdeps-test:
 	scripts/ensure-system-packages $(TEST_SYSTEM_PACKAGES)
 
