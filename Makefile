@@ -20,8 +20,8 @@ mine: $(STAMP)
 	DATA_DIR=$(DATA_DIR) $(BIN)/python -m mining
 
 ## Set up, mine the bundled sample, start the server on $(PORT) and show a request.
-run: mine
-	$(BIN)/python -c 'print("serving lands with the http_api package")'
+run: $(STAMP)
+	DATA_DIR=$(DATA_DIR) PORT=$(PORT) PY=$(BIN)/python scripts/run-demo
 
 # System packages the tests drive for real (installed only when missing).
 # Each entry is COMMAND:DEBIAN_PACKAGE.
