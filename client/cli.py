@@ -84,9 +84,13 @@ continuous output (-c), CSV with the original client's header:
   stderr as they happen; Ctrl-C, SIGTERM, --count or --duration end the run
   with a summary on stderr: requests, failures and their reasons, the longest
   run of failures (the downtime) with its start and end, p50/p99/max latency
-  of successful requests (nearest rank), each version or model_date change
-  with its time, and skipped ticks. The exit status is 0 however many
-  requests failed: failures are the measurement.
+  of successful requests (nearest rank), the time each new version or
+  model_date was first seen, the mixed span after it (replies alternating
+  with an older value, as behind a load balancer during a rolling update:
+  from the first new reply to the last old one, with the count of old
+  replies; logged once when it starts, not at each flip), and skipped
+  ticks. The exit status is 0 however many requests failed: failures are
+  the measurement.
 
   plot FILE.csv [-o FILE.png]
                  draw a recorded CSV (needs the optional matplotlib extra);
@@ -313,8 +317,9 @@ def _plot_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=f"{PROG} plot",
         description="Draw a CSV recorded with -c: response time over time, failures marked, "
-        "version and model_date changes as labelled vertical lines, the longest failure "
-        "run shaded. Also prints the run's summary on stderr.",
+        "the first reply with each new version or model_date as a labelled vertical line, "
+        "the span where replies alternate between an old and a new value shaded orange, "
+        "the longest failure run shaded red. Also prints the run's summary on stderr.",
         epilog="exit status: 0 success, 2 usage error, 8 file cannot be read or written "
         "or is not a client CSV, 9 matplotlib missing",
     )
@@ -350,5 +355,9 @@ def _plot_main(args: Sequence[str]) -> int:
     except OSError as err:
         return _fail(f"cannot write {output}: {err.strerror}", ExitCode.FILE_ERROR)
     print(format_summary(contents.summary), file=sys.stderr)
-    print(f"wrote {output}: {len(samples)} samples, {len(contents.annotations)} changes marked")
+    shaded = f", {len(contents.mixed_spans)} mixed spans shaded" if contents.mixed_spans else ""
+    print(
+        f"wrote {output}: {len(samples)} samples, "
+        f"{len(contents.annotations)} changes marked{shaded}"
+    )
     return ExitCode.OK

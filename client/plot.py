@@ -1,4 +1,4 @@
-"""The picture of a recorded run: response time over time, failures, version and model changes."""
+"""The picture of a recorded run: response time, failures, new versions and models, mixed spans."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from client.record import Sample
-from client.summary import Change, FailureRun, Summary, summarize
+from client.summary import Change, FailureRun, MixedPeriod, Summary, summarize
 
 
 class PlotUnavailableError(RuntimeError):
@@ -18,9 +18,18 @@ class PlotUnavailableError(RuntimeError):
 
 @dataclass(frozen=True)
 class Annotation:
-    """A labelled vertical line on the plot."""
+    """A labelled vertical line on the plot: a value's first appearance."""
 
     time: datetime
+    label: str
+
+
+@dataclass(frozen=True)
+class Shading:
+    """A shaded span on the plot: replies alternating between an old and a new value."""
+
+    start: datetime
+    end: datetime
     label: str
 
 
@@ -30,6 +39,7 @@ class PlotContents:
 
     summary: Summary
     annotations: tuple[Annotation, ...]
+    mixed_spans: tuple[Shading, ...]
     failure_times: tuple[datetime, ...]
     downtime: FailureRun | None
 
@@ -40,6 +50,7 @@ def plot_contents(samples: Sequence[Sample]) -> PlotContents:
     return PlotContents(
         summary=summary,
         annotations=tuple(Annotation(change.time, _label(change)) for change in summary.changes),
+        mixed_spans=tuple(_shading(period) for period in summary.mixed),
         failure_times=tuple(sample.time for sample in samples if sample.failed),
         downtime=summary.longest_failure_run,
     )
@@ -49,6 +60,16 @@ def _label(change: Change) -> str:
     if change.field == "version":
         return f"v{change.old} -> v{change.new}"
     return f"model {change.new}"
+
+
+def _shading(period: MixedPeriod) -> Shading:
+    prefix = "v" if period.field == "version" else "model "
+    olds = " or ".join(prefix + value for value in period.old_values)
+    return Shading(
+        period.first_new,
+        period.last_old,
+        f"mixed: {period.old_replies} replies with {olds} after {prefix}{period.new}",
+    )
 
 
 def plot_run(samples: Sequence[Sample], output: Path, title: str) -> PlotContents:
@@ -98,6 +119,14 @@ def plot_run(samples: Sequence[Sample], output: Path, title: str) -> PlotContent
             alpha=0.12,
             label=f"longest failure run ({run.count} requests)",
         )
+    for span in contents.mixed_spans:
+        axes.axvspan(
+            date2num(span.start),
+            date2num(span.end),
+            color="tab:orange",
+            alpha=0.15,
+            label=span.label,
+        )
     for annotation in contents.annotations:
         axes.axvline(date2num(annotation.time), color="tab:green", linestyle="--", linewidth=1)
         axes.annotate(
@@ -118,7 +147,8 @@ def plot_run(samples: Sequence[Sample], output: Path, title: str) -> PlotContent
     axes.set_ylim(bottom=0)
     axes.set_title(title)
     axes.grid(alpha=0.3)
-    axes.legend(loc="upper left", fontsize=8)
+    # Outside the axes: the labels of the vertical lines run down from the top edge.
+    figure.legend(loc="outside lower center", ncols=4, fontsize=8)
     figure.savefig(output, format="png", dpi=100)
     return contents
 

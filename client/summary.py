@@ -14,16 +14,67 @@ from client.record import Sample, format_time
 
 @dataclass(frozen=True)
 class Change:
-    """The server's version or model date differs from the previous successful reply."""
+    """A version or model_date that no earlier reply had, at its first reply."""
 
     time: datetime
     field: str  # "version" or "model_date"
+    # The value of the previous successful reply.
     old: str
     new: str
 
     def describe(self) -> str:
         """One line for the log and the summary."""
-        return f"{self.field} changed at {format_time(self.time)}: {self.old} -> {self.new}"
+        return (
+            f"{self.field} {self.new} first seen at {format_time(self.time)} "
+            f"(the reply before had {self.old})"
+        )
+
+
+@dataclass(frozen=True)
+class MixingStarted:
+    """An older value answered again after a newer one was first seen: replies alternate."""
+
+    time: datetime
+    field: str
+    old: str
+    new: str
+    new_since: datetime
+
+    def describe(self) -> str:
+        """One line for the log; the span and its count come in the summary."""
+        return (
+            f"{self.field} mixed: {self.old} answered again at {format_time(self.time)}, "
+            f"after {self.new} was first seen at {format_time(self.new_since)} "
+            "(further alternation is counted, not logged)"
+        )
+
+
+@dataclass(frozen=True)
+class MixedPeriod:
+    """From a new value's first reply to the last reply with an older value of that field."""
+
+    field: str
+    new: str
+    first_new: datetime
+    last_old: datetime
+    # Replies with an older value from ``first_new`` on, and those values in the order they
+    # first answered again.
+    old_replies: int
+    old_values: tuple[str, ...]
+    # The run's last successful reply was one of them: the mix had not ended.
+    until_end: bool
+
+    def describe(self) -> str:
+        """One line for the summary."""
+        span = (self.last_old - self.first_new).total_seconds()
+        text = (
+            f"{self.field} mixed from {format_time(self.first_new)} to "
+            f"{format_time(self.last_old)} ({span:.3f} s): {self.old_replies} replies with "
+            f"{' or '.join(self.old_values)} after {self.new} was first seen"
+        )
+        if self.until_end:
+            return text + "; the last reply of the run still had an older value"
+        return text
 
 
 @dataclass(frozen=True)
@@ -76,7 +127,7 @@ class FailureRun:
         return text + f", next success at {format_time(self.recovered_at)}"
 
 
-Event = Change | FirstReply | FailuresStarted | FailureRun
+Event = Change | MixingStarted | FirstReply | FailuresStarted | FailureRun
 
 
 @dataclass(frozen=True)
@@ -95,7 +146,10 @@ class Summary:
     max_ms: float | None
     longest_failure_run: FailureRun | None
     first_reply: FirstReply | None
+    # Each value's first appearance after the first reply, in time order.
     changes: tuple[Change, ...]
+    # The spans where replies alternated between a new value and older ones.
+    mixed: tuple[MixedPeriod, ...]
     # Failure reasons with their counts, most frequent first (live runs only).
     failure_reasons: tuple[tuple[str, int], ...]
 
@@ -104,6 +158,70 @@ def percentile(sorted_values: Sequence[float], fraction: float) -> float:
     """Nearest-rank percentile of an ascending, non-empty sequence."""
     rank = max(1, math.ceil(fraction * len(sorted_values)))
     return sorted_values[rank - 1]
+
+
+class _NewValue:
+    """A value first seen after the first reply, and the older replies that came after it."""
+
+    def __init__(self, value: str, rank: int, first_seen: datetime) -> None:
+        self.value = value
+        self.rank = rank
+        self.first_seen = first_seen
+        self.old_replies = 0
+        self.last_old: datetime | None = None
+        # A dict keeps the older values in the order they answered, without repeats.
+        self.old_values: dict[str, None] = {}
+
+
+class _FieldHistory:
+    """The values of one field in the order first seen; alternation is counted, not listed."""
+
+    def __init__(self, field: str) -> None:
+        self._field = field
+        # Value -> its rank: 0 for the first reply's, then one more per new value.
+        self._ranks: dict[str, int] = {}
+        self._previous: str | None = None
+        self._new_values: list[_NewValue] = []
+
+    def add(self, time: datetime, value: str) -> list[Change | MixingStarted]:
+        """Account for one successful reply's value; events only for a new value or a new mix."""
+        events: list[Change | MixingStarted] = []
+        rank = self._ranks.get(value)
+        if rank is None:
+            self._ranks[value] = len(self._ranks)
+            if self._previous is not None:
+                self._new_values.append(_NewValue(value, self._ranks[value], time))
+                events.append(Change(time, self._field, self._previous, value))
+        elif rank < len(self._ranks) - 1:
+            # An older value: it counts against every value first seen after it.
+            for new in reversed(self._new_values):
+                if new.rank <= rank:
+                    break
+                if new.old_replies == 0:
+                    events.append(
+                        MixingStarted(time, self._field, value, new.value, new.first_seen)
+                    )
+                new.old_replies += 1
+                new.last_old = time
+                new.old_values[value] = None
+        self._previous = value
+        return events
+
+    def mixed(self, last_success: datetime | None) -> list[MixedPeriod]:
+        """The mixed period of each new value that older values answered after."""
+        return [
+            MixedPeriod(
+                self._field,
+                new.value,
+                new.first_seen,
+                new.last_old,
+                new.old_replies,
+                tuple(new.old_values),
+                new.last_old == last_success,
+            )
+            for new in self._new_values
+            if new.last_old is not None
+        ]
 
 
 class SummaryBuilder:
@@ -119,7 +237,8 @@ class SummaryBuilder:
         # keeps millions of latencies for exact percentiles.
         self._latencies = array("d")
         self._first_reply: FirstReply | None = None
-        self._current: tuple[str, str] | None = None
+        self._last_success: datetime | None = None
+        self._histories = (_FieldHistory("version"), _FieldHistory("model_date"))
         self._changes: list[Change] = []
         self._reasons: Counter[str] = Counter()
         self._run_count = 0
@@ -157,21 +276,15 @@ class SummaryBuilder:
         events: list[Event] = []
         if self._run_first is not None:
             events.append(self._close_run(sample.time))
-        if self._current is None:
-            first = FirstReply(sample.time, version, model_date)
-            self._first_reply = first
-            events.append(first)
-        else:
-            old_version, old_model_date = self._current
-            for field, old, new in (
-                ("version", old_version, version),
-                ("model_date", old_model_date, model_date),
-            ):
-                if old != new:
-                    change = Change(sample.time, field, old, new)
-                    self._changes.append(change)
-                    events.append(change)
-        self._current = (version, model_date)
+        if self._first_reply is None:
+            self._first_reply = FirstReply(sample.time, version, model_date)
+            events.append(self._first_reply)
+        for history, value in zip(self._histories, (version, model_date), strict=True):
+            for event in history.add(sample.time, value):
+                if isinstance(event, Change):
+                    self._changes.append(event)
+                events.append(event)
+        self._last_success = sample.time
         return events
 
     def _open_run(self, recovered_at: datetime | None) -> FailureRun | None:
@@ -207,6 +320,16 @@ class SummaryBuilder:
             longest_failure_run=longest,
             first_reply=self._first_reply,
             changes=tuple(self._changes),
+            mixed=tuple(
+                sorted(
+                    (
+                        period
+                        for history in self._histories
+                        for period in history.mixed(self._last_success)
+                    ),
+                    key=lambda period: period.first_new,
+                )
+            ),
             failure_reasons=tuple(self._reasons.most_common()),
         )
 
@@ -236,7 +359,12 @@ def format_summary(summary: Summary) -> str:
         lines.append("longest failure run: " + summary.longest_failure_run.describe())
     if summary.first_reply is not None:
         lines.append(summary.first_reply.describe())
-    lines.extend(change.describe() for change in summary.changes)
+    mixed = {(period.field, period.new): period for period in summary.mixed}
+    for change in summary.changes:
+        lines.append(change.describe())
+        period = mixed.get((change.field, change.new))
+        if period is not None:
+            lines.append(period.describe())
     if not summary.changes and summary.first_reply is not None:
         lines.append("no version or model_date change")
     return "\n".join(lines)

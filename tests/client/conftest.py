@@ -35,6 +35,9 @@ class FakeServer:
     behaviour: str = "ok"
     version: str = FAKE_VERSION
     model_date: str = FAKE_MODEL_DATE
+    # When set, reply n carries version_cycle[n % len]: pods of two versions behind a
+    # round-robin load balancer.
+    version_cycle: tuple[str, ...] = ()
     delay: float = 0.0
     bodies: list[Any] = field(default_factory=list)
     in_flight: int = 0
@@ -71,8 +74,13 @@ class FakeServer:
             )
         limit = body.get("limit", 3)
         songs = [f"{song} (remix {n})" for song in body["songs"] for n in range(limit)][:limit]
+        version = (
+            self.version_cycle[(len(self.bodies) - 1) % len(self.version_cycle)]
+            if self.version_cycle
+            else self.version
+        )
         return web.json_response(
-            {"songs": songs, "version": self.version, "model_date": self.model_date}
+            {"songs": songs, "version": version, "model_date": self.model_date}
         )
 
     async def start(self) -> None:

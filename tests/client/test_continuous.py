@@ -15,8 +15,8 @@ import pytest
 
 from client.continuous import ContinuousOptions, measure
 from client.recommend import Query, endpoint_from_url, new_session
-from client.record import read_samples
-from client.summary import FailureRun, Summary
+from client.record import format_time, read_samples
+from client.summary import Change, FailureRun, MixedPeriod, Summary
 
 if TYPE_CHECKING:
     from conftest import FakeServer, RunClient, RunPipeline, StartClient
@@ -105,6 +105,29 @@ async def test_a_restart_with_a_new_version_shows_in_csv_log_and_summary(
         "recovered: " + run.describe(),
         summary.changes[0].describe(),
     ]
+
+
+async def test_alternating_versions_are_logged_once_and_summarised_as_a_mixed_span(
+    fake_server: FakeServer,
+) -> None:
+    fake_server.version_cycle = ("1.2.3", "2.0.0")
+    options = ContinuousOptions(interval=0.01, count=30, duration=None, changes_only=False)
+    csv_text, log, summary = await run_measure(fake_server, options)
+    samples = list(read_samples(io.StringIO(csv_text, newline="")))
+    assert [sample.version for sample in samples] == ["1.2.3", "2.0.0"] * 15
+    # 29 flips, but only the first reply, the new version and the start of the mix are logged.
+    assert log.splitlines() == [
+        f"first reply at {format_time(samples[0].time)}: "
+        "v1.2.3 with model from 2026-11-28 19:45:01.123456",
+        f"version 2.0.0 first seen at {format_time(samples[1].time)} (the reply before had 1.2.3)",
+        f"version mixed: 1.2.3 answered again at {format_time(samples[2].time)}, after 2.0.0 "
+        f"was first seen at {format_time(samples[1].time)} "
+        "(further alternation is counted, not logged)",
+    ]
+    assert summary.changes == (Change(samples[1].time, "version", "1.2.3", "2.0.0"),)
+    assert summary.mixed == (
+        MixedPeriod("version", "2.0.0", samples[1].time, samples[28].time, 14, ("1.2.3",), False),
+    )
 
 
 async def test_the_schedule_does_not_drift(fake_server: FakeServer) -> None:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from client.cli import ExitCode, main
-from client.plot import Annotation, plot_run
+from client.plot import Annotation, Shading, plot_run
 from client.record import CSV_HEADER, Sample, format_row
 from client.summary import FailureRun
 
@@ -57,9 +57,35 @@ def test_plot_marks_failures_downtime_and_changes(tmp_path: Path) -> None:
         Annotation(at(9), "v0.1.0 -> v0.2.0"),
         Annotation(at(12), "model 2026-11-28 19:45:11.500000"),
     )
+    assert contents.mixed_spans == ()
     assert contents.failure_times == (at(5), at(6), at(7), at(8))
     assert contents.downtime == FailureRun(4, at(5), at(8), at(9))
     assert contents.summary.requests == 15
+
+
+def rolling_update() -> list[Sample]:
+    """Two pods behind a round-robin balancer: 700 replies alternating v0.1.0+v2 / v0.1.0."""
+    model = "2026-11-28 18:00:00.000000"
+    samples = [Sample(at(s / 100), 2.0, "0.1.0", model) for s in range(100)]
+    samples += [
+        Sample(at(s / 100), 2.0, "0.1.0+v2" if s % 2 == 0 else "0.1.0", model)
+        for s in range(100, 800)
+    ]
+    samples += [Sample(at(s / 100), 2.0, "0.1.0+v2", model) for s in range(800, 900)]
+    return samples
+
+
+def test_plot_of_alternating_replies_marks_the_first_new_reply_and_shades_the_mix(
+    tmp_path: Path,
+) -> None:
+    output = tmp_path / "rolling.png"
+    contents = plot_run(rolling_update(), output, "rolling update")
+    assert_png(output)
+    # One line, not one per flip: 699 flips used to draw 699 lines.
+    assert contents.annotations == (Annotation(at(1), "v0.1.0 -> v0.1.0+v2"),)
+    assert contents.mixed_spans == (
+        Shading(at(1), at(7.99), "mixed: 350 replies with v0.1.0 after v0.1.0+v2"),
+    )
 
 
 def test_plot_refuses_an_empty_run(tmp_path: Path) -> None:
@@ -79,7 +105,27 @@ async def test_plot_command_writes_the_png_and_prints_the_summary(
     assert "longest failure run: 4 failed requests from 2026-11-28T19:45:06.000+00:00" in (
         result.stderr
     )
-    assert "version changed at 2026-11-28T19:45:10.000+00:00: 0.1.0 -> 0.2.0" in result.stderr
+    assert (
+        "version 0.2.0 first seen at 2026-11-28T19:45:10.000+00:00 (the reply before had 0.1.0)"
+        in result.stderr
+    )
+
+
+def test_plot_command_counts_the_mixed_span_and_prints_it_in_the_summary(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    source = tmp_path / "rolling.csv"
+    write_csv(source, rolling_update())
+    assert main(["plot", str(source)]) == ExitCode.OK
+    out, err = capsys.readouterr()
+    assert out == (
+        f"wrote {tmp_path / 'rolling.png'}: 900 samples, 1 changes marked, 1 mixed spans shaded\n"
+    )
+    assert err.splitlines()[-2:] == [
+        "version 0.1.0+v2 first seen at 2026-11-28T19:45:02.000+00:00 (the reply before had 0.1.0)",
+        "version mixed from 2026-11-28T19:45:02.000+00:00 to 2026-11-28T19:45:08.990+00:00 "
+        "(6.990 s): 350 replies with 0.1.0 after 0.1.0+v2 was first seen",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,8 @@ from client.summary import (
     FailureRun,
     FailuresStarted,
     FirstReply,
+    MixedPeriod,
+    MixingStarted,
     SummaryBuilder,
     format_summary,
     percentile,
@@ -84,6 +86,8 @@ def test_summary_reports_downtime_latency_changes_and_reasons() -> None:
         Change(at(7), "version", "0.1.0", "0.2.0"),
         Change(at(9), "model_date", "A", "B"),
     )
+    # One server restarted into the new version: no reply with an old value after the new one.
+    assert summary.mixed == ()
     assert summary.failure_reasons == (
         ("cannot connect: Connection refused", 3),
         ("no reply within 1 s", 1),
@@ -98,9 +102,105 @@ def test_summary_reports_downtime_latency_changes_and_reasons() -> None:
         "to 2026-11-28T19:45:07.000+00:00 (2.000 s), next success at "
         "2026-11-28T19:45:08.000+00:00",
         "first reply at 2026-11-28T19:45:01.000+00:00: v0.1.0 with model from A",
-        "version changed at 2026-11-28T19:45:08.000+00:00: 0.1.0 -> 0.2.0",
-        "model_date changed at 2026-11-28T19:45:10.000+00:00: A -> B",
+        "version 0.2.0 first seen at 2026-11-28T19:45:08.000+00:00 (the reply before had 0.1.0)",
+        "model_date B first seen at 2026-11-28T19:45:10.000+00:00 (the reply before had A)",
     ]
+
+
+def behind_a_balancer() -> list[Sample]:
+    """50 replies of v0.1.0, 700 alternating v0.2.0 / v0.1.0 (two pods), then 50 of v0.2.0."""
+    samples = [ok(s, 2.0) for s in range(50)]
+    samples += [ok(s, 2.0, "0.2.0" if s % 2 == 0 else "0.1.0") for s in range(50, 750)]
+    samples += [ok(s, 2.0, "0.2.0") for s in range(750, 800)]
+    return samples
+
+
+def test_alternating_replies_give_one_first_seen_and_one_mixed_span() -> None:
+    builder = SummaryBuilder()
+    events = [event for sample in behind_a_balancer() for event in builder.add(sample)]
+    # 699 flips between versions, three events: the first reply, the new version, the mix.
+    assert events == [
+        FirstReply(at(0), "0.1.0", "A"),
+        Change(at(50), "version", "0.1.0", "0.2.0"),
+        MixingStarted(at(51), "version", "0.1.0", "0.2.0", at(50)),
+    ]
+    summary = builder.summary()
+    assert summary.changes == (Change(at(50), "version", "0.1.0", "0.2.0"),)
+    assert summary.mixed == (
+        MixedPeriod("version", "0.2.0", at(50), at(749), 350, ("0.1.0",), until_end=False),
+    )
+    assert format_summary(summary).splitlines()[-3:] == [
+        "first reply at 2026-11-28T19:45:01.000+00:00: v0.1.0 with model from A",
+        "version 0.2.0 first seen at 2026-11-28T19:45:51.000+00:00 (the reply before had 0.1.0)",
+        "version mixed from 2026-11-28T19:45:51.000+00:00 to 2026-11-28T19:57:30.000+00:00 "
+        "(699.000 s): 350 replies with 0.1.0 after 0.2.0 was first seen",
+    ]
+    assert len(format_summary(summary).splitlines()) == 6
+
+
+def test_a_third_value_mixing_with_both_older_ones_counts_against_each_newer() -> None:
+    versions = ["1", "1", "2", "1", "2", "2", "3", "2", "3", "1", "3", "3"]
+    summary = summarize([ok(s, 1.0, v) for s, v in enumerate(versions)])
+    assert summary.changes == (
+        Change(at(2), "version", "1", "2"),
+        Change(at(6), "version", "2", "3"),
+    )
+    # After "2" appeared, "1" answered at 3 and 9; after "3", "2" at 7 and "1" at 9.
+    assert summary.mixed == (
+        MixedPeriod("version", "2", at(2), at(9), 2, ("1",), until_end=False),
+        MixedPeriod("version", "3", at(6), at(9), 2, ("2", "1"), until_end=False),
+    )
+
+
+def test_model_dates_mixing_while_pods_reload_are_a_mixed_span_of_model_date() -> None:
+    models = ["A", "A", "B", "A", "B", "B"]
+    summary = summarize([ok(s, 1.0, model=m) for s, m in enumerate(models)])
+    assert summary.changes == (Change(at(2), "model_date", "A", "B"),)
+    assert summary.mixed == (MixedPeriod("model_date", "B", at(2), at(3), 1, ("A",), False),)
+
+
+def test_a_rollback_is_a_mixed_span_that_lasts_to_the_last_reply() -> None:
+    samples = [ok(0, 1.0), ok(1, 1.0, "0.2.0"), ok(2, 1.0), ok(3, 1.0), failed(4)]
+    summary = summarize(samples)
+    assert summary.changes == (Change(at(1), "version", "0.1.0", "0.2.0"),)
+    (period,) = summary.mixed
+    assert period == MixedPeriod("version", "0.2.0", at(1), at(3), 2, ("0.1.0",), until_end=True)
+    assert period.describe().endswith(
+        "2 replies with 0.1.0 after 0.2.0 was first seen; "
+        "the last reply of the run still had an older value"
+    )
+
+
+@given(st.lists(st.sampled_from(["v1", "v2", "v3", None]), max_size=60))
+def test_first_seen_and_mixed_spans_match_their_definition(versions: list[str | None]) -> None:
+    samples = [ok(s, 1.0, v) if v else failed(s) for s, v in enumerate(versions)]
+    builder = SummaryBuilder()
+    events = [event for sample in samples for event in builder.add(sample)]
+    summary = builder.summary()
+    answered = [(s, v) for s, v in enumerate(versions) if v is not None]
+    first_index = {v: s for s, v in reversed(answered)}
+    order = sorted(first_index, key=first_index.__getitem__)
+    expected_mixed = []
+    for rank, new in enumerate(order[1:], start=1):
+        olds = [(s, v) for s, v in answered if s > first_index[new] and v in order[:rank]]
+        if olds:
+            expected_mixed.append(
+                MixedPeriod(
+                    "version",
+                    new,
+                    at(first_index[new]),
+                    at(olds[-1][0]),
+                    len(olds),
+                    tuple(dict.fromkeys(v for _, v in olds)),
+                    olds[-1][0] == answered[-1][0],
+                )
+            )
+    first_seen = [(v, at(first_index[v])) for v in order[1:]]
+    assert [(c.new, c.time) for c in summary.changes] == first_seen
+    assert list(summary.mixed) == sorted(expected_mixed, key=lambda period: period.first_new)
+    # However often the replies flip, the log gets one line per new value and per mix.
+    version_events = [e for e in events if isinstance(e, Change | MixingStarted)]
+    assert len(version_events) == len(summary.changes) + len(summary.mixed)
 
 
 def test_a_run_that_ends_failing_is_not_recovered_and_can_be_the_longest() -> None:
