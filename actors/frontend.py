@@ -39,6 +39,8 @@ START_TIMEOUT_SECONDS = 30.0
 # connections it has, so that keep-alive clients move to the successor between two requests
 # instead of having a connection closed under a request they are writing.
 CRASH_LINGER_SECONDS = 0.5
+# After the listener stops: time for connections already accepted to be served (see below).
+ACCEPTED_SETTLE_SECONDS = 0.1
 
 
 class LoopGate:
@@ -259,13 +261,15 @@ class HttpFrontend(pykka.ThreadingActor):
             self._probe.cancel()
         if self._runner is None:
             return
-        if linger > 0:
-            # New connections now go to the successor only; ours close after their next answer.
-            for site in list(self._runner.sites):
-                await site.stop()
-            self._gate.start_draining()
-            await asyncio.sleep(linger)
-        # Stops listening, then gives in-flight requests the shutdown timeout.
+        # Stop accepting, and let the connections accepted in the last instant get their first
+        # request answered (with Connection: close) before aiohttp's cleanup marks every
+        # connection closing: aiohttp 3.14 then ignores data arriving on a connection whose
+        # handler had not started yet, and that request hangs until the shutdown timeout.
+        for site in list(self._runner.sites):
+            await site.stop()
+        self._gate.start_draining()
+        await asyncio.sleep(max(linger, ACCEPTED_SETTLE_SECONDS))
+        # Closes idle connections, then gives in-flight requests the shutdown timeout.
         await self._runner.cleanup()
 
     def _close(self, linger: float) -> None:

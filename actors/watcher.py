@@ -10,7 +10,17 @@ from pathlib import Path
 from typing import Any
 
 import pykka
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    DirDeletedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
@@ -32,17 +42,28 @@ from mining.rulesfile import RULES_FILENAME
 log = logging.getLogger(__name__)
 
 WATCHED_NAMES = frozenset({RULES_FILENAME, CHECKPOINT_FILENAME})
+# Writes only. Opening and reading are events too (inotify IN_OPEN, IN_CLOSE_NOWRITE), and the
+# RuleServer reads the checkpoint on every check: reacting to reads would check forever.
+CHANGE_EVENTS = (
+    FileCreatedEvent,
+    FileModifiedEvent,
+    FileClosedEvent,
+    FileMovedEvent,
+    FileDeletedEvent,
+    DirMovedEvent,
+    DirDeletedEvent,
+)
 # One miner run is ~16 inotify events within a few ms; one check after the burst is enough.
 DEBOUNCE_SECONDS = 0.075
 
 
 def names_watched_file(event: FileSystemEvent) -> bool:
-    """True if the event's source or destination is the rules file or the checkpoint.
+    """True if the event changes the rules file or the checkpoint (reading them does not).
 
     An atomic replace arrives as a move whose ``dest_path`` is the target (``src_path`` is the
     temporary file), so both ends are looked at.
     """
-    return any(
+    return isinstance(event, CHANGE_EVENTS) and any(
         path and os.path.basename(os.fsdecode(path)) in WATCHED_NAMES
         for path in (event.src_path, event.dest_path)
     )
@@ -212,7 +233,9 @@ class RulesWatcher(pykka.ThreadingActor):
         forwarder = _Forwarder(self.actor_ref, self._data_dir)
         if self._mode == "inotify" or (self._mode == "auto" and not self._inotify_failed):
             observer: BaseObserver = Observer()
-            observer.schedule(forwarder, str(self._data_dir), recursive=False)
+            observer.schedule(
+                forwarder, str(self._data_dir), recursive=False, event_filter=[*CHANGE_EVENTS]
+            )
             try:
                 observer.start()
                 return observer
@@ -225,7 +248,9 @@ class RulesWatcher(pykka.ThreadingActor):
                 self._inotify_failed = True
                 log.warning("inotify unavailable (%s): watching %s by polling", exc, self._data_dir)
         observer = PollingObserver(timeout=self._poll_seconds)
-        observer.schedule(forwarder, str(self._data_dir), recursive=False)
+        observer.schedule(
+            forwarder, str(self._data_dir), recursive=False, event_filter=[*CHANGE_EVENTS]
+        )
         observer.start()
         return observer
 

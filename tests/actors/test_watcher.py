@@ -16,13 +16,22 @@ from typing import Any
 
 import pykka
 import pytest
-from watchdog.events import FileCreatedEvent, FileModifiedEvent, FileMovedEvent
+from watchdog.events import (
+    FileClosedEvent,
+    FileClosedNoWriteEvent,
+    FileCreatedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileOpenedEvent,
+)
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingEmitter
 
 from actors import watcher as watcher_module
 from actors.messages import CheckRules, Ping
 from actors.watcher import RulesWatcher, names_watched_file
+from mining.checkpoint import CHECKPOINT_FILENAME
+from mining.rulesfile import RULES_FILENAME
 from tests.helpers.rules import small_ruleset, write_model
 
 Checks = queue.Queue[float]
@@ -77,6 +86,9 @@ def test_events_are_matched_on_either_end_of_a_move() -> None:
     assert names_watched_file(FileModifiedEvent("/d/ml_processor_checkpoint.txt"))
     assert not names_watched_file(FileCreatedEvent("/d/rules.cbor.tmp-1a2b"))
     assert not names_watched_file(FileCreatedEvent("/d/.mining.lock"))
+    assert names_watched_file(FileClosedEvent("/d/rules.cbor"))
+    assert not names_watched_file(FileOpenedEvent("/d/ml_processor_checkpoint.txt"))
+    assert not names_watched_file(FileClosedNoWriteEvent("/d/ml_processor_checkpoint.txt"))
 
 
 def test_a_model_write_is_one_debounced_check_within_a_fraction_of_a_second(
@@ -97,6 +109,17 @@ def test_other_files_in_the_directory_are_ignored(tmp_path: Path) -> None:
     drain(checks)
     (tmp_path / "notes.txt").write_text("hello")
     (tmp_path / "rules.cbor.tmp-0000").write_bytes(b"partial")
+    assert drain(checks, settle=0.5) == 0
+
+
+def test_reading_the_files_is_not_a_change(tmp_path: Path) -> None:
+    # The RuleServer reads the checkpoint on every check: a read must not trigger another.
+    write_model(tmp_path, small_ruleset())
+    _ref, checks = start_watcher(tmp_path)
+    drain(checks)
+    for _ in range(5):
+        (tmp_path / CHECKPOINT_FILENAME).read_bytes()
+        (tmp_path / RULES_FILENAME).read_bytes()
     assert drain(checks, settle=0.5) == 0
 
 

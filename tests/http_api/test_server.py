@@ -384,7 +384,7 @@ async def test_sigterm_under_load_drains_finishes_requests_and_exits_0(
     tmp_path: Path, start_server: Callable[..., asyncio.Future[Server]]
 ) -> None:
     write_model(tmp_path, small_ruleset())
-    server = await start_server(tmp_path, DRAIN_SECONDS="1.5", SHUTDOWN_TIMEOUT_SECONDS="5")
+    server = await start_server(tmp_path, DRAIN_SECONDS="1.5", SHUTDOWN_TIMEOUT_SECONDS="10")
     await wait_until(lambda: _status_is(server, "/readyz", 200), 10, "/readyz 200")
     stop = asyncio.Event()
     load = asyncio.create_task(generate_load(f"{server.url}/api/recommend", stop, workers=8))
@@ -402,8 +402,9 @@ async def test_sigterm_under_load_drains_finishes_requests_and_exits_0(
     stop.set()
     result = await load
     assert code == 0
-    # It exited by itself, so no non-daemon thread was left; and well inside 30 s.
-    assert exited - sent < 1.5 + 5
+    # It exited by itself, so no non-daemon thread was left; and soon after the drain: no
+    # connection was left hanging until the shutdown timeout (10 s).
+    assert exited - sent < 1.5 + 3
     drain_over = server.logged_at("drain over")
     assert 1.4 <= drain_over - sent <= 3.0
     # A connection made in the last instant before the listener closes can be reset by the
