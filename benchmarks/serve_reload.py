@@ -2,15 +2,16 @@
 
 One ``python -m http_api`` serves synth_dense mined by the real miner (cached under ``build/``).
 Phases alternate in the same run on the same server under the same wrk load: "steady" (the
-baseline: no reload) and "reload" (a new model, the same rules under a new generation time, is
-committed every ``--reload-every`` seconds; each is a full read, verify and index build). The
-server pinned to one CPU, wrk to the other, so a reload competes with serving for the core.
+baseline: no reload) and "reload" (``--reloads-per-phase`` new models, evenly spaced: the same
+rules under a new generation time, each a full read, verify and index build). The server is
+pinned to one CPU, wrk to the other, so a reload competes with serving for the core.
 
 Reported per phase: wrk rate, p50, p99, max, errors; the largest event-loop lag the server's own
 probe saw (its DEBUG "event loop lag" lines, one per second); peak RSS sampled every 5 ms.
 Targets: max loop lag ≤ steady + 25 ms, p99 ≤ 1.5 × steady p99, zero errors, peak RSS ≤ 200 MiB.
 
-    .venv/bin/python benchmarks/serve_reload.py [--phase-seconds 10] [--rounds 2]
+    .venv/bin/python benchmarks/serve_reload.py [--phase-seconds 10] [--rounds 3]
+        [--reloads-per-phase 1]
 
 Exit status 1 when a target is missed.
 """
@@ -86,9 +87,11 @@ class Bench:
     args: argparse.Namespace
     wrk_cpu: int | None
 
-    def reload_every(self, every: float, stop: threading.Event, loads: list[float]) -> None:
-        """Commit a new model every ``every`` s; record each load time the server logs."""
-        while not stop.wait(every):
+    def reload(self, count: int, every: float, stop: threading.Event, loads: list[float]) -> None:
+        """Commit ``count`` new models ``every`` s apart; record each load time the server logs."""
+        for _ in range(count):
+            if stop.wait(every):
+                return
             ns = time.time_ns()
             commit(self.data_dir, self.ruleset, ns)
             deadline = time.monotonic() + 10
@@ -114,8 +117,9 @@ class Bench:
         peak = [0]
         helpers = [threading.Thread(target=self.sample_rss, args=(stop, peak))]
         if name == "reload":
-            every = self.args.reload_every
-            helpers.append(threading.Thread(target=self.reload_every, args=(every, stop, loads)))
+            count = self.args.reloads_per_phase
+            every = self.args.phase_seconds / (count + 1)
+            helpers.append(threading.Thread(target=self.reload, args=(count, every, stop, loads)))
         started = time.time()
         for helper in helpers:
             helper.start()
@@ -144,8 +148,13 @@ def main() -> int:
     """Mine (or reuse) the rules, start the server, alternate steady and reload phases."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--phase-seconds", type=float, default=10.0)
-    parser.add_argument("--rounds", type=int, default=2, help="steady/reload pairs")
-    parser.add_argument("--reload-every", type=float, default=2.0, help="seconds between models")
+    parser.add_argument("--rounds", type=int, default=3, help="steady/reload pairs")
+    parser.add_argument(
+        "--reloads-per-phase",
+        type=int,
+        default=1,
+        help="new models committed in each reload phase, evenly spaced",
+    )
     parser.add_argument("--min-support", type=float, default=0.025)
     args = parser.parse_args()
     server_cpu, wrk_cpu = cpu_pair()
@@ -175,8 +184,8 @@ def main() -> int:
 
     print(
         f"\n{ruleset.header.rule_count:,} rules ({ruleset.header.song_count:,} songs); wrk 50 "
-        f"connections, {args.phase_seconds:g} s per phase; a new model every "
-        f"{args.reload_every:g} s in reload phases; server on CPU {server_cpu}, wrk on {wrk_cpu}"
+        f"connections, {args.phase_seconds:g} s per phase, {args.reloads_per_phase} new model(s) "
+        f"per reload phase; server on CPU {server_cpu}, wrk on {wrk_cpu}"
     )
     print(
         f"{'phase':<8} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'errors':>6} "
