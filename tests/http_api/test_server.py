@@ -264,7 +264,7 @@ async def test_data_dir_missing_at_start_is_served_once_created(
 # -- reloads under load --------------------------------------------------------------------
 
 
-@pytest.mark.slow  # ~11 s each: the miner runs twice, once while the load competes for 2 cores
+@pytest.mark.slow  # 4-5 s each (11-14 s on a busy machine): the miner runs twice, once under load
 @pytest.mark.parametrize(("watcher", "budget"), [("auto", 1.0), ("polling", 1.0 + 1.0)])
 async def test_new_rules_from_the_miner_are_served_under_load_without_a_failure(
     tmp_path: Path,
