@@ -32,7 +32,14 @@ from mining.checkpoint import (
 )
 from mining.rulesfile import RULES_FILENAME, encode_rules, write_rules
 from tests.helpers.load import generate_load
-from tests.helpers.rules import FIRST_NS, checkpoint_of, small_ruleset, write_model
+from tests.helpers.rules import (
+    FIRST_NS,
+    checkpoint_of,
+    regenerated,
+    small_ruleset,
+    synthetic_ruleset,
+    write_model,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 BODY = {"songs": ["Hey Jude"]}
@@ -297,6 +304,31 @@ async def test_new_rules_from_the_miner_are_served_under_load_without_a_failure(
     assert {o.model_date for o in result.outcomes} == {first.model_date, second.model_date}
     if watcher == "polling":
         assert server.logged("with polling")
+
+
+async def test_a_large_rule_set_is_swapped_under_load_without_a_failure(
+    tmp_path: Path, start_server: Callable[..., asyncio.Future[Server]]
+) -> None:
+    large = synthetic_ruleset(300_000)
+    write_model(tmp_path, large)
+    server = await start_server(tmp_path)
+    await wait_until(lambda: _status_is(server, "/readyz", 200), 10, "/readyz 200")
+    stop = asyncio.Event()
+    bodies = [{"songs": [f"song {i:05d}", f"song {i + 7:05d}"]} for i in range(0, 500, 5)]
+    load = asyncio.create_task(
+        generate_load(f"{server.url}/api/recommend", stop, bodies=bodies, max_seconds=60)
+    )
+    await asyncio.sleep(0.5)
+    second = await asyncio.to_thread(write_model, tmp_path, regenerated(large, FIRST_NS + 1))
+    await asyncio.sleep(1.5)
+    stop.set()
+    result = await load
+
+    assert result.failed() == []
+    served_at = result.first_served(second.model_date)
+    assert served_at is not None
+    assert served_at - checkpoint_written_at(tmp_path) < 1.0
+    assert server.logged("loaded 300000 rules over 5000 songs")
 
 
 def truncated_rules(data_dir: Path, ns: int) -> None:
