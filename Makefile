@@ -50,21 +50,21 @@ clean:
 BENCH_DATASET ?= tests/data/synth_dense.csv.xz
 
 bench-mining: $(STAMP)
-	$(BIN)/python benchmarks/mining.py $(BENCH_DATASET)
+	$(BIN)/python -m benchmarks.mining $(BENCH_DATASET)
 
 bench-recommend: $(STAMP)
-	$(BIN)/python benchmarks/recommend.py
+	$(BIN)/python -m benchmarks.recommend
 
 bench-throughput: $(STAMP)
 	scripts/ensure-system-packages wrk:wrk taskset:util-linux
-	$(BIN)/python benchmarks/serve_throughput.py
+	$(BIN)/python -m benchmarks.serve_throughput
 
 bench-reload: $(STAMP)
 	scripts/ensure-system-packages wrk:wrk
-	$(BIN)/python benchmarks/serve_reload.py
+	$(BIN)/python -m benchmarks.serve_reload
 
 bench-startup: $(STAMP)
-	$(BIN)/python benchmarks/serve_startup.py
+	$(BIN)/python -m benchmarks.serve_startup
 
 ## Every benchmark, one after the other.
 bench: bench-mining bench-recommend bench-throughput bench-reload bench-startup

@@ -67,10 +67,10 @@ end
 """
 
 
-def mined_rules(min_support: float = 0.025) -> Path:
-    """The DATA_DIR holding synth_dense mined at ``min_support`` by the real miner (cached)."""
-    data_dir = CACHE / f"synth_dense-{min_support:g}"
-    env = dict(os.environ, DATASET_URL=str(DATASET), DATA_DIR=str(data_dir))
+def mined_rules(min_support: float = 0.025, dataset: Path = DATASET) -> Path:
+    """The DATA_DIR holding ``dataset`` mined at ``min_support`` by the real miner (cached)."""
+    data_dir = CACHE / f"{dataset.name.split('.')[0]}-{min_support:g}"
+    env = dict(os.environ, DATASET_URL=str(dataset), DATA_DIR=str(data_dir))
     env.update(MIN_SUPPORT=str(min_support), MINING_ENGINE="pyfim", LOG_LEVEL="WARNING")
     subprocess.run([sys.executable, "-m", "mining"], cwd=ROOT, env=env, check=True, timeout=900)
     return data_dir

@@ -12,7 +12,7 @@ includes waiting for a core; the targets are on wall time.
   figure printed is the bound reached ("≥ X").
 - *job, mlxtend* / *job, pyfim*: ``python -m mining`` into a fresh DATA_DIR.
 
-    .venv/bin/python benchmarks/mining.py [PATH] [--naive-timeout 900] [--naive-memory-gib 12]
+    .venv/bin/python -m benchmarks.mining [PATH] [--naive-timeout 900] [--naive-memory-gib 12]
 
 PATH defaults to tests/data/synth_dense.csv.xz. Exit status 1 when a target is
 missed: mlxtend job ≤ 0.6 × the naive wall time and ≤ 1 GiB peak RSS; pyfim job ≤ 8 s.

@@ -16,7 +16,7 @@ It also prints the build time, the longest stall a concurrent Python thread sees
 build (the GIL: the build runs in an actor thread while the event loop serves) next to the
 same thread's stalls while idle, and the index memory (tracemalloc) against the baselines'.
 
-    .venv/bin/python benchmarks/recommend.py [--rules PATH] [--queries 400]
+    .venv/bin/python -m benchmarks.recommend [--rules PATH] [--queries 400]
 
 Garbage collection is paused inside timed loops (a collection is not the engine's cost).
 Ratios and targets use the CPU time of the querying thread, so that other processes on a
@@ -34,10 +34,8 @@ import gc
 import itertools
 import lzma
 import math
-import os
 import random
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -49,17 +47,11 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-# Run as a script, this file's folder comes first on sys.path, and benchmarks/mining.py there
-# would shadow the mining package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchmarks"]
+from benchmarks._server import DATASET, mined_rules
+from http_api.recommender import Recommender
+from http_api.settings import Settings
+from mining.rulesfile import RULES_FILENAME, RuleSet, read_rules
 
-from http_api.recommender import Recommender  # noqa: E402
-from http_api.settings import Settings  # noqa: E402
-from mining.rulesfile import RULES_FILENAME, RuleSet, read_rules  # noqa: E402
-
-DATASET = ROOT / "tests" / "data" / "synth_dense.csv.xz"
-CACHE = ROOT / "build" / "benchmarks"
 SIZES = (1, 5, 20, 100, 1000)
 # Issue 3 (e).
 TARGET_P50_5_SONGS_US = 100.0
@@ -69,16 +61,6 @@ BASELINE_BUDGET_SECONDS = 8.0
 ORIGINAL_MAX_SUBSETS = 200_000
 
 Recommend = Callable[[Sequence[str], int], list[str]]
-
-
-def mine(data_dir: Path, dataset: Path, min_support: float) -> Path:
-    """Run the real miner (pyfim) into ``data_dir``; it skips the work when rules are current."""
-    env = dict(os.environ, DATASET_URL=str(dataset), DATA_DIR=str(data_dir))
-    env.update(MIN_SUPPORT=str(min_support), MINING_ENGINE="pyfim")
-    started = time.monotonic()
-    subprocess.run([sys.executable, "-m", "mining"], cwd=ROOT, env=env, check=True)
-    print(f"miner: {time.monotonic() - started:.1f} s (a skip when the cache is current)")
-    return data_dir / RULES_FILENAME
 
 
 def read_playlists(dataset: Path) -> list[list[str]]:
@@ -326,9 +308,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
 
-    rules_path = args.rules or mine(
-        CACHE / f"synth_dense-{args.min_support:g}", args.dataset, args.min_support
-    )
+    rules_path = args.rules or mined_rules(args.min_support, args.dataset) / RULES_FILENAME
     started = time.perf_counter()
     ruleset = read_rules(rules_path)
     decode = time.perf_counter() - started

@@ -10,7 +10,7 @@ Reported per phase: wrk rate, p50, p99, max, errors; the largest event-loop lag 
 probe saw (its DEBUG "event loop lag" lines, one per second); peak RSS sampled every 5 ms.
 Targets: max loop lag ≤ steady + 25 ms, p99 ≤ 1.5 × steady p99, zero errors, peak RSS ≤ 200 MiB.
 
-    .venv/bin/python benchmarks/serve_reload.py [--phase-seconds 10] [--rounds 3]
+    .venv/bin/python -m benchmarks.serve_reload [--phase-seconds 10] [--rounds 3]
         [--reloads-per-phase 1]
 
 Exit status 1 when a target is missed.
@@ -29,13 +29,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-# Run as a script, this file's folder comes first on sys.path, and benchmarks/mining.py there
-# would shadow the mining package: the repository goes first, this folder last (for _server).
-sys.path[:] = [str(ROOT), *(p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchmarks")]
-sys.path.append(str(ROOT / "benchmarks"))
-
-from _server import (  # noqa: E402
+from benchmarks._server import (
     ServerProcess,
     WrkResult,
     cpu_pair,
@@ -44,9 +38,8 @@ from _server import (  # noqa: E402
     mined_rules,
     run_wrk,
 )
-
-from mining.checkpoint import CHECKPOINT_FILENAME, Checkpoint, write_checkpoint  # noqa: E402
-from mining.rulesfile import RULES_FILENAME, RuleSet, read_rules, write_rules  # noqa: E402
+from mining.checkpoint import CHECKPOINT_FILENAME, Checkpoint, write_checkpoint
+from mining.rulesfile import RULES_FILENAME, RuleSet, read_rules, write_rules
 
 LAG = re.compile(r"event loop lag: max ([\d.]+) ms")
 LOADED = re.compile(r"loaded (\d+) rules over \d+ songs in ([\d.]+) s .*generated_ns (\d+)\)")

@@ -11,7 +11,7 @@ polled every 2 ms until it answers 200. Measured side by side, alternating, in t
 
 Target: large ≤ 1.5 s (median).
 
-    .venv/bin/python benchmarks/serve_startup.py [--runs 5]
+    .venv/bin/python -m benchmarks.serve_startup [--runs 5]
 
 Exit status 1 when the target is missed.
 """
@@ -27,13 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-# Run as a script, this file's folder comes first on sys.path, and benchmarks/mining.py there
-# would shadow the mining package: the repository goes first, this folder last (for _server).
-sys.path[:] = [str(ROOT), *(p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchmarks")]
-sys.path.append(str(ROOT / "benchmarks"))
-
-from _server import CACHE, ServerProcess, mined_rules  # noqa: E402
+from benchmarks._server import CACHE, ROOT, ServerProcess, mined_rules
 
 TARGET_SECONDS = 1.5
 IMPORTS_ONLY = "import os, http_api.__main__; os._exit(0)"

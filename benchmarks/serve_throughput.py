@@ -11,7 +11,7 @@ Printed per run: req/s, p50, p99, failures, and the server's CPU time per reques
 threads, from /proc). The target is the req/s ratio (≥ 0.6); the CPU-per-request ratio is the
 cross-check that does not move when other processes take CPU from the servers.
 
-    .venv/bin/python benchmarks/serve_throughput.py [--duration 10] [--rounds 3]
+    .venv/bin/python -m benchmarks.serve_throughput [--duration 10] [--rounds 3]
 
 Exit status 1 when the req/s ratio is below the target or any request failed.
 """
@@ -35,13 +35,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-# Run as a script, this file's folder comes first on sys.path, and benchmarks/mining.py there
-# would shadow the mining package: the repository goes first, this folder last (for _server).
-sys.path[:] = [str(ROOT), *(p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchmarks")]
-sys.path.append(str(ROOT / "benchmarks"))
+from aiohttp import web
 
-from _server import (  # noqa: E402
+from benchmarks._server import (
+    ROOT,
     ServerProcess,
     WrkResult,
     cpu_pair,
@@ -51,7 +48,6 @@ from _server import (  # noqa: E402
     pinned,
     run_wrk,
 )
-from aiohttp import web  # noqa: E402
 
 TARGET_RATIO = 0.6
 BARE_READY_SECONDS = 30.0
