@@ -110,7 +110,8 @@ def measure(
 
 
 def run_naive(dataset: Path, work: Path, timeout: float, memory_gib: float) -> Run:
-    command = [sys.executable, __file__, "--naive-child", str(dataset), str(work / "rules.pkl")]
+    command = [sys.executable, "-m", "benchmarks.mining", "--naive-child", str(dataset)]
+    command.append(str(work / "rules.pkl"))
     command.append(str(int(memory_gib * 2**30)))
     run, stdout, _ = measure(
         "naive: apriori + association_rules + pickle", command, dict(os.environ), timeout

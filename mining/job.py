@@ -128,7 +128,8 @@ def _remove_leftovers(data_dir: Path) -> None:
                 logger.info("removed %s, left by an interrupted run", leftover.name)
 
 
-def _fetch(settings: Settings) -> Path:
+def _fetch(settings: Settings) -> tuple[Path, bool]:
+    """The local dataset file, and whether it was downloaded into DATA_DIR (ours to delete)."""
     # Imported here: aiohttp is only needed when the job really mines.
     from mining.download import DownloadError, resolve_dataset  # noqa: PLC0415
 
@@ -138,11 +139,12 @@ def _fetch(settings: Settings) -> Path:
     except DownloadError as exc:
         raise DatasetUnavailableError(str(exc)) from exc
     size, seconds = path.stat().st_size, time.perf_counter() - started
-    if urllib.parse.urlsplit(settings.dataset_url).scheme.lower() in ("http", "https"):
+    downloaded = urllib.parse.urlsplit(settings.dataset_url).scheme.lower() in ("http", "https")
+    if downloaded:
         logger.info("download: %s, %d bytes, in %.2f s", path, size, seconds)
     else:
         logger.info("download: not needed, reading %s in place (%d bytes)", path, size)
-    return path
+    return path, downloaded
 
 
 def _commit(data_dir: Path, ruleset: RuleSet, checkpoint: Checkpoint) -> int:
@@ -172,10 +174,14 @@ def _mine(settings: Settings, url: str) -> JobOutcome:
     from mining.reader import read_playlists  # noqa: PLC0415
     from mining.rules import derive_rules, min_count  # noqa: PLC0415
 
-    path = _fetch(settings)
+    path, downloaded = _fetch(settings)
 
     started = time.perf_counter()
     playlist_file = read_playlists(path)
+    if downloaded:
+        # Read into memory now; the shared volume keeps only the rules (a later run that must
+        # mine downloads afresh anyway).
+        path.unlink(missing_ok=True)
     transactions = playlist_file.transactions
     logger.info(
         "read: %d rows (%d skipped: empty pid or track_name), %d playlists, %d songs, in %.2f s",

@@ -281,6 +281,12 @@ def test_an_up_to_date_run_is_quick_and_downloads_nothing(tmp_path: Path, datase
         assert "download: " in mined.stderr
         downloads = server.requests
         assert downloads >= 1
+        assert sorted(
+            p.name for p in (tmp_path / "data").iterdir() if not p.name.startswith(".")
+        ) == [
+            "ml_processor_checkpoint.txt",
+            "rules.cbor",
+        ], "the downloaded dataset is deleted once read"
 
         started = time.perf_counter()
         skipped = run_cli(env)
