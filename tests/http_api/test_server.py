@@ -5,6 +5,7 @@ the real miner (or atomically by the test, the way the miner commits them), real
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import functools
 import os
@@ -23,6 +24,7 @@ import cbor2
 import pytest
 
 from actors import bind_listener
+from http_api.settings import Settings
 from mining.atomicfile import atomic_write_bytes
 from mining.checkpoint import (
     CHECKPOINT_FILENAME,
@@ -194,6 +196,30 @@ def test_a_bad_setting_is_one_line_naming_it_and_status_2(
     assert result.returncode == 2
     assert result.stderr.startswith(message)
     assert result.stderr.count("\n") == 1
+
+
+def test_help_lists_every_variable_and_an_argument_is_refused(tmp_path: Path) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "http_api", *args],
+            cwd=REPO,
+            env=server_env(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    helped = run("--help")
+    assert helped.returncode == 0
+    for field in dataclasses.fields(Settings):
+        assert f"  {field.name.upper()} " in helped.stdout
+    refused = run("--port", "8080")
+    assert refused.returncode == 2
+    assert refused.stderr == (
+        "http_api: error: unexpected argument '--port': the server is configured through "
+        "environment variables (see python -m http_api --help)\n"
+    )
 
 
 def test_a_port_in_use_is_one_line_and_status_1(tmp_path: Path) -> None:
