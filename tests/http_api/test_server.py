@@ -212,8 +212,8 @@ def test_help_lists_every_variable_and_an_argument_is_refused(tmp_path: Path) ->
 
     helped = run("--help")
     assert helped.returncode == 0
-    for field in dataclasses.fields(Settings):
-        assert f"  {field.name.upper()} " in helped.stdout
+    for setting in dataclasses.fields(Settings):
+        assert f"  {setting.name.upper()} " in helped.stdout
     refused = run("--port", "8080")
     assert refused.returncode == 2
     assert refused.stderr == (
