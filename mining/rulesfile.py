@@ -102,22 +102,34 @@ def pack_rules(
     """Pack ``(antecedent ids, consequent id, rule count, antecedent count)`` tuples.
 
     Rules come out in a canonical order (antecedent length, antecedent, consequent) and
-    antecedents sorted, so the same rule set always gives the same bytes.
+    antecedents sorted, so the same rule set always gives the same bytes. The ordering is one
+    numpy lexsort over a padded antecedent matrix, not a sort of Python tuples.
     """
-    canonical = sorted(
-        ((tuple(sorted(a)), int(c), int(n), int(na)) for a, c, n, na in rules),
-        key=lambda r: (len(r[0]), r[0], r[1]),
+    rules = list(rules)
+    n = len(rules)
+    lengths = np.fromiter((len(r[0]) for r in rules), dtype=np.int64, count=n)
+    flat = np.fromiter(
+        (s for r in rules for s in sorted(r[0])), dtype=np.uint32, count=int(lengths.sum())
     )
-    lengths = np.fromiter((len(r[0]) for r in canonical), dtype=np.uint32, count=len(canonical))
-    offsets = np.zeros(len(canonical) + 1, dtype=np.uint32)
+    consequents = np.fromiter((r[1] for r in rules), dtype=np.uint32, count=n)
+    counts = np.fromiter((r[2] for r in rules), dtype=np.uint32, count=n)
+    ante_counts = np.fromiter((r[3] for r in rules), dtype=np.uint32, count=n)
+    width = int(lengths.max()) if n else 0
+    starts = np.cumsum(lengths) - lengths
+    rows = np.repeat(np.arange(n), lengths)
+    padded = np.zeros((n, width), dtype=np.uint32)
+    padded[rows, np.arange(len(flat)) - starts[rows]] = flat
+    # lexsort's last key is the primary one: length, then each antecedent position, then c.
+    keys: list[npt.NDArray[np.integer]] = [consequents]
+    keys += [padded[:, i] for i in reversed(range(width))]
+    keys.append(lengths)
+    order = np.lexsort(np.vstack([k.astype(np.int64) for k in keys]))
+    lengths = lengths[order]
+    offsets = np.zeros(n + 1, dtype=np.uint32)
     offsets[1:] = np.cumsum(lengths, dtype=np.uint32)
-    songs = np.fromiter(
-        (s for r in canonical for s in r[0]), dtype=np.uint32, count=int(offsets[-1])
-    )
-    consequents = np.fromiter((r[1] for r in canonical), dtype=np.uint32, count=len(canonical))
-    counts = np.fromiter((r[2] for r in canonical), dtype=np.uint32, count=len(canonical))
-    ante_counts = np.fromiter((r[3] for r in canonical), dtype=np.uint32, count=len(canonical))
-    return offsets, songs, consequents, counts, ante_counts
+    padded = padded[order]
+    songs = padded[np.arange(width) < lengths[:, None]]
+    return offsets, songs, consequents[order], counts[order], ante_counts[order]
 
 
 def _typed(array: U32) -> cbor2.CBORTag:
