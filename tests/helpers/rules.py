@@ -1,6 +1,7 @@
 """Rule sets for tests, written to a DATA_DIR the way the miner commits them.
 
-``small_ruleset`` is a hand-made set whose recommendations are easy to predict;
+``build_ruleset`` packs a test's own songs and rules (``HeaderFields`` not given take the
+defaults below); ``small_ruleset`` is a hand-made set whose recommendations are easy to predict;
 ``synthetic_ruleset`` builds hundreds of thousands of rules with numpy (no Python object per
 rule) for reload-under-load tests. ``write_model`` writes the rules file, then the checkpoint:
 the checkpoint is the commit marker, exactly as ``python -m mining`` does.
@@ -13,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from http_api.recommender import Recommender
 from http_api.state import Snapshot
@@ -29,6 +31,9 @@ from mining.rulesfile import (
 VERSION = "9.9.9"
 DATASET_URL = "file:///data/test%20playlists.csv"
 FIRST_NS = 1_700_000_000_123_456_789
+PARAMETERS = MiningParameters(min_support=0.025, min_confidence=0.7, max_len=8)
+# (antecedent song ids, consequent song id, count(A ∪ c), count(A)), as pack_rules takes them.
+Rule = tuple[Sequence[int], int, int, int]
 
 SONGS = ("Hey Jude", "Let It Be", "Yesterday", "Imagine", "Help!")
 SONG_COUNTS = (90, 80, 70, 60, 50)
@@ -37,38 +42,57 @@ SONG_COUNTS = (90, 80, 70, 60, 50)
 RULES = (((0,), 2, 81, 90), ((0,), 3, 72, 90), ((0, 1), 4, 40, 40))
 
 
-def _header(
-    generated_ns: int, songs: int, rules: int, transactions: int, version: str
-) -> RulesHeader:
-    return RulesHeader(
-        package_version=version,
-        dataset_url=DATASET_URL,
-        generated_ns=generated_ns,
-        parameters=MiningParameters(min_support=0.025, min_confidence=0.7, max_len=8),
-        engine="test",
-        transactions=transactions,
-        song_count=songs,
-        rule_count=rules,
-    )
+@dataclasses.dataclass(frozen=True)
+class HeaderFields:
+    """The rules-header fields a test may choose; the sizes come from the rules themselves."""
+
+    transactions: int = 100
+    generated_ns: int = FIRST_NS
+    version: str = VERSION
+    dataset_url: str = DATASET_URL
+    parameters: MiningParameters = PARAMETERS
+    engine: str = "test"
+
+    def header(self, song_count: int, rule_count: int) -> RulesHeader:
+        """The header of a rule set of ``song_count`` songs and ``rule_count`` rules."""
+        return RulesHeader(
+            package_version=self.version,
+            dataset_url=self.dataset_url,
+            generated_ns=self.generated_ns,
+            parameters=self.parameters,
+            engine=self.engine,
+            transactions=self.transactions,
+            song_count=song_count,
+            rule_count=rule_count,
+        )
 
 
-def small_ruleset(
-    generated_ns: int = FIRST_NS,
-    rules: Sequence[tuple[Sequence[int], int, int, int]] = RULES,
-    version: str = VERSION,
+def build_ruleset(
+    song_names: Sequence[str],
+    song_counts: npt.ArrayLike,
+    rules: Sequence[Rule],
+    fields: HeaderFields = HeaderFields(),
 ) -> RuleSet:
-    """Five Beatles-ish songs and three rules (see RULES)."""
+    """The rule set over ``song_names`` (with their playlist counts) holding ``rules``."""
     offsets, ante, cons, counts, ante_counts = pack_rules(rules)
     return RuleSet(
-        header=_header(generated_ns, len(SONGS), len(rules), 100, version),
-        song_names=SONGS,
-        song_counts=np.array(SONG_COUNTS, dtype=np.uint32),
+        header=fields.header(len(song_names), len(rules)),
+        song_names=tuple(song_names),
+        song_counts=np.array(song_counts, dtype=np.uint32),
         antecedent_offsets=offsets,
         antecedent_songs=ante,
         consequents=cons,
         rule_counts=counts,
         antecedent_counts=ante_counts,
     )
+
+
+def small_ruleset(
+    generated_ns: int = FIRST_NS, rules: Sequence[Rule] = RULES, version: str = VERSION
+) -> RuleSet:
+    """Five Beatles-ish songs and three rules (see RULES)."""
+    fields = HeaderFields(generated_ns=generated_ns, version=version)
+    return build_ruleset(SONGS, SONG_COUNTS, rules, fields)
 
 
 def synthetic_ruleset(
@@ -100,7 +124,9 @@ def synthetic_ruleset(
     offsets = np.zeros(len(first) + 1, dtype=np.uint32)
     offsets[1:] = np.cumsum(lengths)
     return RuleSet(
-        header=_header(generated_ns, n_songs, len(first), transactions, VERSION),
+        header=HeaderFields(transactions=transactions, generated_ns=generated_ns).header(
+            n_songs, len(first)
+        ),
         song_names=tuple(f"song {i:05d}" for i in range(n_songs)),
         song_counts=song_counts.astype(np.uint32),
         antecedent_offsets=offsets,

@@ -6,23 +6,20 @@ import dataclasses
 from pathlib import Path
 
 import cbor2
-import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from mining import rulesfile
 from mining.rulesfile import (
-    MiningParameters,
     RuleSet,
     RulesFileError,
-    RulesHeader,
     decode_rules,
     encode_rules,
-    pack_rules,
     read_rules,
     write_rules,
 )
+from tests.helpers.rules import HeaderFields, build_ruleset
 
 SONGS = ("Tyler, The Creator", 'City Of Stars - From "La La Land"', "Ünïcödé", "plain")
 COUNTS = (90, 80, 70, 60)
@@ -30,27 +27,13 @@ RULES = [((0,), 1, 70, 90), ((0, 2), 1, 60, 65), ((2, 0), 3, 50, 65), ((1,), 0, 
 
 
 def make_ruleset(rules=RULES, songs=SONGS, counts=COUNTS, transactions=100) -> RuleSet:
-    offsets, ante, cons, n, na = pack_rules(rules)
-    header = RulesHeader(
-        package_version="1.2.3",
-        dataset_url="file:///data/playlists%20one.csv",
-        generated_ns=1_700_000_000_123_456_789,
-        parameters=MiningParameters(min_support=0.025, min_confidence=0.7, max_len=8),
-        engine="mlxtend",
+    fields = HeaderFields(
         transactions=transactions,
-        song_count=len(songs),
-        rule_count=len(rules),
+        version="1.2.3",
+        dataset_url="file:///data/playlists%20one.csv",
+        engine="mlxtend",
     )
-    return RuleSet(
-        header=header,
-        song_names=tuple(songs),
-        song_counts=np.array(counts, dtype=np.uint32),
-        antecedent_offsets=offsets,
-        antecedent_songs=ante,
-        consequents=cons,
-        rule_counts=n,
-        antecedent_counts=na,
-    )
+    return build_ruleset(songs, counts, rules, fields)
 
 
 def test_round_trip_keeps_header_and_rules(tmp_path: Path) -> None:
