@@ -7,18 +7,16 @@ import unicodedata
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-import numpy as np
 import pytest
-from aiohttp import ClientSession, web
+from aiohttp import ClientSession
 
-from http_api.app import init_app
-from http_api.recommender import Recommender
 from http_api.settings import Settings
 from http_api.state import Snapshot
 from http_api.web import MAX_QUERY_CHARS, MAX_SONGS_LIMIT
-from mining.checkpoint import Checkpoint
-from mining.rulesfile import MiningParameters, RuleSet, RulesHeader, pack_rules
+from mining.rulesfile import MiningParameters
 from mining.version import __version__
+from tests.helpers.gate import Gate, serve
+from tests.helpers.rules import HeaderFields, build_ruleset, snapshot_of
 
 GENERATED_NS = 1_764_355_501_123_456_789
 MODEL_DATE = "2025-11-28 18:45:01.123456"
@@ -51,66 +49,14 @@ def build_snapshot() -> Snapshot:
         ((song_id("Señorita"),), song_id("Shape of You"), 40, 50),
         ((song_id("Mr. Brightside"), song_id("Señorita")), song_id("HUMBLE."), 18, 20),
     ]
-    offsets, antecedents, consequents, counts, antecedent_counts = pack_rules(rules)
-    header = RulesHeader(
-        package_version=__version__,
-        dataset_url="file:///test/playlists.csv",
-        generated_ns=GENERATED_NS,
-        parameters=MiningParameters(min_support=0.1, min_confidence=0.7, max_len=8),
-        engine="test",
+    fields = HeaderFields(
         transactions=TRANSACTIONS,
-        song_count=len(SONGS),
-        rule_count=len(rules),
+        generated_ns=GENERATED_NS,
+        version=__version__,
+        dataset_url="file:///test/playlists.csv",
+        parameters=MiningParameters(min_support=0.1, min_confidence=0.7, max_len=8),
     )
-    ruleset = RuleSet(
-        header=header,
-        song_names=tuple(NAMES),
-        song_counts=np.array([count for _, count in SONGS], dtype=np.uint32),
-        antecedent_offsets=offsets,
-        antecedent_songs=antecedents,
-        consequents=consequents,
-        rule_counts=counts,
-        antecedent_counts=antecedent_counts,
-    )
-    checkpoint = Checkpoint(__version__, header.dataset_url, GENERATED_NS)
-    return Snapshot(
-        checkpoint=checkpoint, header=header, recommender=Recommender.from_ruleset(ruleset)
-    )
-
-
-class TestGate:
-    """A RulesGate whose snapshot the test sets; waiting is real and bounded."""
-
-    __test__ = False
-
-    def __init__(self, snapshot: Snapshot | None) -> None:
-        self._snapshot = snapshot
-        self._loaded = asyncio.Event()
-        if snapshot is not None:
-            self._loaded.set()
-
-    @property
-    def snapshot(self) -> Snapshot | None:
-        """The snapshot the test set, if any."""
-        return self._snapshot
-
-    @property
-    def draining(self) -> bool:
-        """Never draining here."""
-        return False
-
-    def publish(self, snapshot: Snapshot) -> None:
-        """Make ``snapshot`` current and wake waiters."""
-        self._snapshot = snapshot
-        self._loaded.set()
-
-    async def wait_for_snapshot(self, timeout: float) -> Snapshot | None:
-        """Wait up to ``timeout`` s for a snapshot."""
-        try:
-            await asyncio.wait_for(self._loaded.wait(), timeout)
-        except TimeoutError:
-            return None
-        return self._snapshot
+    return snapshot_of(build_ruleset(NAMES, [count for _, count in SONGS], rules, fields))
 
 
 @dataclass
@@ -119,7 +65,7 @@ class Server:
 
     url: str
     session: ClientSession
-    gate: TestGate
+    gate: Gate
 
     async def get(self, path: str, **params: str) -> tuple[int, dict[str, str], object]:
         """GET ``path`` and return status, headers and the decoded JSON body."""
@@ -127,31 +73,23 @@ class Server:
             return response.status, dict(response.headers), await response.json()
 
 
-async def start(gate: TestGate) -> AsyncIterator[Server]:
+async def start(gate: Gate) -> AsyncIterator[Server]:
     """Serve the app on a free loopback port for the duration of a test."""
-    runner = web.AppRunner(init_app(gate, Settings(rules_wait_seconds=0.2)), shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        async with ClientSession() as session:
-            yield Server(f"http://127.0.0.1:{port}", session, gate)
-    finally:
-        await runner.cleanup()
+    async with serve(gate, Settings(rules_wait_seconds=0.2)) as url, ClientSession() as session:
+        yield Server(url, session, gate)
 
 
 @pytest.fixture
 async def server() -> AsyncIterator[Server]:
     """A server whose rules are loaded."""
-    async for running in start(TestGate(build_snapshot())):
+    async for running in start(Gate(build_snapshot())):
         yield running
 
 
 @pytest.fixture
 async def cold_server() -> AsyncIterator[Server]:
     """A server before any rules exist."""
-    async for running in start(TestGate(None)):
+    async for running in start(Gate(None)):
         yield running
 
 

@@ -1,0 +1,56 @@
+"""The HTTP application on loopback behind a test double of the HttpFrontend actor's gate.
+
+``Gate`` implements ``http_api.state.RulesGate``: the test publishes snapshots (waking any
+request parked in ``wait_for_snapshot``) and sets ``draining``; the actors' own tests run the
+real gate end to end. ``serve`` runs ``init_app`` on a real 127.0.0.1 port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from aiohttp import web
+
+from http_api.app import init_app
+from http_api.settings import Settings
+from http_api.state import Snapshot
+
+
+class Gate:
+    """A RulesGate the test drives: it publishes snapshots and sets ``draining``."""
+
+    def __init__(self, snapshot: Snapshot | None = None) -> None:
+        self.snapshot = snapshot
+        self.draining = False
+        # Calls to wait_for_snapshot: a test sees a request held, or refused before any wait.
+        self.waits = 0
+        self._published = asyncio.Event()
+
+    def publish(self, snapshot: Snapshot) -> None:
+        """Make ``snapshot`` current and wake parked waiters, as a push from the rule server."""
+        self.snapshot = snapshot
+        self._published.set()
+
+    async def wait_for_snapshot(self, timeout: float) -> Snapshot | None:
+        """Park until a snapshot is published or ``timeout`` passes."""
+        self.waits += 1
+        if self.snapshot is None:
+            try:
+                await asyncio.wait_for(self._published.wait(), timeout)
+            except TimeoutError:
+                return None
+        return self.snapshot
+
+
+@asynccontextmanager
+async def serve(gate: Gate, settings: Settings, port: int = 0) -> AsyncIterator[str]:
+    """Run the application on 127.0.0.1 (``port`` 0: a free one); yield its base URL."""
+    runner = web.AppRunner(init_app(gate, settings), shutdown_timeout=0.1)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
