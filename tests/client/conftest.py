@@ -5,26 +5,18 @@ from __future__ import annotations
 import asyncio
 import os
 import shlex
-import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.helpers.processes import REPO, free_port
+
 FAKE_VERSION = "1.2.3"
 FAKE_MODEL_DATE = "2026-11-28 19:45:01.123456"
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

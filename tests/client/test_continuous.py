@@ -6,7 +6,6 @@ import asyncio
 import io
 import itertools
 import signal
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,16 +16,10 @@ from client.continuous import ContinuousOptions, measure
 from client.recommend import Query, endpoint_from_url, new_session
 from client.record import format_time, read_samples
 from client.summary import Change, FailureRun, MixedPeriod, Summary
+from tests.helpers.processes import wait_until
 
 if TYPE_CHECKING:
     from conftest import FakeServer, RunClient, RunPipeline, StartClient
-
-
-async def wait_for(condition: Callable[[], bool], timeout: float = 10) -> None:
-    """Poll `condition` every 10 ms, failing the test after `timeout` seconds."""
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.01)
 
 
 async def run_measure(
@@ -60,13 +53,15 @@ async def test_a_restart_with_a_new_version_shows_in_csv_log_and_summary(
     stop = asyncio.Event()
 
     async def roll_out() -> None:
-        await wait_for(lambda: len(fake_server.bodies) >= 3)
+        await wait_until(lambda: len(fake_server.bodies) >= 3, 10, "three requests")
         await fake_server.stop()
         await asyncio.sleep(0.3)
         fake_server.version = "2.0.0"
         await fake_server.start()
         restarted_at = len(fake_server.bodies)
-        await wait_for(lambda: len(fake_server.bodies) >= restarted_at + 3)
+        await wait_until(
+            lambda: len(fake_server.bodies) >= restarted_at + 3, 10, "three after the restart"
+        )
         stop.set()
 
     options = ContinuousOptions(interval=0.05, count=None, duration=10, changes_only=False)
@@ -173,9 +168,9 @@ async def test_changes_only_writes_fewer_rows_but_summarises_every_request(
     stop = asyncio.Event()
 
     async def new_model() -> None:
-        await wait_for(lambda: len(fake_server.bodies) >= 5)
+        await wait_until(lambda: len(fake_server.bodies) >= 5, 10, "five requests")
         fake_server.model_date = "2026-12-01 00:00:00.000000"
-        await wait_for(lambda: len(fake_server.bodies) >= 10)
+        await wait_until(lambda: len(fake_server.bodies) >= 10, 10, "ten requests")
         stop.set()
 
     options = ContinuousOptions(interval=0.02, count=None, duration=10, changes_only=True)
@@ -202,7 +197,11 @@ async def test_a_signal_ends_the_run_with_the_summary_and_rows_are_flushed(
         str(fake_server.port), "Yellow",
     )  # fmt: skip
     # Rows reach the file while the client still runs: each one is flushed.
-    await wait_for(lambda: output.exists() and len(output.read_text().splitlines()) >= 4)
+    await wait_until(
+        lambda: output.exists() and len(output.read_text().splitlines()) >= 4,
+        10,
+        "four lines in the CSV file",
+    )
     assert process.returncode is None
     process.send_signal(signum)
     stdout, stderr = await asyncio.wait_for(process.communicate(), 10)

@@ -8,9 +8,8 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -20,39 +19,14 @@ import pytest
 from client.record import Sample, format_time, read_samples
 from mining.checkpoint import CHECKPOINT_FILENAME, read_checkpoint
 from mining.version import __version__
+from tests.helpers.processes import REPO, mine, stop, wait_until
 
 if TYPE_CHECKING:
     from conftest import RunClient, StartClient
 
-REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("actors", "client", "http_api", "mining")
 # A song of the bundled sample dataset that has rules.
 SONG = "Wonderful"
-
-
-async def wait_for(condition: Callable[[], bool], what: str, timeout: float = 20) -> None:
-    """Poll `condition` every 20 ms; fail naming `what` after `timeout` seconds."""
-    try:
-        async with asyncio.timeout(timeout):
-            while not condition():
-                await asyncio.sleep(0.02)
-    except TimeoutError:
-        pytest.fail(f"timed out after {timeout} s waiting for {what}")
-
-
-def mine(data_dir: Path, **env: str) -> str:
-    """Run `python -m mining` into data_dir (bundled sample); return the new model_date."""
-    result = subprocess.run(
-        [sys.executable, "-m", "mining"],
-        cwd=REPO,
-        env={**os.environ, "DATA_DIR": str(data_dir), **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return read_checkpoint(data_dir / CHECKPOINT_FILENAME).model_date
 
 
 class RealServer:
@@ -108,13 +82,8 @@ class RealServer:
 
     async def stop(self) -> None:
         """SIGTERM and wait for the exit."""
-        if self.process is not None and self.process.returncode is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.process.wait(), 20)
-            except TimeoutError:
-                self.process.kill()
-                await self.process.wait()
+        if self.process is not None:
+            await stop(self.process, grace=20)
         if self._log is not None:
             self._log.close()
             self._log = None
@@ -230,15 +199,15 @@ async def test_continuous_sees_a_restart_with_a_new_version_and_a_new_model(
     def rows() -> list[Sample]:
         return csv_samples(output)
 
-    await wait_for(lambda: len(rows()) >= 3, "three rows from the first server")
+    await wait_until(lambda: len(rows()) >= 3, 20, "three rows from the first server")
     await old.stop()
-    await wait_for(lambda: sum(s.failed for s in rows()) >= 3, "three failed requests")
+    await wait_until(lambda: sum(s.failed for s in rows()) >= 3, 20, "three failed requests")
     await new.start()
-    await wait_for(lambda: any(s.version == new_version for s in rows()), "the new version")
+    await wait_until(lambda: any(s.version == new_version for s in rows()), 20, "the new version")
     # The miner runs in a thread: the client and the server are observed meanwhile.
     second_model = await asyncio.to_thread(mine, data_dir, MIN_SUPPORT="0.03")
     assert second_model != first_model
-    await wait_for(lambda: any(s.model_date == second_model for s in rows()), "the new model")
+    await wait_until(lambda: any(s.model_date == second_model for s in rows()), 20, "the new model")
 
     client.send_signal(signal.SIGINT)
     _, stderr_bytes = await asyncio.wait_for(client.communicate(), 20)

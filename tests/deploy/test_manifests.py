@@ -7,7 +7,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from http_api.settings import Settings as ApiSettings
 from mining.settings import Settings as MiningSettings
 from mining.version import __version__
 from tests.deploy.deployfiles import MANIFESTS, Dockerfile, Rendered, venv_tool
+from tests.helpers.processes import free_port
 
 # The oldest Kubernetes minor we claim: everything used is GA there (autoscaling/v2 1.23,
 # policy/v1 1.21, seccompProfile 1.19, startupProbe 1.20, emptyDir sizeLimit 1.25).
@@ -201,9 +201,7 @@ def test_api_settings_in_the_pod_agree_with_ports_mounts_and_grace_period(
 @pytest.fixture(scope="module")
 def api_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`python -m http_api` on a free loopback port with no rules yet; yields its base URL."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     env = os.environ | {
         "HOST": "127.0.0.1",
         "PORT": str(port),

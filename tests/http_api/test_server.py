@@ -34,6 +34,7 @@ from mining.checkpoint import (
 )
 from mining.rulesfile import RULES_FILENAME, encode_rules, write_rules
 from tests.helpers.load import generate_load
+from tests.helpers.processes import REPO, mine, stop, wait_until
 from tests.helpers.rules import (
     FIRST_NS,
     checkpoint_of,
@@ -43,7 +44,6 @@ from tests.helpers.rules import (
     write_model,
 )
 
-REPO = Path(__file__).resolve().parents[2]
 BODY = {"songs": ["Hey Jude"]}
 LISTENING = re.compile(r"listening on http://127\.0\.0\.1:(\d+)")
 
@@ -129,45 +129,12 @@ async def start_server() -> AsyncIterator[Callable[..., asyncio.Future[Server]]]
 
     yield start  # type: ignore[misc]
     for server in servers:
-        if server.process.returncode is None:
-            server.process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(server.process.wait(), 30)
-            except TimeoutError:
-                server.process.kill()
-                await server.process.wait()
+        await stop(server.process, grace=30)
     await asyncio.gather(*readers)
-
-
-def mine(data_dir: Path, **env: str) -> None:
-    """``python -m mining`` on its bundled sample dataset into ``data_dir``."""
-    result = subprocess.run(
-        [sys.executable, "-m", "mining"],
-        cwd=REPO,
-        env={**os.environ, "DATA_DIR": str(data_dir), **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
 
 
 def checkpoint_written_at(data_dir: Path) -> float:
     return (data_dir / CHECKPOINT_FILENAME).stat().st_mtime
-
-
-async def wait_until(condition: Callable[[], object], timeout: float, what: str) -> float:
-    """Poll an async or plain condition every 10 ms; return the wall-clock time it held."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return time.time()
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.01)
 
 
 # -- configuration and start-up ------------------------------------------------------------

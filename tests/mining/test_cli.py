@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import sys
 import threading
@@ -14,8 +13,8 @@ from aiohttp import web
 
 from mining.checkpoint import CHECKPOINT_FILENAME
 from mining.rulesfile import RULES_FILENAME
+from tests.helpers.processes import REPO, mining_env, run_mining
 
-ROOT = Path(__file__).parents[2]
 SMALL = (
     "pid,track_name\n"
     + "".join(f"{p},a\n{p},b\n" for p in range(6))
@@ -24,22 +23,7 @@ SMALL = (
 
 
 def run(tmp_path: Path, *args: str, **env: str | Path) -> subprocess.CompletedProcess[str]:
-    full_env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("DATASET_URL", "MIN_SUPPORT", "MIN_CONFIDENCE", "MAX_LEN", "MINING_ENGINE")
-    }
-    full_env["DATA_DIR"] = str(tmp_path / "data")
-    full_env.update({k: str(v) for k, v in env.items()})
-    return subprocess.run(
-        [sys.executable, "-m", "mining", *args],
-        env=full_env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_mining(tmp_path / "data", *args, **env)
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int, text: str) -> None:
@@ -96,8 +80,8 @@ def test_pyfim_engine_without_pyfim_installed_is_a_configuration_error(tmp_path:
     )
     result = subprocess.run(
         [sys.executable, "-c", code],
-        env={**os.environ, "MINING_ENGINE": "pyfim", "DATA_DIR": str(tmp_path / "data")},
-        cwd=ROOT,
+        env=mining_env(tmp_path / "data", MINING_ENGINE="pyfim"),
+        cwd=REPO,
         capture_output=True,
         text=True,
         timeout=60,

@@ -7,7 +7,6 @@ import json
 import logging
 import random
 import shutil
-import socket
 import ssl
 import subprocess
 import threading
@@ -19,6 +18,7 @@ from aiohttp import web
 
 from mining import download
 from mining.download import DownloadError, resolve_dataset
+from tests.helpers.processes import free_port
 
 BODY = random.Random(0).randbytes(700_000)
 ETAG = '"v1"'
@@ -187,10 +187,7 @@ def test_not_found_fails_at_once_naming_status_and_url(tmp_path: Path) -> None:
 
 
 def test_refused_connections_give_up_leaving_nothing_behind(tmp_path: Path) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        closed_port = probe.getsockname()[1]
-    url = f"http://127.0.0.1:{closed_port}/playlists.csv"
+    url = f"http://127.0.0.1:{free_port()}/playlists.csv"
     with pytest.raises(DownloadError, match=r"cannot download .* \(2 attempts without progress\)"):
         fetch(url, tmp_path, max_attempts=2)
     assert list(tmp_path.iterdir()) == []

@@ -28,8 +28,7 @@ from mining.rules import derive_rules, min_count
 from mining.rulesfile import RULES_FILENAME, read_rules
 from mining.settings import Settings
 from mining.version import __version__
-
-ROOT = Path(__file__).parents[2]
+from tests.helpers.processes import REPO, mining_env, run_mining
 
 
 def write_playlists(path: Path, seed: int = 1, playlists: int = 300) -> Path:
@@ -216,24 +215,6 @@ def test_temporary_files_of_killed_runs_are_removed(settings: Settings) -> None:
     assert not list(settings.data_dir.glob("*.tmp-*"))
 
 
-def mining_env(**values: str | Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("DATASET_URL", "DATA_DIR")}
-    env.update({k: str(v) for k, v in values.items()})
-    return env
-
-
-def run_cli(env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mining"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
 class FileServer:
     """A real aiohttp server on 127.0.0.1 (own thread and loop) that counts the requests it gets."""
 
@@ -273,9 +254,9 @@ class FileServer:
 @pytest.mark.slow  # ~6 s: three real runs of the CLI, one of them skipped
 def test_an_up_to_date_run_is_quick_and_downloads_nothing(tmp_path: Path, dataset: Path) -> None:
     with FileServer(dataset) as server:
-        env = mining_env(DATASET_URL=server.url, DATA_DIR=tmp_path / "data", MIN_SUPPORT="0.1")
+        data_dir = tmp_path / "data"
         started = time.perf_counter()
-        mined = run_cli(env)
+        mined = run_mining(data_dir, DATASET_URL=server.url, MIN_SUPPORT="0.1")
         mine_seconds = time.perf_counter() - started
         assert mined.returncode == 0, mined.stderr
         assert "download: " in mined.stderr
@@ -289,7 +270,7 @@ def test_an_up_to_date_run_is_quick_and_downloads_nothing(tmp_path: Path, datase
         ], "the downloaded dataset is deleted once read"
 
         started = time.perf_counter()
-        skipped = run_cli(env)
+        skipped = run_mining(data_dir, DATASET_URL=server.url, MIN_SUPPORT="0.1")
         skip_seconds = time.perf_counter() - started
         assert skipped.returncode == 0, skipped.stderr
         assert "up to date" in skipped.stderr
@@ -297,7 +278,7 @@ def test_an_up_to_date_run_is_quick_and_downloads_nothing(tmp_path: Path, datase
         print(f"mine {mine_seconds:.2f} s, skip {skip_seconds:.2f} s")
         assert skip_seconds < mine_seconds / 2
 
-        remined = run_cli({**env, "MIN_SUPPORT": "0.2"})
+        remined = run_mining(data_dir, DATASET_URL=server.url, MIN_SUPPORT="0.2")
         assert remined.returncode == 0, remined.stderr
         assert server.requests > downloads
 
@@ -316,9 +297,9 @@ def held_lock(tmp_path: Path) -> Iterator[int]:
 def test_a_second_job_on_the_same_data_dir_waits_its_turn(
     tmp_path: Path, dataset: Path, held_lock: int
 ) -> None:
-    env = mining_env(DATASET_URL=dataset, DATA_DIR=tmp_path / "data", MINING_ENGINE="pyfim")
+    env = mining_env(tmp_path / "data", DATASET_URL=dataset, MINING_ENGINE="pyfim")
     job = subprocess.Popen(
-        [sys.executable, "-m", "mining"], env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-m", "mining"], env=env, cwd=REPO, stderr=subprocess.PIPE, text=True
     )
     try:
         time.sleep(1.0)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import http.client
 import http.server
 import shutil
-import socket
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ from rehearsal.haproxy import (
     parse_stats,
     render_config,
 )
+from tests.helpers.processes import free_port
 
 PROBE = ReadinessProbe(
     "/readyz", period_seconds=2, failure_threshold=2, success_threshold=1, timeout_seconds=1
@@ -170,13 +170,6 @@ def pods() -> Iterator[list[http.server.ThreadingHTTPServer]]:
     for server in servers:
         server.shutdown()
         server.server_close()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def get(port: int) -> int | None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import socket
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from rehearsal.processes import (
     bump_version_source,
     copy_source_tree,
 )
+from tests.helpers.processes import free_port
 from tests.helpers.rules import FIRST_NS, small_ruleset, write_model
 
 VERSION_PY = '"""The version."""\n\n__version__ = "0.1.0"\n'
@@ -32,13 +32,6 @@ def test_the_version_line_is_replaced_and_nothing_else() -> None:
 def test_a_version_file_without_exactly_one_version_line_is_refused(text: str) -> None:
     with pytest.raises(RehearsalError, match="expected one __version__ line"):
         bump_version_source(text, "2")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def recommend_version(port: int) -> str:

@@ -3,20 +3,12 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 from mining.rulesfile import RULES_FILENAME, read_rules
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.helpers.processes import REPO, free_port
 
 
 def test_the_demo_mines_serves_and_answers_from_the_strongest_rule(tmp_path: Path) -> None:
