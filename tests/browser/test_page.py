@@ -9,19 +9,15 @@ by the real ``python -m mining``; only the actor behind it is a test double (``G
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
-import subprocess
-import sys
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from aiohttp import ClientSession, web
+from aiohttp import ClientSession
 from playwright.async_api import (
     Browser,
     Page,
@@ -31,15 +27,15 @@ from playwright.async_api import (
     expect,
 )
 
-from http_api.app import init_app
 from http_api.recommender import Recommender
 from http_api.settings import Settings
 from http_api.state import Snapshot
 from mining.checkpoint import CHECKPOINT_FILENAME, read_checkpoint
 from mining.rulesfile import RULES_FILENAME, RuleSet, read_rules
 from mining.version import __version__
+from tests.helpers.gate import Gate, serve
+from tests.helpers.processes import REPO, mine
 
-REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "artifacts" / "browser"
 CHROMIUM = Path("/usr/bin/chromium")
 # Headless, and nothing that talks to Google's servers behind the test's back.
@@ -55,42 +51,6 @@ CHROMIUM_ARGS = [
 ]
 # A request made before rules exist is held this long before its 503 (short: tests wait on it).
 SETTINGS = Settings(rules_wait_seconds=0.2)
-MINING_VARIABLES = ("DATASET_URL", "MIN_SUPPORT", "MIN_CONFIDENCE", "MAX_LEN", "MINING_ENGINE")
-
-
-class Gate:
-    """The HttpFrontend's RulesGate as a test double: the test publishes the snapshot."""
-
-    def __init__(self, snapshot: Snapshot | None = None) -> None:
-        self.snapshot = snapshot
-        self.draining = False
-        self._published = asyncio.Event()
-
-    def publish(self, snapshot: Snapshot) -> None:
-        """Make ``snapshot`` current, as a push from the rule server does."""
-        self.snapshot = snapshot
-        self._published.set()
-
-    async def wait_for_snapshot(self, timeout: float) -> Snapshot | None:
-        """Park until a snapshot is published or ``timeout`` passes."""
-        if self.snapshot is None:
-            try:
-                await asyncio.wait_for(self._published.wait(), timeout)
-            except TimeoutError:
-                return None
-        return self.snapshot
-
-
-@asynccontextmanager
-async def serve(gate: Gate, port: int = 0) -> AsyncIterator[str]:
-    """Run the server's application with the page on 127.0.0.1; yield its base URL."""
-    runner = web.AppRunner(init_app(gate, SETTINGS), shutdown_timeout=0.1)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
 
 
 class Mined:
@@ -109,18 +69,7 @@ class Mined:
 def mined(tmp_path_factory: pytest.TempPathFactory) -> Mined:
     """Mine the bundled sample with the real job (default parameters), once for these tests."""
     data_dir = tmp_path_factory.mktemp("ml-data")
-    env = {k: v for k, v in os.environ.items() if k not in MINING_VARIABLES}
-    env["DATA_DIR"] = str(data_dir)
-    done = subprocess.run(
-        [sys.executable, "-m", "mining"],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+    mine(data_dir)
     return Mined(data_dir)
 
 
@@ -282,7 +231,7 @@ async def test_pick_two_songs_and_get_the_apis_recommendations(
 ) -> None:
     first, second, consequent = two_song_rule(mined.ruleset)
     recommender = mined.snapshot.recommender
-    async with serve(Gate(mined.snapshot)) as base_url:
+    async with serve(Gate(mined.snapshot), SETTINGS) as base_url:
         watched = await open_page(browser, base_url, viewport)
         page = watched.page
         await expect(page.locator("#server-version")).to_have_text(__version__)
@@ -315,7 +264,7 @@ async def test_keyboard_use_chips_and_debounced_requests(
 ) -> None:
     first, second, _ = two_song_rule(mined.ruleset)
     recommender = mined.snapshot.recommender
-    async with serve(Gate(mined.snapshot)) as base_url:
+    async with serve(Gate(mined.snapshot), SETTINGS) as base_url:
         watched = await open_page(browser, base_url, DESKTOP)
         page = watched.page
         box = page.get_by_role("combobox", name="Add a song you like")
@@ -380,7 +329,7 @@ async def test_a_cold_server_is_announced_and_the_page_recovers(
     recommender = mined.snapshot.recommender
     not_ready = re.compile(r"not ready yet.*Trying again in \d+ s\.")
     cold = Gate()
-    async with serve(cold) as base_url:
+    async with serve(cold, SETTINGS) as base_url:
         watched = await open_page(browser, base_url, NARROW)
         page = watched.page
         status = page.get_by_role("status")
@@ -398,7 +347,7 @@ async def test_a_cold_server_is_announced_and_the_page_recovers(
     # The same address comes back as a fresh server without rules (a restart): Recommend
     # first gets 503s, says so, and succeeds on its own once the rules are loaded.
     restarted = Gate()
-    async with serve(restarted, port=port or 0) as base_url:
+    async with serve(restarted, SETTINGS, port=port or 0) as base_url:
         await page.get_by_role("button", name="Recommend").click()
         await expect(status).to_have_text(not_ready)
         restarted.publish(mined.snapshot)
