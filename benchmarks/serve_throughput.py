@@ -120,7 +120,14 @@ def bare_server(response_path: Path, cpu: int | None) -> Iterator[tuple[str, int
     """Run the baseline in a subprocess until it answers; yield its URL and pid."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    command = [sys.executable, __file__, "--bare-server", str(port), str(response_path)]
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks.serve_throughput",
+        "--bare-server",
+        str(port),
+        str(response_path),
+    ]
     process = subprocess.Popen(pinned(cpu, command), cwd=ROOT)
     try:
         deadline = time.monotonic() + BARE_READY_SECONDS

@@ -39,6 +39,18 @@ survivors of the previous one. The best key per candidate is a scatter-max into 
 songs (a dict when only a few rules match). The work is bounded by the number of rules
 whatever |Q| is: benchmarks/recommend.py prints the figures for 1 to 1,000 songs.
 
+Small queries (at most ``FEW_QUERY_SONGS`` known songs, the common case) take another path,
+because each numpy call costs ~1 µs before doing anything and a 5-song scan makes ~20 of them.
+The rules of one antecedent form a run in list order, sorted by key, best first. Each song has
+a random 64-bit code and an antecedent's hash is the XOR of its songs' codes (drawn again in
+the unlikely case two antecedents share one), so the 2^k - 1 subsets of Q get their hashes by
+doubling a list, and a dict maps each antecedent's hash to its run. A hit is checked against
+the antecedent's songs, so the answer is exact. Then, in plain Python: the first
+``limit + |Q|`` keys of each run found (a run names each consequent once, so the rest cannot
+make the answer), sorted best first, consequents read off the keys, Q and repeats skipped.
+The dict (one entry per antecedent, ~100k for 230k rules) is the only per-rule-scale Python
+object, built from two lists in slices; the runs are memoryviews of the numpy arrays.
+
 Autocomplete (:meth:`Recommender.search`): names whose normalised form starts with the
 normalised query come from a bisection of the sorted normalised names (the ``limit`` most
 popular of that range by a partial sort), then names containing it from a scan of one string
@@ -47,7 +59,8 @@ popular, so the scan stops after ``limit`` of them, and a miss costs one pass ov
 
 Building runs in an actor thread while the event loop serves, so it is a handful of numpy
 passes over the rule arrays (sorts, fancy indexing: a few ms each on 300k rules, most of them
-releasing the GIL) and Python objects only per song (the name tables), never per rule.
+releasing the GIL), Python objects per song (the name tables) and the antecedent dict (two
+ints per antecedent; not tracked by the garbage collector), never per rule.
 """
 
 from __future__ import annotations
@@ -75,6 +88,13 @@ ArrayT = TypeVar("ArrayT", bound=np.ndarray)
 # each): concatenating the query songs' rule ranges, and keeping the best rule per candidate.
 FEW_SONGS = 16
 FEW_MATCHES = 64
+# Queries of at most this many known songs enumerate their subsets (2^k - 1 hash lookups)
+# instead of scanning every rule listed under their songs: benchmarks/recommend.py prints both.
+FEW_QUERY_SONGS = 8
+# Seeds tried for collision-free antecedent hashes, and the slice of the antecedent dict built
+# per call (one call holds the GIL; ~1 ms per 16k entries).
+HASH_ATTEMPTS = 4
+GROUP_DICT_SLICE = 16384
 
 
 def normalise_name(name: str) -> str:
@@ -142,6 +162,69 @@ def _order_merged_runs(
     return order
 
 
+def _song_codes(n_songs: int, attempt: int) -> U64:
+    """Random 64-bit codes for songs 0..n-1 and 0 for the sentinel n; a set hashes to their XOR."""
+    codes = np.random.default_rng(attempt).integers(
+        0, np.iinfo(np.uint64).max, size=n_songs + 1, dtype=np.uint64, endpoint=True
+    )
+    codes[n_songs] = 0
+    return codes
+
+
+def _group_by_antecedent(
+    rows: IntArray, list_key: I64, keys: U64, consequents: IntArray, n_songs: int
+) -> tuple[I64, I64, U64, U64]:
+    """Order rules by (list key, antecedent, key desc), each ``A → c`` once (its best key).
+
+    Returns the order, the start of each antecedent's run (plus the end), each antecedent's
+    hash, and the song codes that give distinct antecedents distinct hashes (new codes are
+    drawn in the ~2⁻³⁰ chance that two of ~10⁵ antecedents share a 64-bit hash).
+    """
+    n_rules = len(rows)
+    # Each row as one opaque item, so that whole antecedents are gathered and compared at once.
+    antecedents = rows.view(np.dtype((np.void, rows.itemsize * rows.shape[1]))).reshape(-1)
+    for attempt in range(HASH_ATTEMPTS):
+        codes = _song_codes(n_songs, attempt)
+        hashes = np.zeros(n_rules, dtype=np.uint64)
+        for column in rows.T:
+            hashes ^= codes[column]
+        by_hash = np.argsort(hashes)
+        sorted_hashes = hashes[by_hash]
+        same_hash = sorted_hashes[1:] == sorted_hashes[:-1]
+        # Two antecedents sharing a hash leave two different neighbours inside its run.
+        sorted_antecedents = antecedents[by_hash]
+        differ = sorted_antecedents[1:] != sorted_antecedents[:-1]
+        if not bool(np.any(differ & same_hash)):
+            break
+    else:
+        raise RuntimeError(f"no collision-free antecedent hashes in {HASH_ATTEMPTS} attempts")
+    del sorted_antecedents, differ
+    first = np.ones(n_rules, dtype=np.bool_)
+    np.logical_not(same_hash, out=first[1:])
+    group = np.empty(n_rules, dtype=np.int64)
+    group[by_hash] = np.cumsum(first) - 1
+    # Antecedents in list order, then each one's rules by key, best first: one sort of
+    # (antecedent position << 32 | key position), which fits as rule counts are uint32.
+    in_list_order = np.argsort(list_key[by_hash[first]])
+    position = np.empty(len(in_list_order), dtype=np.uint64)
+    position[in_list_order] = np.arange(len(in_list_order), dtype=np.uint64)
+    key_position = np.empty(n_rules, dtype=np.uint64)
+    key_position[np.argsort(~keys)] = np.arange(n_rules, dtype=np.uint64)
+    order = np.argsort((position[group] << np.uint64(32)) | key_position)
+    # The same rule twice (a rules file may hold it): keep its first, best-keyed entry, so that
+    # an antecedent's run names each consequent once (the small-query path relies on that).
+    pairs = group[order].astype(np.uint64) * np.uint64(n_songs + 1) + consequents[order]
+    if bool(np.any(np.diff(np.sort(pairs)) == 0)):
+        by_pair = np.argsort(pairs, kind="stable")
+        repeat = np.zeros(n_rules, dtype=np.bool_)
+        repeat[by_pair[1:]] = pairs[by_pair[1:]] == pairs[by_pair[:-1]]
+        order = order[~repeat]
+    ordered_groups = group[order]
+    starts = np.flatnonzero(np.diff(ordered_groups, prepend=-1))
+    starts = np.append(starts, len(order))
+    return order, starts, sorted_hashes[first][in_list_order], codes
+
+
 @dataclass(frozen=True, eq=False)
 class Recommender:
     """An immutable index over one rule set: recommendations and name search (thread-safe)."""
@@ -161,6 +244,19 @@ class Recommender:
     _columns: tuple[IntArray, ...]
     _consequents: IntArray
     _keys: U64
+    # Small queries. Rules of one antecedent are a run in list order, best key first; run g is
+    # _keys_view[_group_starts[g]:_group_starts[g + 1]], its antecedent _group_rows[g] (padded
+    # to _row_width with the sentinel), found by its hash in _groups. Memoryviews share the
+    # arrays' memory and give Python ints without a numpy call per access.
+    _song_codes: list[int]
+    _groups: dict[int, int]
+    _group_starts: memoryview
+    _group_rows: memoryview
+    _row_width: int
+    _keys_view: memoryview
+    # Song id by key % song_count (the key's tie-break part names the consequent).
+    _tie_songs: list[int]
+    _popular_list: list[int]
     # Search. Prefixes: the normalised names sorted, and each one's popularity position.
     _sorted_names: list[str]
     _sorted_positions: I64
@@ -204,16 +300,42 @@ class Recommender:
         rows.reshape(-1)[flat] = rarity[ruleset.antecedent_songs]
         del flat  # the largest temporary (one int64 per antecedent song): gone before the sort
         rows.sort(axis=1)
+        # A song named twice in one antecedent counts once (A is a set): the repeat becomes
+        # padding, so the length below is the number of distinct songs.
+        repeated = (rows[:, 1:] == rows[:, :-1]) & (rows[:, 1:] != n_songs)
+        if bool(repeated.any()):
+            rows[:, 1:][repeated] = n_songs
+            rows.sort(axis=1)
+            lengths = np.count_nonzero(rows != n_songs, axis=1)
+        del repeated
         rows = by_rarity[rows]
         listed = rows[:, 0].astype(np.int64)
         list_key = listed * (width + 1) + lengths
-        order = np.argsort(list_key, kind="stable")
+        ranks = _confidence_ranks(ruleset.rule_counts, ruleset.antecedent_counts)
+        keys = ranks.astype(np.uint64) * np.uint64(n_songs) + tie_break[ruleset.consequents]
+        order, group_starts, group_hashes, codes = _group_by_antecedent(
+            rows, list_key, keys, ruleset.consequents, n_songs
+        )
         bounds = np.searchsorted(list_key[order], np.arange(n_songs * (width + 1) + 1))
         rows = rows[order]
-
         consequents = ruleset.consequents[order].astype(song_id_type)
-        ranks = _confidence_ranks(ruleset.rule_counts, ruleset.antecedent_counts)[order]
-        keys = ranks.astype(np.uint64) * np.uint64(n_songs) + tie_break[consequents]
+        keys = keys[order]
+        group_rows = np.ascontiguousarray(rows[group_starts[:-1]])
+        # Songs in no antecedent take no part in enumerating a query's subsets (code 0).
+        in_antecedents = np.zeros(n_songs + 1, dtype=np.bool_)
+        in_antecedents[rows] = True
+        codes[~in_antecedents] = 0
+        groups: dict[int, int] = {}
+        hashes = group_hashes.tolist()
+        # In slices: one dict(zip(...)) call holds the GIL throughout, and this runs on an actor
+        # thread while the event loop serves.
+        for start in range(0, len(hashes), GROUP_DICT_SLICE):
+            stop = start + GROUP_DICT_SLICE
+            groups.update(
+                zip(hashes[start:stop], range(start, min(stop, len(hashes))), strict=True)
+            )
+        tie_song = np.empty(n_songs, dtype=np.int64)
+        tie_song[tie_break % np.uint64(max(n_songs, 1))] = np.arange(n_songs)
 
         # Name tables, indexed by popularity position (Python objects per song, not per rule).
         normalised = [normalise_name(names[song]) for song in popular.tolist()]
@@ -239,6 +361,14 @@ class Recommender:
             ),
             _consequents=_readonly(consequents),
             _keys=_readonly(keys),
+            _song_codes=codes[:n_songs].tolist(),
+            _groups=groups,
+            _group_starts=_readonly(group_starts).data,
+            _group_rows=_readonly(group_rows.reshape(-1)).data,
+            _row_width=rows.shape[1],
+            _keys_view=keys.data,
+            _tie_songs=tie_song.tolist(),
+            _popular_list=popular.tolist(),
             _sorted_names=[normalised[position] for position in by_name],
             _sorted_positions=_readonly(np.array(by_name, dtype=np.int64)),
             _search_text="\n" + "".join(form + "\n" for form in normalised),
@@ -249,7 +379,8 @@ class Recommender:
     def index_bytes(self) -> int:
         """Bytes held by the index's numpy arrays (the name tables are per song, not per rule)."""
         arrays = (self._popular, self._bounds, self._consequents, self._keys, *self._columns)
-        return sum(a.nbytes for a in arrays)
+        views = (self._group_starts, self._group_rows)
+        return sum(a.nbytes for a in arrays) + sum(v.nbytes for v in views)
 
     def match(self, songs: Sequence[str]) -> list[int]:
         """The distinct song ids a query names (exact name, else normalised form; unknown: none)."""
@@ -266,7 +397,10 @@ class Recommender:
         """Up to ``limit`` song names for a query, rule-based first, then the most popular."""
         if limit < 1:
             raise ValueError(f"limit must be at least 1, not {limit}")
-        query = np.array(self.match(songs), dtype=np.int64)
+        matched = self.match(songs)
+        if len(matched) <= FEW_QUERY_SONGS:
+            return self._recommend_few(matched, limit)
+        query = np.array(matched, dtype=np.int64)
         in_query = np.zeros(self.song_count + 1, dtype=np.bool_)
         in_query[query] = True
         in_query[self.song_count] = True  # the padding sentinel counts as present
@@ -279,6 +413,57 @@ class Recommender:
             chosen = np.concatenate((chosen, fill))
         names = self.song_names
         return [names[song] for song in chosen.tolist()]
+
+    def _recommend_few(self, query: list[int], limit: int) -> list[str]:
+        """``recommend`` for a few songs: look up each subset of Q, merge the runs in Python."""
+        codes = self._song_codes
+        subsets = [0]
+        for song in query:
+            code = codes[song]
+            if code:
+                subsets += [subset ^ code for subset in subsets]
+        # Q and the sentinel that pads antecedent rows: a row is a subset of Q iff its songs
+        # all are in here. Chosen songs join it, so it is also "not to be listed again".
+        excluded = set(query)
+        excluded.add(self.song_count)
+        groups, starts, rows, keys = (
+            self._groups,
+            self._group_starts,
+            self._group_rows,
+            self._keys_view,
+        )
+        width = self._row_width
+        # A run names each consequent once, so its first `limit + |Q|` keys hold its best
+        # `limit` candidates outside Q: the rest of the run cannot reach the answer.
+        most = limit + len(query)
+        pool: list[int] = []
+        for subset in subsets[1:]:
+            group = groups.get(subset)
+            # A hash match is checked against the antecedent itself: exact, not probable.
+            if group is not None and excluded.issuperset(
+                rows[group * width : group * width + width]
+            ):
+                start = starts[group]
+                pool += keys[start : min(starts[group + 1], start + most)]
+        pool.sort(reverse=True)
+        chosen: list[int] = []
+        tie_songs, n_songs = self._tie_songs, self.song_count
+        for key in pool:
+            song = tie_songs[key % n_songs]
+            if song not in excluded:
+                excluded.add(song)
+                chosen.append(song)
+                if len(chosen) == limit:
+                    break
+        if len(chosen) < limit:
+            # Skips at most |excluded| songs before the answer is full.
+            for song in self._popular_list:
+                if song not in excluded:
+                    chosen.append(song)
+                    if len(chosen) == limit:
+                        break
+        names = self.song_names
+        return [names[song] for song in chosen]
 
     def _rule_candidates(self, query: I64, in_query: BoolArray, limit: int) -> I64:
         """Consequents of the rules with ``A ⊆ Q`` and ``c ∉ Q``, best first, at most ``limit``."""

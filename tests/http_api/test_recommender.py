@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from http_api import recommender
 from http_api.recommender import Recommender, normalise_name
 from mining.rulesfile import MiningParameters, RuleSet, RulesHeader, pack_rules
 
@@ -298,10 +299,10 @@ def test_a_large_random_rule_set_agrees_with_the_brute_force() -> None:
         rules[antecedent, consequent] = (antecedent, consequent, count, antecedent_count)
     ruleset = make_ruleset(songs, list(rules.values()), transactions)
     r = Recommender.from_ruleset(ruleset)
-    for size in (1, 2, 3, 5, 8, 20, 60, 150):
+    for size in (1, 2, 3, 5, 7, 8, 9, 20, 60, 150):
         for _ in range(6):
             query = [songs[i][0] for i in rng.choice(n_songs, size, replace=False, p=weights)]
-            assert r.recommend(query, limit=25) == brute_force(ruleset, query, 25)
+            assert answers_by_switch(r, query, 25) == [brute_force(ruleset, query, 25)] * 3
 
 
 # Case pairs, whitespace, a composed and a decomposed "é", and the last code point (the prefix
@@ -353,3 +354,127 @@ def test_recommend_equals_the_brute_force(
 def test_search_equals_the_brute_force(ruleset: RuleSet, query: str, limit: int) -> None:
     got = Recommender.from_ruleset(ruleset).search(query, limit)
     assert got == brute_force_search(ruleset, query, limit)
+
+
+# Both query paths: subsets looked up for at most FEW_QUERY_SONGS known songs, the vectorised
+# scan above that. The tests below also move the switch so that the scan answers every query,
+# and the subsets answer every query up to 12 songs (2^12 lookups), and their queries reach
+# sizes at and around the default switch.
+SWITCHES = (0, recommender.FEW_QUERY_SONGS, 12)
+
+
+def answers_by_switch(r: Recommender, query: Sequence[str], limit: int) -> list[list[str]]:
+    """``r.recommend(query, limit)`` with every query path in turn."""
+    answers = []
+    for switch in SWITCHES:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(recommender, "FEW_QUERY_SONGS", switch)
+            answers.append(r.recommend(query, limit))
+    return answers
+
+
+@st.composite
+def wider_rulesets(draw: st.DrawFn, messy: bool = False) -> RuleSet:
+    """Up to 14 songs, so that queries reach past the switch; ``messy``: repeated rules and
+    songs repeated inside an antecedent, which a rules file does not forbid."""
+    n_songs = draw(st.integers(1, 14))
+    names = [f"s{i}" for i in range(n_songs)]
+    transactions = draw(st.integers(1, 30))
+    counts = draw(st.lists(st.integers(1, transactions), min_size=n_songs, max_size=n_songs))
+    song_ids = st.integers(0, n_songs - 1)
+    antecedents = (
+        st.lists(song_ids, min_size=1, max_size=6)
+        if messy
+        else st.frozensets(song_ids, min_size=1, max_size=6)
+    )
+    raw = draw(
+        st.lists(
+            st.tuples(
+                antecedents, song_ids, st.integers(1, transactions), st.integers(1, transactions)
+            ),
+            max_size=60,
+        )
+    )
+    rules = [(sorted(a), c, min(n, na), max(n, na)) for a, c, n, na in raw if c not in a]
+    if not messy:
+        rules = list({(tuple(a), c): (a, c, n, na) for a, c, n, na in rules}.values())
+    return make_ruleset(list(zip(names, counts, strict=True)), rules, transactions)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), ruleset=wider_rulesets(), limit=st.integers(1, 16))
+def test_both_query_paths_equal_the_brute_force(
+    data: st.DataObject, ruleset: RuleSet, limit: int
+) -> None:
+    size = data.draw(st.integers(0, len(ruleset.song_names)))
+    query = data.draw(st.permutations(ruleset.song_names)).__getitem__(slice(size))
+    expected = brute_force(ruleset, query, limit)
+    assert answers_by_switch(Recommender.from_ruleset(ruleset), query, limit) == [expected] * 3
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data(), ruleset=wider_rulesets(messy=True), limit=st.integers(1, 16))
+def test_repeated_rules_and_songs_in_a_rules_file_count_once(
+    data: st.DataObject, ruleset: RuleSet, limit: int
+) -> None:
+    query = data.draw(st.lists(st.sampled_from(ruleset.song_names), max_size=12))
+    expected = brute_force(ruleset, query, limit)
+    assert answers_by_switch(Recommender.from_ruleset(ruleset), query, limit) == [expected] * 3
+
+
+def test_a_repeated_rule_does_not_crowd_out_other_candidates() -> None:
+    # {Theta} → Eta three times: its run must not fill the first `limit + |Q|` places of the
+    # small path's merge with one candidate.
+    rules = [rule(["Theta"], "Eta", 9, 10)] * 3 + [rule(["Theta"], "Zeta", 8, 10)]
+    r = engine(rules)
+    assert answers_by_switch(r, ["Theta"], 2) == [["Eta", "Zeta"]] * 3
+
+
+def test_colliding_antecedent_hashes_are_redrawn(monkeypatch: pytest.MonkeyPatch) -> None:
+    # First draw: every song has one code, so {a, b, c} and {a} (and {b}, ...) collide.
+    drawn = []
+
+    def codes(n_songs: int, attempt: int) -> np.ndarray:
+        drawn.append(attempt)
+        if attempt == 0:
+            same = np.full(n_songs + 1, 12345, dtype=np.uint64)
+            same[n_songs] = 0
+            return same
+        return real_codes(n_songs, attempt)
+
+    real_codes = recommender._song_codes
+    monkeypatch.setattr(recommender, "_song_codes", codes)
+    rules = [
+        rule(["Theta", "Eta", "Zeta"], "Alpha", 9, 10),
+        rule(["Theta"], "Beta", 8, 10),
+        rule(["Eta"], "Gamma", 7, 10),
+    ]
+    ruleset = make_ruleset(SONGS, [*rules])
+    r = Recommender.from_ruleset(ruleset)
+    assert drawn == [0, 1]
+    for query in (["Theta"], ["Eta"], ["Theta", "Eta", "Zeta"], ["Zeta"]):
+        assert answers_by_switch(r, query, 4) == [brute_force(ruleset, query, 4)] * 3
+
+
+def test_hash_collisions_that_never_clear_fail_the_build(monkeypatch: pytest.MonkeyPatch) -> None:
+    same = np.full(len(SONGS) + 1, 7, dtype=np.uint64)
+    same[len(SONGS)] = 0
+    monkeypatch.setattr(recommender, "_song_codes", lambda n_songs, attempt: same.copy())
+    rules = [rule(["Theta"], "Beta", 8, 10), rule(["Eta"], "Gamma", 7, 10)]
+    with pytest.raises(RuntimeError, match="collision"):
+        engine(rules)
+
+
+def test_a_subset_hashing_like_an_antecedent_is_not_taken_for_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Codes with Theta ^ Eta == Zeta: the query {Theta, Eta} hashes like the antecedent {Zeta}
+    # (distinct antecedents still hash apart, so the build accepts them).
+    codes = np.arange(1, len(SONGS) + 2, dtype=np.uint64) << np.uint64(8)
+    codes[ID["Zeta"]] = codes[ID["Theta"]] ^ codes[ID["Eta"]]
+    codes[len(SONGS)] = 0
+    monkeypatch.setattr(recommender, "_song_codes", lambda n_songs, attempt: codes.copy())
+    # Theta and Eta must be in some antecedent, or the lookup leaves them out of the subsets.
+    r = engine([rule(["Zeta"], "Delta", 9, 10), rule(["Theta", "Eta", "Alpha"], "Beta", 9, 10)])
+    assert answers_by_switch(r, ["Theta", "Eta"], 1) == [["Alpha"]] * 3
+    assert answers_by_switch(r, ["Zeta"], 1) == [["Delta"]] * 3
