@@ -41,9 +41,18 @@ async def recommend(request: web.Request) -> web.Response:
     length = request.content_length
     if length is not None and length > settings.max_body_bytes:
         return body_too_large(settings)
+    payload = request.content
     try:
-        # aiohttp stops reading at client_max_size (= max_body_bytes) for chunked bodies.
-        body = await request.read()
+        if payload.is_eof():
+            # The whole body is in (a small POST, the usual case): taken at once instead of
+            # request.read()'s loop of awaits, ~3 µs of a ~50 µs request. Its size is checked
+            # again here because a Content-Encoding body is counted after decompression.
+            body = payload.read_nowait()
+            if len(body) > settings.max_body_bytes:
+                return body_too_large(settings)
+        else:
+            # aiohttp stops reading at client_max_size (= max_body_bytes) for chunked bodies.
+            body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         return body_too_large(settings)
     except (web.RequestPayloadError, ConnectionError) as exc:
@@ -62,8 +71,8 @@ async def recommend(request: web.Request) -> web.Response:
                 f"no rules loaded yet (waited {settings.rules_wait_seconds:g} s); retry later",
                 headers={"Retry-After": str(retry_after)},
             )
-    songs = snapshot.recommender.recommend(parsed.songs, parsed.limit)
-    body = b'{"songs": ' + json.dumps(songs).encode() + _answer_tail(snapshot.generated_ns)
+    songs = snapshot.recommender.recommend_json(parsed.songs, parsed.limit)
+    body = b'{"songs": ' + songs + _answer_tail(snapshot.generated_ns)
     return web.Response(body=body, content_type="application/json")
 
 

@@ -65,6 +65,7 @@ ints per antecedent; not tracked by the garbage collector), never per rule.
 
 from __future__ import annotations
 
+import json
 import sys
 import unicodedata
 from bisect import bisect_left, bisect_right
@@ -257,6 +258,8 @@ class Recommender:
     # Song id by key % song_count (the key's tie-break part names the consequent).
     _tie_songs: list[int]
     _popular_list: list[int]
+    # Each name as a JSON string (json.dumps), for recommend_json.
+    _json_names: tuple[bytes, ...]
     # Search. Prefixes: the normalised names sorted, and each one's popularity position.
     _sorted_names: list[str]
     _sorted_positions: I64
@@ -369,6 +372,7 @@ class Recommender:
             _keys_view=keys.data,
             _tie_songs=tie_song.tolist(),
             _popular_list=popular.tolist(),
+            _json_names=tuple(json.dumps(name).encode() for name in names),
             _sorted_names=[normalised[position] for position in by_name],
             _sorted_positions=_readonly(np.array(by_name, dtype=np.int64)),
             _search_text="\n" + "".join(form + "\n" for form in normalised),
@@ -395,11 +399,27 @@ class Recommender:
 
     def recommend(self, songs: Sequence[str], limit: int = 10) -> list[str]:
         """Up to ``limit`` song names for a query, rule-based first, then the most popular."""
+        names = self.song_names
+        return [names[song] for song in self._recommend_ids(songs, limit)]
+
+    def recommend_json(self, songs: Sequence[str], limit: int = 10) -> bytes:
+        """``recommend``'s answer as a JSON array, exactly as ``json.dumps`` writes it.
+
+        Built from each name encoded once per rule set: a third of the cost of encoding the
+        list per request.
+        """
+        encoded = self._json_names
+        return (
+            b"[" + b", ".join([encoded[song] for song in self._recommend_ids(songs, limit)]) + b"]"
+        )
+
+    def _recommend_ids(self, songs: Sequence[str], limit: int) -> list[int]:
+        """The answer as song ids: subset lookups for a few known songs, else the scan."""
         if limit < 1:
             raise ValueError(f"limit must be at least 1, not {limit}")
         matched = self.match(songs)
         if len(matched) <= FEW_QUERY_SONGS:
-            return self._recommend_few(matched, limit)
+            return self._few_query_ids(matched, limit)
         query = np.array(matched, dtype=np.int64)
         in_query = np.zeros(self.song_count + 1, dtype=np.bool_)
         in_query[query] = True
@@ -411,11 +431,11 @@ class Recommender:
             head = self._popular[: limit + len(query) + len(chosen)]
             fill = head[~excluded[head]][: limit - len(chosen)]
             chosen = np.concatenate((chosen, fill))
-        names = self.song_names
-        return [names[song] for song in chosen.tolist()]
+        ids: list[int] = chosen.tolist()
+        return ids
 
-    def _recommend_few(self, query: list[int], limit: int) -> list[str]:
-        """``recommend`` for a few songs: look up each subset of Q, merge the runs in Python."""
+    def _few_query_ids(self, query: list[int], limit: int) -> list[int]:
+        """The answer for a few songs: look up each subset of Q, merge the runs in Python."""
         codes = self._song_codes
         subsets = [0]
         for song in query:
@@ -426,13 +446,13 @@ class Recommender:
         # all are in here. Chosen songs join it, so it is also "not to be listed again".
         excluded = set(query)
         excluded.add(self.song_count)
-        groups, starts, rows, keys = (
+        groups, starts, rows, keys, width = (
             self._groups,
             self._group_starts,
             self._group_rows,
             self._keys_view,
+            self._row_width,
         )
-        width = self._row_width
         # A run names each consequent once, so its first `limit + |Q|` keys hold its best
         # `limit` candidates outside Q: the rest of the run cannot reach the answer.
         most = limit + len(query)
@@ -446,6 +466,8 @@ class Recommender:
                 start = starts[group]
                 pool += keys[start : min(starts[group + 1], start + most)]
         pool.sort(reverse=True)
+        # Plain loops: for a few dozen items they beat dict.fromkeys/filterfalse/islice chains,
+        # whose set-up costs more than the loop.
         chosen: list[int] = []
         tie_songs, n_songs = self._tie_songs, self.song_count
         for key in pool:
@@ -454,16 +476,14 @@ class Recommender:
                 excluded.add(song)
                 chosen.append(song)
                 if len(chosen) == limit:
+                    return chosen
+        # Skips at most |excluded| songs before the answer is full.
+        for song in self._popular_list:
+            if song not in excluded:
+                chosen.append(song)
+                if len(chosen) == limit:
                     break
-        if len(chosen) < limit:
-            # Skips at most |excluded| songs before the answer is full.
-            for song in self._popular_list:
-                if song not in excluded:
-                    chosen.append(song)
-                    if len(chosen) == limit:
-                        break
-        names = self.song_names
-        return [names[song] for song in chosen]
+        return chosen
 
     def _rule_candidates(self, query: I64, in_query: BoolArray, limit: int) -> I64:
         """Consequents of the rules with ``A ⊆ Q`` and ``c ∉ Q``, best first, at most ``limit``."""

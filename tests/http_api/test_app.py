@@ -10,10 +10,12 @@ import asyncio
 import gzip
 import json
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 
 import numpy as np
+import prometheus_client
 import pytest
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
@@ -476,3 +478,62 @@ async def test_max_body_bytes_bounds_both_sized_and_chunked_bodies(start: Start)
     chunked = head + b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
     status, _, answer, _ = await raw_request(url, chunked)
     assert (status, json.loads(answer)) == (413, expected)
+
+
+async def test_a_compressed_body_is_bounded_by_its_decompressed_size(start: Start) -> None:
+    url = await start(Gate(), Settings(max_body_bytes=4096, rules_wait_seconds=0))
+    body = json.dumps({"songs": ["z" * 100] * 41}).encode()
+    packed = gzip.compress(body)
+    assert len(packed) < 4096 < len(body)
+    request = http_post("/api/recommend", packed, "Content-Encoding: gzip\r\n")
+    status, _, answer, _ = await raw_request(url, request)
+    assert (status, json.loads(answer)) == (
+        413,
+        {"error": "request body is larger than 4096 bytes"},
+    )
+
+
+def test_request_series_are_exposed_as_prometheus_clients_own_would_be() -> None:
+    started = time.time()
+    # The same observations through our RequestMetrics and through prometheus-client's
+    # Counter and Histogram: equal samples (bucket edges included), creation times aside.
+    buckets = (0.001, 0.01, 0.1, 1.0)
+    ours = metrics.RequestMetrics(buckets)
+    theirs = prometheus_client.CollectorRegistry()
+    counter = prometheus_client.Counter("http_requests", "d", ["route", "status"], registry=theirs)
+    histogram = prometheus_client.Histogram(
+        "http_request_duration_seconds", "d", ["route"], buckets=buckets, registry=theirs
+    )
+    rng = np.random.default_rng(3)
+    edges = [*buckets, 0.0, 5.0, 1e-9]
+    for i in range(400):
+        route = ("/api/recommend", "/healthz", metrics.UNMATCHED_ROUTE)[i % 3]
+        status = (200, 400, 404)[int(rng.integers(3))]
+        seconds = edges[i % len(edges)] if i % 4 == 0 else float(rng.exponential(0.01))
+        ours.observe(route, status, seconds)
+        counter.labels(route, str(status)).inc()
+        histogram.labels(route).observe(seconds)
+
+    def samples(families: Iterable[prometheus_client.Metric]) -> dict[tuple[str, str], float]:
+        return {
+            (s.name, json.dumps(s.labels, sort_keys=True)): s.value
+            for family in families
+            for s in family.samples
+            if not s.name.endswith("_created")
+        }
+
+    assert samples(ours.collect()) == samples(theirs.collect())
+    created = {
+        (s.name, json.dumps(s.labels, sort_keys=True)): s.value
+        for family in ours.collect()
+        for s in family.samples
+        if s.name.endswith("_created")
+    }
+    expected = {
+        (s.name, json.dumps(s.labels, sort_keys=True))
+        for family in theirs.collect()
+        for s in family.samples
+        if s.name.endswith("_created")
+    }
+    assert set(created) == expected
+    assert all(started <= value <= time.time() for value in created.values())

@@ -53,7 +53,7 @@ FUZZ = settings(
 
 def random_rules(rng: np.random.Generator) -> list[tuple[tuple[int, ...], int, int, int]]:
     """Distinct, consistent rules of antecedent length 1-4 (counts obey n ≥ count(A) ≥ count)."""
-    rules = {}
+    rules: dict[tuple[tuple[int, ...], int], tuple[int, int]] = {}
     while len(rules) < 300:
         songs = rng.choice(N_SONGS, size=int(rng.integers(2, 6)), replace=False)
         antecedent, consequent = tuple(sorted(int(s) for s in songs[1:])), int(songs[0])

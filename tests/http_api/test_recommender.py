@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import unicodedata
 from collections.abc import Sequence
 from fractions import Fraction
@@ -307,7 +308,7 @@ def test_a_large_random_rule_set_agrees_with_the_brute_force() -> None:
 
 # Case pairs, whitespace, a composed and a decomposed "é", and the last code point (the prefix
 # search's upper bound must handle it).
-NAME_ALPHABET = "aAbB \té" + "e\u0301" + chr(0x10FFFF)
+NAME_ALPHABET = 'aAbB \té"\\' + "e\u0301" + chr(0x10FFFF)
 
 
 @st.composite
@@ -478,3 +479,17 @@ def test_a_subset_hashing_like_an_antecedent_is_not_taken_for_it(
     r = engine([rule(["Zeta"], "Delta", 9, 10), rule(["Theta", "Eta", "Alpha"], "Beta", 9, 10)])
     assert answers_by_switch(r, ["Theta", "Eta"], 1) == [["Alpha"]] * 3
     assert answers_by_switch(r, ["Zeta"], 1) == [["Delta"]] * 3
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data(), ruleset=rulesets(), limit=st.integers(1, 12))
+def test_the_json_answer_is_what_json_dumps_writes(
+    data: st.DataObject, ruleset: RuleSet, limit: int
+) -> None:
+    # Names with escapes, non-ASCII and the last code point, on both query paths.
+    query = data.draw(queries(ruleset))
+    r = Recommender.from_ruleset(ruleset)
+    for switch in SWITCHES:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(recommender, "FEW_QUERY_SONGS", switch)
+            assert r.recommend_json(query, limit) == json.dumps(r.recommend(query, limit)).encode()
