@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given
@@ -14,6 +15,7 @@ from http_api.validation import (
     MAX_SONG_NAME_CHARS,
     RecommendRequest,
     RequestError,
+    _decode_json,
     parse_recommend_request,
 )
 
@@ -149,3 +151,31 @@ def test_every_valid_body_parses_to_its_distinct_songs(songs: list[str], limit: 
         document["limit"] = limit
     result = parse(json.dumps(document, ensure_ascii=False))
     assert result == RecommendRequest(tuple(dict.fromkeys(songs)), limit or DEFAULT_LIMIT)
+
+
+def outcome(decode: Callable[[str], object], text: str) -> tuple[str, str]:
+    """What decoding gives: the value (as its repr, so NaN equals NaN) or the error and message."""
+    try:
+        return "value", repr(decode(text))
+    except (ValueError, RecursionError) as exc:
+        return type(exc).__name__, str(exc)
+
+
+padding = st.text(" \t\n\r\x0b\x0c\ufeff\u00a0", max_size=3)
+
+
+@given(
+    st.tuples(
+        padding,
+        json_values.map(json.dumps) | st.sampled_from(["NaN", "-Infinity", "1e999", "[" * 3000]),
+        padding,
+        st.sampled_from(["", "x", "}", "0", "{}", '"']),
+    ).map("".join)
+    | st.text(max_size=30),
+    st.integers(0, 40),
+)
+def test_json_is_decoded_exactly_as_json_loads_decodes_it(text: str, cut: int) -> None:
+    # The shortcut must agree with json.loads on every text: values, padding, trailing data,
+    # truncation, a BOM, NaN, huge exponents and nesting deep enough to recurse too far.
+    for candidate in (text, text[: len(text) - cut]):
+        assert outcome(_decode_json, candidate) == outcome(json.loads, candidate)
