@@ -48,6 +48,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks._server import DATASET, mined_rules
+from http_api import recommender as recommender_module
 from http_api.recommender import Recommender
 from http_api.settings import Settings
 from mining.rulesfile import RULES_FILENAME, RuleSet, read_rules
@@ -379,6 +380,7 @@ def main() -> int:
             failures.append(f"5-song p50 above {TARGET_P50_5_SONGS_US:g} µs")
         if max(engine.cpu) * 1e3 > TARGET_MAX_MS:
             failures.append(f"{label}: a query above {TARGET_MAX_MS:g} ms")
+    compare_query_paths(recommender, playlists, args.queries, args.seed, failures)
     inputs = search_queries(ruleset.song_names, args.queries, args.seed)
     print("autocomplete (limit 10; prefixes, inner pieces and misses of real names):")
     for index in (recommender, Recommender.from_ruleset(doubled(ruleset))):
@@ -387,6 +389,36 @@ def main() -> int:
         print(f"FAILED: {failure}")
     print("targets: " + ("missed" if failures else "met (5-song p50 ≤ 100 µs, all ≤ 20 ms)"))
     return 1 if failures else 0
+
+
+def compare_query_paths(
+    recommender: Recommender,
+    playlists: list[list[str]],
+    count: int,
+    seed: int,
+    failures: list[str],
+) -> None:
+    """Both query paths on the same queries of 1 to FEW_QUERY_SONGS + 4 songs: the subset
+    lookups (what the engine uses up to the switch) against the vectorised scan (above it)."""
+    switch = recommender_module.FEW_QUERY_SONGS
+    print(f"query paths (the engine switches to the scan above {switch} known songs):")
+    for size in range(1, switch + 5):
+        queries = draw_queries(playlists, size, count, seed)
+        timings = []
+        for forced in (size, size - 1):  # the subsets answer at `size`, the scan below it
+            recommender_module.FEW_QUERY_SONGS = forced
+            try:
+                timings.append(run(recommender.recommend, queries))
+            finally:
+                recommender_module.FEW_QUERY_SONGS = switch
+        subsets, scan = timings
+        ratio = scan.cpu_p50 / subsets.cpu_p50
+        print(
+            f"  {size:>2} songs: subsets cpu p50 {fmt(subsets.cpu_p50)} max "
+            f"{fmt(max(subsets.cpu))} | scan cpu p50 {fmt(scan.cpu_p50)} max "
+            f"{fmt(max(scan.cpu))}  → subsets {times(ratio)} faster"
+        )
+        check(scan.answers, subsets.answers, "scan path", f"{size} songs", failures)
 
 
 def check(

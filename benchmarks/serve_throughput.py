@@ -11,7 +11,13 @@ Printed per run: req/s, p50, p99, failures, and the server's CPU time per reques
 threads, from /proc). The target is the req/s ratio (≥ 0.6); the CPU-per-request ratio is the
 cross-check that does not move when other processes take CPU from the servers.
 
-    .venv/bin/python -m benchmarks.serve_throughput [--duration 10] [--rounds 3]
+``--split`` adds two servers to every round, to show where the CPU per request goes: "app" is
+the real application (``http_api.app.init_app``: middleware, metrics, validation, handler)
+over the same rules without the actor system, and "app-fixed" the same with every answer's
+song list fixed (the recommender not consulted). Their differences split the real server's
+CPU per request into aiohttp itself, the HTTP layer, the recommendation and the actor system.
+
+    .venv/bin/python -m benchmarks.serve_throughput [--duration 10] [--rounds 3] [--split]
 
 Exit status 1 when the req/s ratio is below the target or any request failed.
 """
@@ -19,6 +25,7 @@ Exit status 1 when the req/s ratio is below the target or any request failed.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import signal
@@ -30,13 +37,14 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
 
+from actors.loading import load_snapshot
 from benchmarks._server import (
     ROOT,
     ServerProcess,
@@ -48,9 +56,14 @@ from benchmarks._server import (
     pinned,
     run_wrk,
 )
+from http_api.app import init_app
+from http_api.recommender import Recommender
+from http_api.settings import Settings
+from http_api.state import Snapshot
+from mining.checkpoint import CHECKPOINT_FILENAME, read_checkpoint
 
 TARGET_RATIO = 0.6
-BARE_READY_SECONDS = 30.0
+HELPER_READY_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -115,32 +128,64 @@ def run_bare_server(port: int, response_path: Path) -> None:
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
 
 
+@dataclass(frozen=True, eq=False)
+class FixedAnswer(Recommender):
+    """A recommender whose every answer is one precomputed song list (the engine skipped)."""
+
+    answer: bytes = b"[]"
+
+    def recommend_json(self, songs: Sequence[str], limit: int = 10) -> bytes:
+        """The fixed list, whatever the query."""
+        return self.answer
+
+
+class LoadedGate:
+    """A RulesGate over one snapshot, never draining (no actor system behind it)."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.snapshot: Snapshot | None = snapshot
+        self.draining = False
+
+    async def wait_for_snapshot(self, timeout: float) -> Snapshot | None:
+        """The snapshot at once: it is there from the start."""
+        return self.snapshot
+
+
+def run_app_server(port: int, data_dir: Path, fixed_answer: Path | None) -> None:
+    """The real application over ``data_dir``'s rules, without actors; with ``fixed_answer``
+    (a JSON song list), every answer holds that list."""
+    snapshot = load_snapshot(data_dir, read_checkpoint(data_dir / CHECKPOINT_FILENAME))
+    if fixed_answer is not None:
+        recommender = snapshot.recommender
+        fixed = FixedAnswer(
+            **{f.name: getattr(recommender, f.name) for f in dataclasses.fields(Recommender)},
+            answer=fixed_answer.read_bytes(),
+        )
+        snapshot = dataclasses.replace(snapshot, recommender=fixed)
+    app = init_app(LoadedGate(snapshot), Settings())
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
+
+
 @contextmanager
-def bare_server(response_path: Path, cpu: int | None) -> Iterator[tuple[str, int]]:
-    """Run the baseline in a subprocess until it answers; yield its URL and pid."""
+def helper_server(mode: str, arguments: list[str], cpu: int | None) -> Iterator[tuple[str, int]]:
+    """Run this module in a server ``mode`` on a free port until it answers ``/readyz``;
+    yield its URL and pid."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    command = [
-        sys.executable,
-        "-m",
-        "benchmarks.serve_throughput",
-        "--bare-server",
-        str(port),
-        str(response_path),
-    ]
+    command = [sys.executable, "-m", "benchmarks.serve_throughput", mode, str(port), *arguments]
     process = subprocess.Popen(pinned(cpu, command), cwd=ROOT)
     try:
-        deadline = time.monotonic() + BARE_READY_SECONDS
+        deadline = time.monotonic() + HELPER_READY_SECONDS
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"bare server exited with {process.returncode}")
+                raise RuntimeError(f"{mode} server exited with {process.returncode}")
             try:
                 if http_get(f"{url}/readyz", timeout=1.0) == 200:
                     break
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"bare server not ready after {BARE_READY_SECONDS:g} s")
+                raise RuntimeError(f"{mode} server not ready after {HELPER_READY_SECONDS:g} s")
             time.sleep(0.02)
         yield url, process.pid
     finally:
@@ -153,7 +198,7 @@ def bare_server(response_path: Path, cpu: int | None) -> Iterator[tuple[str, int
 
 
 def main() -> int:
-    """Mine (or reuse) the rules, start both servers, run wrk rounds, print the ratios."""
+    """Mine (or reuse) the rules, start the servers, run wrk rounds, print the ratios."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=10, help="seconds per wrk run")
     parser.add_argument("--rounds", type=int, default=3, help="baseline/real pairs")
@@ -161,22 +206,35 @@ def main() -> int:
     parser.add_argument("--min-support", type=float, default=0.025)
     parser.add_argument("--queries", type=int, default=2000, help="distinct bodies cycled")
     parser.add_argument(
+        "--split",
+        action="store_true",
+        help="also run the app without actors, and with a fixed answer",
+    )
+    parser.add_argument(
         "--bare-server", nargs=2, metavar=("PORT", "RESPONSE"), help=argparse.SUPPRESS
+    )
+    parser.add_argument(
+        "--app-server", nargs=3, metavar=("PORT", "DATA_DIR", "ANSWER"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
     if args.bare_server:
         run_bare_server(int(args.bare_server[0]), Path(args.bare_server[1]))
+        return 0
+    if args.app_server:
+        port, data, answer = args.app_server
+        run_app_server(int(port), Path(data), Path(answer) if answer != "-" else None)
         return 0
     server_cpu, wrk_cpu = cpu_pair()
     started = time.monotonic()
     data_dir = mined_rules(args.min_support)
     print(f"miner: {time.monotonic() - started:.1f} s (a skip when the cache is current)")
     bodies = draw_bodies(args.queries, seed=1)
-    results: dict[str, list[Run]] = {"bare": [], "recommend": []}
+    names = ["bare", "app-fixed", "app", "recommend"] if args.split else ["bare", "recommend"]
+    results: dict[str, list[Run]] = {name: [] for name in names}
 
     real = ServerProcess(data_dir, cpu=server_cpu)
     real.start()
-    with tempfile.TemporaryDirectory(prefix="serve-throughput-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="serve-throughput-") as tmp, ExitStack() as helpers:
         work = Path(tmp)
         try:
             real.wait_ready()
@@ -191,21 +249,31 @@ def main() -> int:
             print(f"sample of 200 queries: {statistics.mean(lengths):.1f} songs per answer")
             response_path = work / "response.json"
             response_path.write_bytes(answers[0][1])
+            songs_path = work / "songs.json"
+            songs_path.write_bytes(json.dumps(json.loads(answers[0][1])["songs"]).encode())
 
-            with bare_server(response_path, server_cpu) as (bare_url, bare_pid):
-                servers = (("bare", bare_url, bare_pid), ("recommend", real.url, real.process.pid))
-                for _ in range(args.rounds):
-                    for name, url, pid in servers:
-                        before = cpu_seconds(pid)
-                        wrk = run_wrk(
-                            f"{url}/api/recommend",
-                            bodies,
-                            work,
-                            duration=args.duration,
-                            connections=args.connections,
-                            cpu=wrk_cpu,
-                        )
-                        results[name].append(Run(wrk, cpu_seconds(pid) - before))
+            servers = {"recommend": (real.url, real.process.pid)}
+            modes = {
+                "bare": ("--bare-server", [str(response_path)]),
+                "app-fixed": ("--app-server", [str(data_dir), str(songs_path)]),
+                "app": ("--app-server", [str(data_dir), "-"]),
+            }
+            for name in names[:-1]:
+                mode, arguments = modes[name]
+                servers[name] = helpers.enter_context(helper_server(mode, arguments, server_cpu))
+            for _ in range(args.rounds):
+                for name in names:
+                    url, pid = servers[name]
+                    before = cpu_seconds(pid)
+                    wrk = run_wrk(
+                        f"{url}/api/recommend",
+                        bodies,
+                        work,
+                        duration=args.duration,
+                        connections=args.connections,
+                        cpu=wrk_cpu,
+                    )
+                    results[name].append(Run(wrk, cpu_seconds(pid) - before))
         finally:
             status = real.stop()
     if status != 0:
@@ -236,6 +304,18 @@ def main() -> int:
         f"CPU-per-request ratio bare/recommend: {statistics.median(cpu_ratios):.2f} (rounds: "
         f"{', '.join(f'{r:.2f}' for r in cpu_ratios)})"
     )
+    if args.split:
+        cpu = {
+            name: statistics.median(run.cpu_us_per_request for run in runs)
+            for name, runs in results.items()
+        }
+        print(
+            f"CPU µs per request (medians): aiohttp endpoint {cpu['bare']:.1f}; "
+            f"HTTP layer (body, validation, middleware, metrics, JSON) "
+            f"{cpu['app-fixed'] - cpu['bare']:+.1f}; recommendation "
+            f"{cpu['app'] - cpu['app-fixed']:+.1f}; actor system "
+            f"{cpu['recommend'] - cpu['app']:+.1f}"
+        )
     return 0 if ratio >= TARGET_RATIO and failures == 0 else 1
 
 
