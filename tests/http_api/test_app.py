@@ -36,6 +36,7 @@ from mining.rulesfile import (
     write_rules,
 )
 from mining.version import __version__
+from tests.helpers.gate import Gate
 
 SONGS = ("HUMBLE.", "DNA.", "Tyler, The Creator", "Ünïcödé", "City Of Stars", "plain")
 COUNTS = (95, 90, 80, 70, 60, 50)
@@ -85,31 +86,6 @@ def build_snapshot(directory: Path, generated_ns: int) -> Snapshot:
         header=loaded.header,
         recommender=Recommender.from_ruleset(loaded),
     )
-
-
-class Gate:
-    """The handlers' view of the rule server, as the HttpFrontend actor gives it."""
-
-    def __init__(self, snapshot: Snapshot | None = None) -> None:
-        self.snapshot = snapshot
-        self.draining = False
-        self.waits = 0
-        self._published = asyncio.Event()
-
-    def publish(self, snapshot: Snapshot) -> None:
-        """A snapshot pushed by the rule server."""
-        self.snapshot = snapshot
-        self._published.set()
-
-    async def wait_for_snapshot(self, timeout: float) -> Snapshot | None:
-        """Park until a snapshot is published or ``timeout`` passes."""
-        self.waits += 1
-        if self.snapshot is None:
-            try:
-                await asyncio.wait_for(self._published.wait(), timeout)
-            except TimeoutError:
-                return None
-        return self.snapshot
 
 
 Start = Callable[..., Awaitable[str]]

@@ -38,6 +38,7 @@ from mining.rulesfile import (
     write_rules,
 )
 from mining.version import __version__
+from tests.helpers.gate import Gate
 
 N_SONGS = 40
 TRANSACTIONS = 500
@@ -97,25 +98,13 @@ def build_snapshot(directory: Path) -> Snapshot:
     )
 
 
-class LoadedGate:
-    """A gate whose rules are loaded from the start."""
-
-    def __init__(self, snapshot: Snapshot) -> None:
-        self.snapshot: Snapshot | None = snapshot
-        self.draining = False
-
-    async def wait_for_snapshot(self, timeout: float) -> Snapshot | None:
-        """Rules are already there."""
-        return self.snapshot
-
-
 @pytest.fixture(scope="module")
 def port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     """A real server on its own event loop thread, as the HttpFrontend actor runs it."""
     snapshot = build_snapshot(tmp_path_factory.mktemp("rules"))
     app_settings = Settings(max_query_songs=MAX_QUERY_SONGS, max_body_bytes=64 * 1024)
     loop = asyncio.new_event_loop()
-    runner = web.AppRunner(init_app(LoadedGate(snapshot), app_settings))
+    runner = web.AppRunner(init_app(Gate(snapshot), app_settings))
     started = threading.Event()
 
     def serve() -> None:
