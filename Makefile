@@ -60,7 +60,7 @@ bench-throughput: $(STAMP)
 	$(BIN)/python -m benchmarks.serve_throughput
 
 bench-reload: $(STAMP)
-	scripts/ensure-system-packages wrk:wrk
+	scripts/ensure-system-packages wrk:wrk taskset:util-linux
 	$(BIN)/python -m benchmarks.serve_reload
 
 bench-startup: $(STAMP)
