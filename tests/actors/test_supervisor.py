@@ -118,15 +118,11 @@ async def test_a_crashed_rule_server_or_watcher_is_replaced_without_a_failed_req
     load = asyncio.create_task(generate_load(f"{running.url}/api/recommend", stop))
     await asyncio.sleep(0.3)
 
-    dead = await asyncio.to_thread(crash, RuleServer)
-    assert (await asyncio.to_thread(the_one, RuleServer)) != dead
-    write_model(tmp_path, small_ruleset(NS[1]))
-    await wait_for_model(running.url, NS[1])
-
-    dead = await asyncio.to_thread(crash, RulesWatcher)
-    assert (await asyncio.to_thread(the_one, RulesWatcher)) != dead
-    write_model(tmp_path, small_ruleset(NS[2]))
-    await wait_for_model(running.url, NS[2])
+    for actor, generated_ns in ((RuleServer, NS[1]), (RulesWatcher, NS[2])):
+        dead = await asyncio.to_thread(crash, actor)
+        assert (await asyncio.to_thread(the_one, actor)) != dead
+        write_model(tmp_path, small_ruleset(generated_ns))
+        await wait_for_model(running.url, generated_ns)
 
     stop.set()
     result = await load
