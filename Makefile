@@ -9,7 +9,12 @@ PORT ?= 52004
 
 .PHONY: run mine serve test lint typecheck pytest sysdeps-test clean
 
-$(STAMP): setup.cfg pyproject.toml
+# gcc and the Python headers build pyfim and the recommender's compiled small-query path
+# (http_api/_smallquery.c; without them the server falls back to its slower Python path).
+BUILD_SYSTEM_PACKAGES := gcc:gcc python3-config:python3-dev
+
+$(STAMP): setup.cfg setup.py pyproject.toml http_api/_smallquery.c
+	scripts/ensure-system-packages $(BUILD_SYSTEM_PACKAGES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'

@@ -51,6 +51,14 @@ make the answer), sorted best first, consequents read off the keys, Q and repeat
 The dict (one entry per antecedent, ~100k for 230k rules) is the only per-rule-scale Python
 object, built from two lists in slices; the runs are memoryviews of the numpy arrays.
 
+That path also exists compiled (``http_api/_smallquery.c``, built by ``pip install`` when a C
+compiler is there): the same steps over the same arrays, with its own open-addressing table of
+antecedent hashes instead of the dict. It is what the server uses when it is built: in the
+server every interpreted step pays for caches cooled by aiohttp's own code, and the Python path
+costs ~10 µs there against ~1 µs compiled (benchmarks/serve_throughput.py). The Python path
+stays as the reference the tests hold the compiled one to, and as the fallback without a
+compiler.
+
 Autocomplete (:meth:`Recommender.search`): names whose normalised form starts with the
 normalised query come from a bisection of the sorted normalised names (the ``limit`` most
 popular of that range by a partial sort), then names containing it from a scan of one string
@@ -78,6 +86,11 @@ import numpy as np
 import numpy.typing as npt
 
 from mining.rulesfile import RuleSet
+
+try:
+    from http_api._smallquery import SmallQueryIndex
+except ImportError:  # built without a C compiler: the Python path gives the same answers
+    SmallQueryIndex = None  # type: ignore[assignment,misc]
 
 IntArray = npt.NDArray[np.integer]
 U64 = npt.NDArray[np.uint64]
@@ -250,11 +263,13 @@ class Recommender:
     # to _row_width with the sentinel), found by its hash in _groups. Memoryviews share the
     # arrays' memory and give Python ints without a numpy call per access.
     _song_codes: list[int]
-    _groups: dict[int, int]
+    _groups: dict[int, int] | None
     _group_starts: memoryview
     _group_rows: memoryview
     _row_width: int
     _keys_view: memoryview
+    # The compiled small-query path over the same arrays (None: the Python path above).
+    _compiled: SmallQueryIndex | None
     # Song id by key % song_count (the key's tie-break part names the consequent).
     _tie_songs: list[int]
     _popular_list: list[int]
@@ -268,8 +283,15 @@ class Recommender:
     _line_starts: list[int]
 
     @classmethod
-    def from_ruleset(cls, ruleset: RuleSet) -> Recommender:
-        """Build the index with vectorised numpy passes (no Python object per rule)."""
+    def from_ruleset(cls, ruleset: RuleSet, *, compiled: bool | None = None) -> Recommender:
+        """Build the index with vectorised numpy passes (no Python object per rule).
+
+        ``compiled``: answer small queries with the compiled path (True; ImportError when it
+        was not built), the Python path (False), or the compiled one when it was built (None).
+        """
+        if compiled and SmallQueryIndex is None:
+            raise ImportError("http_api._smallquery was not built (no C compiler at install)")
+        use_compiled = SmallQueryIndex is not None if compiled is None else compiled
         names = ruleset.song_names
         n_songs, n_rules = ruleset.header.song_count, ruleset.header.rule_count
         counts = ruleset.song_counts.astype(np.int64)
@@ -328,17 +350,33 @@ class Recommender:
         in_antecedents = np.zeros(n_songs + 1, dtype=np.bool_)
         in_antecedents[rows] = True
         codes[~in_antecedents] = 0
-        groups: dict[int, int] = {}
-        hashes = group_hashes.tolist()
-        # In slices: one dict(zip(...)) call holds the GIL throughout, and this runs on an actor
-        # thread while the event loop serves.
-        for start in range(0, len(hashes), GROUP_DICT_SLICE):
-            stop = start + GROUP_DICT_SLICE
-            groups.update(
-                zip(hashes[start:stop], range(start, min(stop, len(hashes))), strict=True)
-            )
         tie_song = np.empty(n_songs, dtype=np.int64)
         tie_song[tie_break % np.uint64(max(n_songs, 1))] = np.arange(n_songs)
+        group_rows = _readonly(group_rows.reshape(-1))
+        groups: dict[int, int] | None = None
+        small: SmallQueryIndex | None = None
+        if use_compiled:
+            # Its table is built with the GIL released (~2 ms for 100k antecedents).
+            small = SmallQueryIndex(
+                codes=_readonly(codes[:n_songs].copy()),
+                group_hashes=group_hashes,
+                group_starts=_readonly(group_starts),
+                group_rows=group_rows,
+                row_width=rows.shape[1],
+                keys=_readonly(keys),
+                tie_songs=_readonly(tie_song),
+                popular=_readonly(popular),
+            )
+        else:
+            groups = {}
+            hashes = group_hashes.tolist()
+            # In slices: one dict(zip(...)) call holds the GIL throughout, and this runs on an
+            # actor thread while the event loop serves.
+            for start in range(0, len(hashes), GROUP_DICT_SLICE):
+                stop = start + GROUP_DICT_SLICE
+                groups.update(
+                    zip(hashes[start:stop], range(start, min(stop, len(hashes))), strict=True)
+                )
 
         # Name tables, indexed by popularity position (Python objects per song, not per rule).
         normalised = [normalise_name(names[song]) for song in popular.tolist()]
@@ -367,9 +405,10 @@ class Recommender:
             _song_codes=codes[:n_songs].tolist(),
             _groups=groups,
             _group_starts=_readonly(group_starts).data,
-            _group_rows=_readonly(group_rows.reshape(-1)).data,
+            _group_rows=group_rows.data,
             _row_width=rows.shape[1],
             _keys_view=keys.data,
+            _compiled=small,
             _tie_songs=tie_song.tolist(),
             _popular_list=popular.tolist(),
             _json_names=tuple(json.dumps(name).encode() for name in names),
@@ -384,7 +423,8 @@ class Recommender:
         """Bytes held by the index's numpy arrays (the name tables are per song, not per rule)."""
         arrays = (self._popular, self._bounds, self._consequents, self._keys, *self._columns)
         views = (self._group_starts, self._group_rows)
-        return sum(a.nbytes for a in arrays) + sum(v.nbytes for v in views)
+        table = 0 if self._compiled is None else self._compiled.table_bytes
+        return sum(a.nbytes for a in arrays) + sum(v.nbytes for v in views) + table
 
     def match(self, songs: Sequence[str]) -> list[int]:
         """The distinct song ids a query names (exact name, else normalised form; unknown: none)."""
@@ -419,6 +459,9 @@ class Recommender:
             raise ValueError(f"limit must be at least 1, not {limit}")
         matched = self.match(songs)
         if len(matched) <= FEW_QUERY_SONGS:
+            if self._compiled is not None:
+                ids: list[int] = self._compiled.ids(matched, limit)
+                return ids
             return self._few_query_ids(matched, limit)
         query = np.array(matched, dtype=np.int64)
         in_query = np.zeros(self.song_count + 1, dtype=np.bool_)
@@ -431,8 +474,8 @@ class Recommender:
             head = self._popular[: limit + len(query) + len(chosen)]
             fill = head[~excluded[head]][: limit - len(chosen)]
             chosen = np.concatenate((chosen, fill))
-        ids: list[int] = chosen.tolist()
-        return ids
+        scanned: list[int] = chosen.tolist()
+        return scanned
 
     def _few_query_ids(self, query: list[int], limit: int) -> list[int]:
         """The answer for a few songs: look up each subset of Q, merge the runs in Python."""
@@ -446,6 +489,7 @@ class Recommender:
         # all are in here. Chosen songs join it, so it is also "not to be listed again".
         excluded = set(query)
         excluded.add(self.song_count)
+        assert self._groups is not None, "built for the compiled path"
         groups, starts, rows, keys, width = (
             self._groups,
             self._group_starts,

@@ -299,11 +299,11 @@ def test_a_large_random_rule_set_agrees_with_the_brute_force() -> None:
         count = int(rng.integers(1, antecedent_count + 1))
         rules[antecedent, consequent] = (antecedent, consequent, count, antecedent_count)
     ruleset = make_ruleset(songs, list(rules.values()), transactions)
-    r = Recommender.from_ruleset(ruleset)
+    rs = every_build(ruleset)
     for size in (1, 2, 3, 5, 7, 8, 9, 20, 60, 150):
         for _ in range(6):
             query = [songs[i][0] for i in rng.choice(n_songs, size, replace=False, p=weights)]
-            assert answers_by_switch(r, query, 25) == [brute_force(ruleset, query, 25)] * 3
+            assert answers_by_switch(rs, query, 25) == [brute_force(ruleset, query, 25)] * PATHS
 
 
 # Case pairs, whitespace, a composed and a decomposed "é", and the last code point (the prefix
@@ -364,13 +364,26 @@ def test_search_equals_the_brute_force(ruleset: RuleSet, query: str, limit: int)
 SWITCHES = (0, recommender.FEW_QUERY_SONGS, 12)
 
 
-def answers_by_switch(r: Recommender, query: Sequence[str], limit: int) -> list[list[str]]:
-    """``r.recommend(query, limit)`` with every query path in turn."""
+# The small-query path in Python, and compiled when it was built (see test_smallquery.py).
+BUILDS = (False, True) if recommender.SmallQueryIndex is not None else (False,)
+PATHS = len(SWITCHES) * len(BUILDS)
+
+
+def every_build(ruleset: RuleSet) -> list[Recommender]:
+    """One recommender per small-query path: Python, and compiled when it was built."""
+    return [Recommender.from_ruleset(ruleset, compiled=compiled) for compiled in BUILDS]
+
+
+def answers_by_switch(
+    recommenders: Sequence[Recommender], query: Sequence[str], limit: int
+) -> list[list[str]]:
+    """``recommend(query, limit)`` with every query path of every build in turn."""
     answers = []
-    for switch in SWITCHES:
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(recommender, "FEW_QUERY_SONGS", switch)
-            answers.append(r.recommend(query, limit))
+    for r in recommenders:
+        for switch in SWITCHES:
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(recommender, "FEW_QUERY_SONGS", switch)
+                answers.append(r.recommend(query, limit))
     return answers
 
 
@@ -410,7 +423,7 @@ def test_both_query_paths_equal_the_brute_force(
     size = data.draw(st.integers(0, len(ruleset.song_names)))
     query = data.draw(st.permutations(ruleset.song_names)).__getitem__(slice(size))
     expected = brute_force(ruleset, query, limit)
-    assert answers_by_switch(Recommender.from_ruleset(ruleset), query, limit) == [expected] * 3
+    assert answers_by_switch(every_build(ruleset), query, limit) == [expected] * PATHS
 
 
 @settings(max_examples=200, deadline=None)
@@ -420,15 +433,15 @@ def test_repeated_rules_and_songs_in_a_rules_file_count_once(
 ) -> None:
     query = data.draw(st.lists(st.sampled_from(ruleset.song_names), max_size=12))
     expected = brute_force(ruleset, query, limit)
-    assert answers_by_switch(Recommender.from_ruleset(ruleset), query, limit) == [expected] * 3
+    assert answers_by_switch(every_build(ruleset), query, limit) == [expected] * PATHS
 
 
 def test_a_repeated_rule_does_not_crowd_out_other_candidates() -> None:
     # {Theta} → Eta three times: its run must not fill the first `limit + |Q|` places of the
     # small path's merge with one candidate.
     rules = [rule(["Theta"], "Eta", 9, 10)] * 3 + [rule(["Theta"], "Zeta", 8, 10)]
-    r = engine(rules)
-    assert answers_by_switch(r, ["Theta"], 2) == [["Eta", "Zeta"]] * 3
+    rs = every_build(make_ruleset(SONGS, rules))
+    assert answers_by_switch(rs, ["Theta"], 2) == [["Eta", "Zeta"]] * PATHS
 
 
 def test_colliding_antecedent_hashes_are_redrawn(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -451,10 +464,10 @@ def test_colliding_antecedent_hashes_are_redrawn(monkeypatch: pytest.MonkeyPatch
         rule(["Eta"], "Gamma", 7, 10),
     ]
     ruleset = make_ruleset(SONGS, [*rules])
-    r = Recommender.from_ruleset(ruleset)
-    assert drawn == [0, 1]
+    rs = every_build(ruleset)
+    assert drawn == [0, 1] * len(BUILDS)
     for query in (["Theta"], ["Eta"], ["Theta", "Eta", "Zeta"], ["Zeta"]):
-        assert answers_by_switch(r, query, 4) == [brute_force(ruleset, query, 4)] * 3
+        assert answers_by_switch(rs, query, 4) == [brute_force(ruleset, query, 4)] * PATHS
 
 
 def test_hash_collisions_that_never_clear_fail_the_build(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -476,9 +489,10 @@ def test_a_subset_hashing_like_an_antecedent_is_not_taken_for_it(
     codes[len(SONGS)] = 0
     monkeypatch.setattr(recommender, "_song_codes", lambda n_songs, attempt: codes.copy())
     # Theta and Eta must be in some antecedent, or the lookup leaves them out of the subsets.
-    r = engine([rule(["Zeta"], "Delta", 9, 10), rule(["Theta", "Eta", "Alpha"], "Beta", 9, 10)])
-    assert answers_by_switch(r, ["Theta", "Eta"], 1) == [["Alpha"]] * 3
-    assert answers_by_switch(r, ["Zeta"], 1) == [["Delta"]] * 3
+    rules = [rule(["Zeta"], "Delta", 9, 10), rule(["Theta", "Eta", "Alpha"], "Beta", 9, 10)]
+    rs = every_build(make_ruleset(SONGS, rules))
+    assert answers_by_switch(rs, ["Theta", "Eta"], 1) == [["Alpha"]] * PATHS
+    assert answers_by_switch(rs, ["Zeta"], 1) == [["Delta"]] * PATHS
 
 
 @settings(max_examples=200, deadline=None)
@@ -488,8 +502,9 @@ def test_the_json_answer_is_what_json_dumps_writes(
 ) -> None:
     # Names with escapes, non-ASCII and the last code point, on both query paths.
     query = data.draw(queries(ruleset))
-    r = Recommender.from_ruleset(ruleset)
-    for switch in SWITCHES:
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(recommender, "FEW_QUERY_SONGS", switch)
-            assert r.recommend_json(query, limit) == json.dumps(r.recommend(query, limit)).encode()
+    for r in every_build(ruleset):
+        for switch in SWITCHES:
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(recommender, "FEW_QUERY_SONGS", switch)
+                answer = r.recommend_json(query, limit)
+                assert answer == json.dumps(r.recommend(query, limit)).encode()

@@ -1,0 +1,547 @@
+/*
+ * The compiled small-query path of http_api.recommender (see its module docstring).
+ *
+ * SmallQueryIndex answers a query of a few known songs exactly as
+ * Recommender._few_query_ids does in Python, over the same numpy arrays: the
+ * hashes of the query's subsets, a lookup of each in an open-addressing table
+ * of antecedent hashes (built here once per rule set), a check of each hit
+ * against the antecedent's songs, the first `limit + |Q|` keys of each run
+ * found, sorted best first, consequents read off the keys, Q and repeats
+ * skipped, then the most popular songs. The Python path is the reference and
+ * the tests compare the two on random rule sets.
+ *
+ * Why C: in the server a request runs between aiohttp's own code, so every
+ * interpreted step of the Python path pays for cold caches; this path is
+ * ~30x cheaper per query (benchmarks/recommend.py prints both).
+ *
+ * The index keeps a buffer view of each array it reads (numpy arrays marked
+ * read-only by the recommender), so it never copies them and never sees them
+ * change; queries only read, so one index serves any number of threads.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A query enumerates its 2^|Q| subsets: this bounds the work and the memory. */
+#define MAX_QUERY_SONGS 16
+/* Subset hashes, pools and "already listed" sets up to these sizes live on the stack. */
+#define STACK_SUBSETS 256
+#define STACK_POOL 1024
+#define STACK_SET 512
+#define EMPTY_SLOT (-1)
+
+typedef struct {
+    PyObject_HEAD
+    Py_buffer codes;     /* uint64 per song: its code, 0 for a song in no antecedent */
+    Py_buffer starts;    /* int64 per antecedent + 1: its run of keys starts here */
+    Py_buffer rows;      /* unsigned song ids, `width` per antecedent, padded with n_songs */
+    Py_buffer keys;      /* uint64 per rule: the ranking key (see the recommender) */
+    Py_buffer tie_songs; /* int64 per song: the song named by key % n_songs */
+    Py_buffer popular;   /* int64 per song: song ids by popularity */
+    Py_ssize_t n_songs;
+    Py_ssize_t n_groups;
+    Py_ssize_t width;
+    Py_ssize_t n_keys;
+    /* Open addressing, linear probing, at most half full: hash -> antecedent. */
+    uint64_t *table_hashes;
+    int64_t *table_groups;
+    uint64_t table_mask;
+} SmallQueryIndex;
+
+/* A native-order, C-contiguous, one-dimensional view of `array` whose items are one of the
+ * struct codes in `kinds` ("BHILQ": unsigned, "lq": signed 64-bit), `itemsize` bytes each
+ * (0: any of those). */
+static int
+take_buffer(PyObject *array, Py_buffer *view, const char *kinds, Py_ssize_t itemsize,
+            const char *what)
+{
+    if (PyObject_GetBuffer(array, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+        return -1;
+    }
+    const char *format = view->format == NULL ? "B" : view->format;
+    if (*format == '@' || *format == '=') {
+        format++;
+    }
+    if (view->ndim != 1 || strlen(format) != 1 || strchr(kinds, *format) == NULL ||
+        (itemsize != 0 && view->itemsize != itemsize)) {
+        PyErr_Format(PyExc_ValueError, "%s must be a one-dimensional array of %s", what,
+                     itemsize == 8 ? (kinds[0] == 'l' ? "int64" : "uint64")
+                                   : "unsigned song ids");
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+static inline uint64_t
+row_song(const SmallQueryIndex *self, Py_ssize_t at)
+{
+    const char *base = (const char *)self->rows.buf;
+    switch (self->rows.itemsize) {
+    case 1:
+        return ((const uint8_t *)base)[at];
+    case 2:
+        return ((const uint16_t *)base)[at];
+    case 4:
+        return ((const uint32_t *)base)[at];
+    default:
+        return ((const uint64_t *)base)[at];
+    }
+}
+
+static inline int64_t
+find_group(const SmallQueryIndex *self, uint64_t hash)
+{
+    uint64_t slot = hash & self->table_mask;
+    for (;;) {
+        int64_t group = self->table_groups[slot];
+        if (group == EMPTY_SLOT || self->table_hashes[slot] == hash) {
+            return group;
+        }
+        slot = (slot + 1) & self->table_mask;
+    }
+}
+
+/* A set of song ids (at most half full), for "in Q or already listed". */
+typedef struct {
+    int64_t *slots;
+    uint64_t mask;
+} SongSet;
+
+static inline uint64_t
+song_slot(const SongSet *set, int64_t song)
+{
+    /* Fibonacci hashing: consecutive ids land far apart. */
+    return ((uint64_t)song * 0x9E3779B97F4A7C15ULL >> 17) & set->mask;
+}
+
+static inline int
+song_set_add(SongSet *set, int64_t song)
+{
+    uint64_t slot = song_slot(set, song);
+    while (set->slots[slot] != EMPTY_SLOT) {
+        if (set->slots[slot] == song) {
+            return 0;
+        }
+        slot = (slot + 1) & set->mask;
+    }
+    set->slots[slot] = song;
+    return 1;
+}
+
+static inline int
+song_set_has(const SongSet *set, int64_t song)
+{
+    uint64_t slot = song_slot(set, song);
+    while (set->slots[slot] != EMPTY_SLOT) {
+        if (set->slots[slot] == song) {
+            return 1;
+        }
+        slot = (slot + 1) & set->mask;
+    }
+    return 0;
+}
+
+static int
+append_song(PyObject *list, int64_t song)
+{
+    PyObject *id = PyLong_FromLongLong(song);
+    if (id == NULL) {
+        return -1;
+    }
+    int failed = PyList_Append(list, id);
+    Py_DECREF(id);
+    return failed;
+}
+
+static int
+compare_keys_descending(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x < y) - (x > y);
+}
+
+static void
+release_all(SmallQueryIndex *self)
+{
+    Py_buffer *views[] = {&self->codes, &self->starts,    &self->rows,
+                          &self->keys,  &self->tie_songs, &self->popular};
+    for (size_t i = 0; i < sizeof(views) / sizeof(views[0]); i++) {
+        if (views[i]->obj != NULL) {
+            PyBuffer_Release(views[i]);
+        }
+    }
+    PyMem_RawFree(self->table_hashes);
+    PyMem_RawFree(self->table_groups);
+    self->table_hashes = NULL;
+    self->table_groups = NULL;
+}
+
+static void
+SmallQueryIndex_dealloc(SmallQueryIndex *self)
+{
+    release_all(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int
+SmallQueryIndex_init(SmallQueryIndex *self, PyObject *args, PyObject *kwargs)
+{
+    static char *keywords[] = {"codes",     "group_hashes", "group_starts", "group_rows",
+                               "row_width", "keys",         "tie_songs",    "popular",
+                               NULL};
+    PyObject *codes, *hashes_array, *starts, *rows, *keys, *tie_songs, *popular;
+    Py_ssize_t width;
+    Py_buffer hashes = {0};
+    if (self->codes.obj != NULL) {
+        PyErr_SetString(PyExc_TypeError, "SmallQueryIndex is immutable");
+        return -1;
+    }
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOnOOO:SmallQueryIndex", keywords, &codes,
+                                     &hashes_array, &starts, &rows, &width, &keys, &tie_songs,
+                                     &popular)) {
+        return -1;
+    }
+    if (take_buffer(codes, &self->codes, "LQ", 8, "codes") < 0 ||
+        take_buffer(hashes_array, &hashes, "LQ", 8, "group_hashes") < 0 ||
+        take_buffer(starts, &self->starts, "lq", 8, "group_starts") < 0 ||
+        take_buffer(rows, &self->rows, "BHILQ", 0, "group_rows") < 0 ||
+        take_buffer(keys, &self->keys, "LQ", 8, "keys") < 0 ||
+        take_buffer(tie_songs, &self->tie_songs, "lq", 8, "tie_songs") < 0 ||
+        take_buffer(popular, &self->popular, "lq", 8, "popular") < 0) {
+        goto fail;
+    }
+    Py_ssize_t row_item = self->rows.itemsize;
+    self->n_songs = self->codes.len / 8;
+    self->n_groups = hashes.len / 8;
+    self->width = width;
+    self->n_keys = self->keys.len / 8;
+    if (width < 1 || self->starts.len / 8 != self->n_groups + 1 ||
+        self->rows.len / row_item != self->n_groups * width ||
+        self->tie_songs.len / 8 != self->n_songs || self->popular.len / 8 != self->n_songs) {
+        PyErr_SetString(PyExc_ValueError, "the index arrays disagree in length");
+        goto fail;
+    }
+    const int64_t *run_starts = (const int64_t *)self->starts.buf;
+    for (Py_ssize_t g = 0; g < self->n_groups; g++) {
+        if (run_starts[g] < 0 || run_starts[g] > run_starts[g + 1] ||
+            run_starts[g + 1] > self->n_keys) {
+            PyErr_SetString(PyExc_ValueError, "group_starts is not a partition of the keys");
+            goto fail;
+        }
+    }
+    for (Py_ssize_t i = 0; i < self->n_groups * width; i++) {
+        if (row_song(self, i) > (uint64_t)self->n_songs) {
+            PyErr_SetString(PyExc_ValueError, "group_rows names a song that does not exist");
+            goto fail;
+        }
+    }
+    const int64_t *ties = (const int64_t *)self->tie_songs.buf;
+    const int64_t *ranked = (const int64_t *)self->popular.buf;
+    for (Py_ssize_t s = 0; s < self->n_songs; s++) {
+        if (ties[s] < 0 || ties[s] >= self->n_songs || ranked[s] < 0 ||
+            ranked[s] >= self->n_songs) {
+            PyErr_SetString(PyExc_ValueError, "tie_songs or popular names a song that does not exist");
+            goto fail;
+        }
+    }
+
+    uint64_t capacity = 8;
+    while (capacity < 2 * (uint64_t)self->n_groups) {
+        capacity *= 2;
+    }
+    self->table_hashes = PyMem_RawMalloc(capacity * sizeof(uint64_t));
+    self->table_groups = PyMem_RawMalloc(capacity * sizeof(int64_t));
+    if (self->table_hashes == NULL || self->table_groups == NULL) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    self->table_mask = capacity - 1;
+    const uint64_t *group_hashes = (const uint64_t *)hashes.buf;
+    int duplicate = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (uint64_t slot = 0; slot < capacity; slot++) {
+        self->table_groups[slot] = EMPTY_SLOT;
+    }
+    for (Py_ssize_t g = 0; g < self->n_groups && !duplicate; g++) {
+        uint64_t slot = group_hashes[g] & self->table_mask;
+        while (self->table_groups[slot] != EMPTY_SLOT) {
+            if (self->table_hashes[slot] == group_hashes[g]) {
+                duplicate = 1;
+                break;
+            }
+            slot = (slot + 1) & self->table_mask;
+        }
+        self->table_hashes[slot] = group_hashes[g];
+        self->table_groups[slot] = g;
+    }
+    Py_END_ALLOW_THREADS
+    if (duplicate) {
+        PyErr_SetString(PyExc_ValueError, "two antecedents share a hash");
+        goto fail;
+    }
+    PyBuffer_Release(&hashes);
+    return 0;
+
+fail:
+    if (hashes.obj != NULL) {
+        PyBuffer_Release(&hashes);
+    }
+    /* As if never initialised: a failed index answers no query. */
+    release_all(self);
+    return -1;
+}
+
+/* ids(query, limit): song ids, best first, as Recommender._few_query_ids. */
+static PyObject *
+SmallQueryIndex_ids(SmallQueryIndex *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (self->table_groups == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "SmallQueryIndex was not initialised");
+        return NULL;
+    }
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "ids() takes a list of song ids and a limit");
+        return NULL;
+    }
+    PyObject *query_seq = PySequence_Fast(args[0], "the query must be a sequence of song ids");
+    if (query_seq == NULL) {
+        return NULL;
+    }
+    Py_ssize_t n_query = PySequence_Fast_GET_SIZE(query_seq);
+    Py_ssize_t limit = PyLong_AsSsize_t(args[1]);
+    if (limit == -1 && PyErr_Occurred()) {
+        Py_DECREF(query_seq);
+        return NULL;
+    }
+    if (limit < 1) {
+        Py_DECREF(query_seq);
+        return PyErr_Format(PyExc_ValueError, "limit must be at least 1, not %zd", limit);
+    }
+    if (n_query > MAX_QUERY_SONGS) {
+        Py_DECREF(query_seq);
+        return PyErr_Format(PyExc_ValueError, "at most %d songs per query, not %zd",
+                            MAX_QUERY_SONGS, n_query);
+    }
+    int64_t query[MAX_QUERY_SONGS];
+    for (Py_ssize_t i = 0; i < n_query; i++) {
+        Py_ssize_t song = PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(query_seq, i));
+        if (song == -1 && PyErr_Occurred()) {
+            Py_DECREF(query_seq);
+            return NULL;
+        }
+        if (song < 0 || song >= self->n_songs) {
+            Py_DECREF(query_seq);
+            return PyErr_Format(PyExc_ValueError, "no song has id %zd", song);
+        }
+        for (Py_ssize_t j = 0; j < i; j++) {
+            if (query[j] == song) {
+                Py_DECREF(query_seq);
+                return PyErr_Format(PyExc_ValueError, "song %zd is in the query twice", song);
+            }
+        }
+        query[i] = song;
+    }
+    Py_DECREF(query_seq);
+
+    const uint64_t *codes = (const uint64_t *)self->codes.buf;
+    const int64_t *starts = (const int64_t *)self->starts.buf;
+    const uint64_t *keys = (const uint64_t *)self->keys.buf;
+    const int64_t *tie_songs = (const int64_t *)self->tie_songs.buf;
+    const int64_t *popular = (const int64_t *)self->popular.buf;
+    const Py_ssize_t n_songs = self->n_songs, width = self->width;
+    PyObject *chosen = NULL;
+
+    /* Up to 8 songs (the recommender's switch) everything lives on the stack. */
+    uint64_t subsets_on_stack[STACK_SUBSETS], pool_on_stack[STACK_POOL];
+    int64_t hits_on_stack[STACK_SUBSETS], set_on_stack[STACK_SET];
+    uint64_t *subsets = subsets_on_stack, *pool = pool_on_stack;
+    int64_t *hits = hits_on_stack;
+    SongSet listed = {set_on_stack, 0};
+    if (((Py_ssize_t)1 << n_query) > STACK_SUBSETS) {
+        subsets = PyMem_Malloc(((size_t)1 << n_query) * sizeof(uint64_t));
+        hits = PyMem_Malloc(((size_t)1 << n_query) * sizeof(int64_t));
+        if (subsets == NULL || hits == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
+    }
+
+    /* The hashes of the subsets of Q: doubled once per song that is in some antecedent. */
+    Py_ssize_t n_subsets = 1;
+    subsets[0] = 0;
+    for (Py_ssize_t i = 0; i < n_query; i++) {
+        uint64_t code = codes[query[i]];
+        if (code) {
+            for (Py_ssize_t j = 0; j < n_subsets; j++) {
+                subsets[n_subsets + j] = subsets[j] ^ code;
+            }
+            n_subsets *= 2;
+        }
+    }
+    /* Each run found names a consequent once: its first `limit + |Q|` keys hold its best
+     * `limit` candidates outside Q. */
+    Py_ssize_t most = limit + n_query;
+    Py_ssize_t n_hits = 0, pool_size = 0;
+    for (Py_ssize_t s = 1; s < n_subsets; s++) {
+        int64_t group = find_group(self, subsets[s]);
+        if (group == EMPTY_SLOT) {
+            continue;
+        }
+        /* A hash match is checked against the antecedent itself: exact, not probable. */
+        int inside = 1;
+        for (Py_ssize_t c = 0; c < width && inside; c++) {
+            uint64_t song = row_song(self, group * width + c);
+            if (song == (uint64_t)n_songs) {
+                continue;
+            }
+            inside = 0;
+            for (Py_ssize_t i = 0; i < n_query; i++) {
+                if ((uint64_t)query[i] == song) {
+                    inside = 1;
+                    break;
+                }
+            }
+        }
+        if (inside) {
+            Py_ssize_t run = (Py_ssize_t)(starts[group + 1] - starts[group]);
+            hits[n_hits++] = group;
+            pool_size += run < most ? run : most;
+        }
+    }
+
+    if (pool_size > STACK_POOL) {
+        pool = PyMem_Malloc(pool_size * sizeof(uint64_t));
+        if (pool == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
+    }
+    Py_ssize_t filled = 0;
+    for (Py_ssize_t h = 0; h < n_hits; h++) {
+        int64_t start = starts[hits[h]], stop = starts[hits[h] + 1];
+        if (stop - start > most) {
+            stop = start + most;
+        }
+        for (int64_t at = start; at < stop; at++) {
+            pool[filled++] = keys[at];
+        }
+    }
+    qsort(pool, (size_t)filled, sizeof(uint64_t), compare_keys_descending);
+
+    /* Q and the songs listed so far: never listed (again). */
+    Py_ssize_t wanted = limit < n_songs ? limit : n_songs;
+    uint64_t set_capacity = 16;
+    while (set_capacity < 2 * (uint64_t)(n_query + wanted)) {
+        set_capacity *= 2;
+    }
+    listed.mask = set_capacity - 1;
+    if (set_capacity > STACK_SET) {
+        listed.slots = PyMem_Malloc(set_capacity * sizeof(int64_t));
+        if (listed.slots == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
+    }
+    for (uint64_t slot = 0; slot < set_capacity; slot++) {
+        listed.slots[slot] = EMPTY_SLOT;
+    }
+    for (Py_ssize_t i = 0; i < n_query; i++) {
+        song_set_add(&listed, query[i]);
+    }
+    chosen = PyList_New(0);
+    if (chosen == NULL) {
+        goto done;
+    }
+    Py_ssize_t n_chosen = 0;
+    for (Py_ssize_t p = 0; p < filled && n_chosen < limit; p++) {
+        int64_t song = tie_songs[pool[p] % (uint64_t)n_songs];
+        if (song_set_add(&listed, song) && append_song(chosen, song) < 0) {
+            Py_CLEAR(chosen);
+            goto done;
+        }
+        n_chosen = PyList_GET_SIZE(chosen);
+    }
+    /* Skips at most |Q| + n_chosen songs before the answer is full. */
+    for (Py_ssize_t p = 0; p < n_songs && n_chosen < limit; p++) {
+        if (song_set_add(&listed, popular[p]) && append_song(chosen, popular[p]) < 0) {
+            Py_CLEAR(chosen);
+            goto done;
+        }
+        n_chosen = PyList_GET_SIZE(chosen);
+    }
+
+done:
+    if (subsets != subsets_on_stack) {
+        PyMem_Free(subsets);
+        PyMem_Free(hits);
+    }
+    if (pool != pool_on_stack) {
+        PyMem_Free(pool);
+    }
+    if (listed.slots != set_on_stack) {
+        PyMem_Free(listed.slots);
+    }
+    return chosen;
+}
+
+static PyObject *
+SmallQueryIndex_get_table_bytes(SmallQueryIndex *self, void *closure)
+{
+    uint64_t slots = self->table_groups == NULL ? 0 : self->table_mask + 1;
+    return PyLong_FromUnsignedLongLong(slots * (sizeof(uint64_t) + sizeof(int64_t)));
+}
+
+static PyMethodDef SmallQueryIndex_methods[] = {
+    {"ids", (PyCFunction)(void (*)(void))SmallQueryIndex_ids, METH_FASTCALL,
+     "ids(query, limit): the answer's song ids for a few distinct known song ids."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef SmallQueryIndex_getset[] = {
+    {"table_bytes", (getter)SmallQueryIndex_get_table_bytes, NULL,
+     "Bytes held by the antecedent hash table.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject SmallQueryIndexType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "http_api._smallquery.SmallQueryIndex",
+    .tp_doc = PyDoc_STR("The small-query path of the recommender over its numpy arrays."),
+    .tp_basicsize = sizeof(SmallQueryIndex),
+    .tp_itemsize = 0,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)SmallQueryIndex_init,
+    .tp_dealloc = (destructor)SmallQueryIndex_dealloc,
+    .tp_methods = SmallQueryIndex_methods,
+    .tp_getset = SmallQueryIndex_getset,
+};
+
+static struct PyModuleDef smallquery_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "http_api._smallquery",
+    .m_doc = PyDoc_STR("The compiled small-query path of http_api.recommender."),
+    .m_size = -1,
+};
+
+PyMODINIT_FUNC
+PyInit__smallquery(void)
+{
+    if (PyType_Ready(&SmallQueryIndexType) < 0) {
+        return NULL;
+    }
+    PyObject *module = PyModule_Create(&smallquery_module);
+    if (module == NULL) {
+        return NULL;
+    }
+    Py_INCREF(&SmallQueryIndexType);
+    if (PyModule_AddObject(module, "SmallQueryIndex", (PyObject *)&SmallQueryIndexType) < 0) {
+        Py_DECREF(&SmallQueryIndexType);
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}

@@ -1,0 +1,163 @@
+"""The compiled small-query path: built where CI runs, the Python path's answers, safe inputs.
+
+Its answers on random rule sets are held to the brute force with the Python path's in
+test_recommender.py (every test there runs every build); these are the cases those small rule
+sets do not reach (answers longer than the on-stack buffers) and the extension's own checks.
+"""
+
+from __future__ import annotations
+
+import gc
+import itertools
+import os
+
+import numpy as np
+import pytest
+
+from http_api import recommender
+from http_api.recommender import Recommender
+from tests.helpers.rules import build_ruleset
+
+SmallQueryIndex = recommender.SmallQueryIndex
+needs_compiled = pytest.mark.skipif(
+    SmallQueryIndex is None, reason="http_api._smallquery was not built (no C compiler)"
+)
+
+
+def test_the_compiled_path_is_built_where_ci_runs() -> None:
+    if SmallQueryIndex is None and os.environ.get("CI") == "true":
+        pytest.fail("http_api._smallquery was not built: is gcc installed? (make test installs it)")
+    if SmallQueryIndex is None:
+        pytest.skip("http_api._smallquery was not built (no C compiler)")
+
+
+def crowded_ruleset(n_songs: int = 400) -> tuple[list[str], object]:
+    """Every subset of songs 0-4 is an antecedent of 100 rules (one per consequent 8-107):
+    a 5-song query pools 3,100 keys, past the compiled path's on-stack buffer of 1,024."""
+    names = [f"song {i:03}" for i in range(n_songs)]
+    counts = [1000 - i for i in range(n_songs)]
+    rules = [
+        (list(antecedent), consequent, 10 + (consequent * 7 + len(antecedent)) % 50, 60)
+        for size in range(1, 6)
+        for antecedent in itertools.combinations(range(5), size)
+        for consequent in range(8, 108)
+    ]
+    return names, build_ruleset(names, counts, rules)
+
+
+@needs_compiled
+@pytest.mark.parametrize("limit", [1, 10, 100, 300, 400, 1000])
+def test_long_answers_equal_the_python_path(limit: int) -> None:
+    # limit 300+: the "listed songs" set outgrows its on-stack slots too.
+    names, ruleset = crowded_ruleset()
+    compiled = Recommender.from_ruleset(ruleset, compiled=True)
+    python = Recommender.from_ruleset(ruleset, compiled=False)
+    for query in (names[:5], names[:8], [names[4], names[2]], [names[200]], names[3:11]):
+        expected = python.recommend(query, limit)
+        assert compiled.recommend(query, limit) == expected
+        assert len(expected) == min(limit, len(names) - len(query))
+
+
+@needs_compiled
+def test_the_index_keeps_its_arrays_alive() -> None:
+    names, ruleset = crowded_ruleset()
+    r = Recommender.from_ruleset(ruleset, compiled=True)
+    expected = r.recommend(names[:5], 20)
+    index = r._compiled
+    del r, ruleset
+    gc.collect()
+    assert index is not None
+    assert [names[song] for song in index.ids(list(range(5)), 20)] == expected
+
+
+def arrays(**changes: object) -> dict[str, object]:
+    """Valid arguments of a two-song, one-rule index ({0} -> 1), with ``changes``."""
+    valid: dict[str, object] = {
+        "codes": np.array([11, 0], dtype=np.uint64),
+        "group_hashes": np.array([11], dtype=np.uint64),
+        "group_starts": np.array([0, 1], dtype=np.int64),
+        "group_rows": np.array([0], dtype=np.uint8),
+        "row_width": 1,
+        "keys": np.array([5], dtype=np.uint64),  # 5 % 2 = 1: tie_songs[1] is song 1
+        "tie_songs": np.array([0, 1], dtype=np.int64),
+        "popular": np.array([1, 0], dtype=np.int64),
+    }
+    valid.update(changes)
+    return valid
+
+
+@needs_compiled
+def test_a_valid_index_answers() -> None:
+    index = SmallQueryIndex(**arrays())
+    assert index.ids([0], 5) == [1]
+    assert index.ids([1], 5) == [0]
+    assert index.ids([], 5) == [1, 0]
+    assert index.table_bytes > 0
+
+
+@needs_compiled
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"codes": np.array([11, 0], dtype=np.uint32)}, "codes must be"),
+        ({"keys": np.zeros((1, 1), dtype=np.uint64)}, "keys must be"),
+        ({"group_starts": np.array([0, 1, 1], dtype=np.int64)}, "disagree"),
+        ({"popular": np.array([1], dtype=np.int64)}, "disagree"),
+        ({"row_width": 0}, "disagree"),
+        ({"group_starts": np.array([0, 2], dtype=np.int64)}, "partition"),
+        ({"group_rows": np.array([3], dtype=np.uint8)}, "does not exist"),
+        ({"group_rows": np.array([0], dtype=np.float32)}, "unsigned song ids"),
+        ({"tie_songs": np.array([0, 2], dtype=np.int64)}, "does not exist"),
+        ({"popular": np.array([1, -1], dtype=np.int64)}, "does not exist"),
+        (
+            {
+                "group_hashes": np.array([11, 11], dtype=np.uint64),
+                "group_starts": np.array([0, 1, 1], dtype=np.int64),
+                "group_rows": np.array([0, 0], dtype=np.uint8),
+            },
+            "share a hash",
+        ),
+    ],
+)
+def test_inconsistent_arrays_are_refused(changes: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        SmallQueryIndex(**arrays(**changes))
+
+
+@needs_compiled
+@pytest.mark.parametrize(
+    ("query", "limit", "error", "message"),
+    [
+        ([0], 0, ValueError, "limit must be at least 1"),
+        ([2], 1, ValueError, "no song has id 2"),
+        ([-1], 1, ValueError, "no song has id -1"),
+        ([0, 0], 1, ValueError, "twice"),
+        (list(range(17)), 1, ValueError, "at most 16 songs"),
+        (["0"], 1, TypeError, "integer"),
+        (5, 1, TypeError, "sequence of song ids"),
+    ],
+)
+def test_bad_queries_raise_instead_of_reading_out_of_bounds(
+    query: object, limit: int, error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        SmallQueryIndex(**arrays()).ids(query, limit)  # type: ignore[arg-type]
+
+
+@needs_compiled
+def test_an_index_cannot_be_reinitialised_or_used_uninitialised() -> None:
+    index = SmallQueryIndex(**arrays())
+    with pytest.raises(TypeError, match="immutable"):
+        index.__init__(**arrays())  # type: ignore[misc]
+    assert index.ids([0], 1) == [1]
+    blank = SmallQueryIndex.__new__(SmallQueryIndex)
+    with pytest.raises(RuntimeError, match="not initialised"):
+        blank.ids([0], 1)
+
+
+def test_compiled_true_without_the_extension_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    _, ruleset = crowded_ruleset(n_songs=120)
+    monkeypatch.setattr(recommender, "SmallQueryIndex", None)
+    with pytest.raises(ImportError, match="not built"):
+        Recommender.from_ruleset(ruleset, compiled=True)
+    assert Recommender.from_ruleset(ruleset)._compiled is None
