@@ -1,69 +1,111 @@
-"""The aiohttp application: routes, JSON errors, metrics, and `Connection: close` when draining."""
+"""The aiohttp application: routes, JSON errors, metrics, and `Connection: close` when draining.
+
+Every route's handler is wrapped once, when the app is built, by :func:`_answered` (errors as
+JSON, the request counted and timed under its route, the connection closed while draining);
+each path also answers every other method with a JSON 405, and one catch-all route answers
+every other path with a JSON 404. So every request meets the same wrapper without an aiohttp
+middleware: those run through a chain rebuilt around each request (~4 µs of a ~45 µs request
+in benchmarks/serve_throughput.py), and the route label comes for free instead of from the
+match info.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
+from aiohttp.typedefs import Handler
 
 from http_api import handlers, metrics
 from http_api.settings import Settings
 from http_api.state import RulesGate
-from http_api.web import setup_web_routes
+from http_api.web import Route, web_routes
 
 log = logging.getLogger(__name__)
 
 
-def setup_routes(app: web.Application, gate: RulesGate, settings: Settings) -> None:
-    """Register the endpoints of the contract, then the web page and its autocomplete."""
+def api_routes(gate: RulesGate, settings: Settings) -> list[Route]:
+    """The endpoints of the contract."""
     api = handlers.ApiHandlers(gate, settings)
-    app.router.add_post("/api/recommend", api.recommend, name="recommend")
-    app.router.add_get("/healthz", api.healthz, name="healthz")
-    app.router.add_get("/readyz", api.readyz, name="readyz")
-    app.router.add_get("/metrics", api.metrics_text, name="metrics")
-    setup_web_routes(app, gate)
+    return [
+        ("POST", "/api/recommend", api.recommend),
+        ("GET", "/healthz", api.healthz),
+        ("GET", "/readyz", api.readyz),
+        ("GET", "/metrics", api.metrics_text),
+    ]
 
 
-def _error_for(request: web.Request, exc: web.HTTPException, settings: Settings) -> web.Response:
-    """The JSON twin of an aiohttp error (404, 405, 413, ...), keeping headers such as Allow."""
+def add_routes(
+    app: web.Application, routes: Iterable[Route], gate: RulesGate, settings: Settings
+) -> None:
+    """Register ``routes`` (GET ones answer HEAD too), a 405 for every other method on their
+    paths and a 404 for every other path, each wrapped by :func:`_answered`."""
+    by_path: dict[str, dict[str, Handler]] = {}
+    for method, path, handler in routes:
+        by_path.setdefault(path, {})[method] = handler
+        if method == "GET":
+            by_path[path]["HEAD"] = handler
+    for path, methods in by_path.items():
+        resource = app.router.add_resource(path)
+        for method, handler in methods.items():
+            resource.add_route(method, _answered(path, handler, gate, settings))
+        refuse = _method_not_allowed(sorted(methods))
+        resource.add_route("*", _answered(path, refuse, gate, settings))
+    unmatched = _answered(metrics.UNMATCHED_ROUTE, _not_found, gate, settings)
+    app.router.add_route("*", "/{path:.*}", unmatched)
+
+
+def _method_not_allowed(allowed: list[str]) -> Handler:
+    """A handler answering 405 with the ``Allow`` header for a path's other methods."""
+    listed = ", ".join(allowed)
+
+    async def method_not_allowed(request: web.Request) -> web.Response:
+        return handlers.json_error(
+            405,
+            f"method {request.method} is not allowed here; use {listed}",
+            headers={"Allow": listed},
+        )
+
+    return method_not_allowed
+
+
+async def _not_found(request: web.Request) -> web.Response:
+    """404 for a path no route has."""
+    return handlers.json_error(
+        404, "no such endpoint; the API is POST /api/recommend (see GET / for the page)"
+    )
+
+
+def _error_for(exc: web.HTTPException, settings: Settings) -> web.Response:
+    """The JSON twin of an aiohttp error raised in a handler (413, ...), keeping its headers."""
     if isinstance(exc, web.HTTPRequestEntityTooLarge):
         return handlers.body_too_large(settings)
-    if isinstance(exc, web.HTTPMethodNotAllowed):
-        allowed = ", ".join(sorted(exc.allowed_methods))
-        message = f"method {request.method} is not allowed here; use {allowed}"
-    elif isinstance(exc, web.HTTPNotFound):
-        message = "no such endpoint; the API is POST /api/recommend (see GET / for the page)"
-    else:
-        message = exc.reason
     headers = {
         name: value
         for name, value in exc.headers.items()
         if name.lower() not in ("content-type", "content-length")
     }
-    return handlers.json_error(exc.status, message, headers=headers)
+    return handlers.json_error(exc.status, exc.reason, headers=headers)
 
 
-def json_errors_and_metrics(gate: RulesGate, settings: Settings) -> Middleware:
-    """The middleware that makes every error JSON, counts and times every request, and closes
-    connections while draining."""
+def _answered(route: str, handler: Handler, gate: RulesGate, settings: Settings) -> Handler:
+    """``handler`` with every error as JSON, the request counted and timed under ``route``, and
+    ``Connection: close`` while draining."""
 
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    async def answered(request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
         try:
             response = await handler(request)
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
-            response = _error_for(request, exc, settings)
+            response = _error_for(exc, settings)
         except Exception:
             # A bug: answer in the contract's shape, and say so loudly in the log.
             log.exception("unhandled error in %s %s", request.method, request.path)
             response = handlers.json_error(500, "internal server error")
-        resource = request.match_info.route.resource
-        route = resource.canonical if resource is not None else metrics.UNMATCHED_ROUTE
         metrics.observe_request(route, response.status, time.perf_counter() - started)
         if gate.draining:
             # Tell keep-alive clients (and load balancers) to reconnect, landing on another
@@ -71,14 +113,11 @@ def json_errors_and_metrics(gate: RulesGate, settings: Settings) -> Middleware:
             response.force_close()
         return response
 
-    return middleware
+    return answered
 
 
 def init_app(gate: RulesGate, settings: Settings) -> web.Application:
     """Build the application the HttpFrontend actor runs, over ``gate`` and ``settings``."""
-    app = web.Application(
-        client_max_size=settings.max_body_bytes,
-        middlewares=[json_errors_and_metrics(gate, settings)],
-    )
-    setup_routes(app, gate, settings)
+    app = web.Application(client_max_size=settings.max_body_bytes)
+    add_routes(app, [*api_routes(gate, settings), *web_routes(gate)], gate, settings)
     return app

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from http_api.handlers import json_error
 from http_api.state import RulesGate
@@ -17,6 +18,9 @@ MAX_SONGS_LIMIT = 50
 # Autocomplete answers 503 at once instead of waiting for the first rules: a keystroke
 # should never hold a connection open, and the page retries with backoff anyway.
 NOT_READY_RETRY_AFTER_SECONDS = 1
+
+# A route: method, path, handler.
+Route = tuple[str, str, Handler]
 
 # Everything the page needs comes from this server; nothing inline, nothing from elsewhere.
 _PAGE_HEADERS = {
@@ -96,9 +100,24 @@ class _WebHandlers:
         )
 
 
-def setup_web_routes(app: web.Application, gate: RulesGate) -> None:
-    """Add ``GET /``, the page's static files under ``/static/`` and ``GET /api/songs``."""
+def web_routes(gate: RulesGate) -> list[Route]:
+    """``GET /``, ``GET /api/songs`` and each of the page's files under ``/static/``."""
     handlers = _WebHandlers(gate)
-    app.router.add_get("/", handlers.index, name="index")
-    app.router.add_get("/api/songs", handlers.songs, name="songs")
-    app.router.add_static("/static/", STATIC_DIR, name="static")
+    return [
+        ("GET", "/", handlers.index),
+        ("GET", "/api/songs", handlers.songs),
+        *(
+            ("GET", f"/static/{path.name}", _static_file(path))
+            for path in sorted(STATIC_DIR.iterdir())
+            if path.is_file()
+        ),
+    ]
+
+
+def _static_file(path: Path) -> Handler:
+    """A handler serving one of the page's files (a route per file: nothing else is reachable)."""
+
+    async def static_file(request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(path)
+
+    return static_file
