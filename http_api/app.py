@@ -94,6 +94,8 @@ def _answered(route: str, handler: Handler, gate: RulesGate, settings: Settings)
     """``handler`` with every error as JSON, the request counted and timed under ``route``, and
     ``Connection: close`` while draining."""
 
+    observe = metrics.request_observer(route)
+
     async def answered(request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
         try:
@@ -106,7 +108,7 @@ def _answered(route: str, handler: Handler, gate: RulesGate, settings: Settings)
             # A bug: answer in the contract's shape, and say so loudly in the log.
             log.exception("unhandled error in %s %s", request.method, request.path)
             response = handlers.json_error(500, "internal server error")
-        metrics.observe_request(route, response.status, time.perf_counter() - started)
+        observe(response.status, time.perf_counter() - started)
         if gate.draining:
             # Tell keep-alive clients (and load balancers) to reconnect, landing on another
             # replica.

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-import json
 import math
 
 from aiohttp import web
@@ -12,8 +10,6 @@ from http_api import metrics
 from http_api.settings import Settings
 from http_api.state import RulesGate
 from http_api.validation import RequestError, parse_recommend_request
-from mining.checkpoint import format_model_date
-from mining.version import __version__
 
 
 def json_error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -79,7 +75,7 @@ class ApiHandlers:
                     headers={"Retry-After": str(retry_after)},
                 )
         songs = snapshot.recommender.recommend_json(parsed.songs, parsed.limit)
-        body = b'{"songs": ' + songs + _answer_tail(snapshot.generated_ns)
+        body = b'{"songs": ' + songs + snapshot.answer_tail
         return web.Response(body=body, content_type="application/json")
 
     async def healthz(self, request: web.Request) -> web.Response:
@@ -107,15 +103,3 @@ class ApiHandlers:
         metrics.show_snapshot(self._gate.snapshot)
         body, content_type = metrics.render()
         return web.Response(body=body, headers={"Content-Type": content_type})
-
-
-@functools.lru_cache(maxsize=4)
-def _answer_tail(generated_ns: int) -> bytes:
-    """The end of every answer from one rule set: formatted once, not once per request.
-
-    Keyed by the generation time, not the snapshot, so that no cache keeps an old rule set alive.
-    """
-    model_date = format_model_date(generated_ns)
-    return (
-        f', "version": {json.dumps(__version__)}, "model_date": {json.dumps(model_date)}}}'.encode()
-    )

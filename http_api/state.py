@@ -8,11 +8,14 @@ asyncio future completed through ``loop.call_soon_threadsafe``.
 
 from __future__ import annotations
 
+import functools
+import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from mining.checkpoint import Checkpoint
 from mining.rulesfile import RulesHeader
+from mining.version import __version__
 
 if TYPE_CHECKING:
     from http_api.recommender import Recommender
@@ -35,6 +38,13 @@ class Snapshot:
     def generated_ns(self) -> int:
         """The checkpoint's generation time in ns since the epoch."""
         return self.checkpoint.generated_ns
+
+    @functools.cached_property
+    def answer_tail(self) -> bytes:
+        """The end of every recommendation from this rule set, after its song list: formatted
+        once, not once per request."""
+        version, model_date = json.dumps(__version__), json.dumps(self.model_date)
+        return f', "version": {version}, "model_date": {model_date}}}'.encode()
 
 
 class RulesGate(Protocol):

@@ -486,7 +486,7 @@ def test_request_series_are_exposed_as_prometheus_clients_own_would_be() -> None
         route = ("/api/recommend", "/healthz", metrics.UNMATCHED_ROUTE)[i % 3]
         status = (200, 400, 404)[int(rng.integers(3))]
         seconds = edges[i % len(edges)] if i % 4 == 0 else float(rng.exponential(0.01))
-        ours.observe(route, status, seconds)
+        ours.observer(route)(status, seconds)
         counter.labels(route, str(status)).inc()
         histogram.labels(route).observe(seconds)
 
