@@ -380,7 +380,19 @@ def main() -> int:
             failures.append(f"5-song p50 above {TARGET_P50_5_SONGS_US:g} µs")
         if max(engine.cpu) * 1e3 > TARGET_MAX_MS:
             failures.append(f"{label}: a query above {TARGET_MAX_MS:g} ms")
-    compare_query_paths(recommender, playlists, args.queries, args.seed, failures)
+    python_path = (
+        Recommender.from_ruleset(ruleset, compiled=False)
+        if recommender_module.SmallQueryIndex is not None
+        else None
+    )
+    compare_query_paths(
+        recommender,
+        playlists,
+        python_path=python_path,
+        count=args.queries,
+        seed=args.seed,
+        failures=failures,
+    )
     inputs = search_queries(ruleset.song_names, args.queries, args.seed)
     print("autocomplete (limit 10; prefixes, inner pieces and misses of real names):")
     for index in (recommender, Recommender.from_ruleset(doubled(ruleset))):
@@ -394,31 +406,39 @@ def main() -> int:
 def compare_query_paths(
     recommender: Recommender,
     playlists: list[list[str]],
+    *,
+    python_path: Recommender | None,
     count: int,
     seed: int,
     failures: list[str],
 ) -> None:
     """Both query paths on the same queries of 1 to FEW_QUERY_SONGS + 4 songs: the subset
-    lookups (what the engine uses up to the switch) against the vectorised scan (above it)."""
+    lookups (what the engine uses up to the switch; compiled, and in Python when the compiled
+    path was built) against the vectorised scan (above it)."""
     switch = recommender_module.FEW_QUERY_SONGS
     print(f"query paths (the engine switches to the scan above {switch} known songs):")
     for size in range(1, switch + 5):
         queries = draw_queries(playlists, size, count, seed)
-        timings = []
-        for forced in (size, size - 1):  # the subsets answer at `size`, the scan below it
+        # The subsets answer at `size`, the scan below it.
+        paths = [("subsets", recommender, size), ("scan", recommender, size - 1)]
+        if python_path is not None:
+            paths.insert(1, ("in Python", python_path, size))
+        timings: dict[str, Timing] = {}
+        for name, index, forced in paths:
             recommender_module.FEW_QUERY_SONGS = forced
             try:
-                timings.append(run(recommender.recommend, queries))
+                timings[name] = run(index.recommend, queries)
             finally:
                 recommender_module.FEW_QUERY_SONGS = switch
-        subsets, scan = timings
-        ratio = scan.cpu_p50 / subsets.cpu_p50
-        print(
-            f"  {size:>2} songs: subsets cpu p50 {fmt(subsets.cpu_p50)} max "
-            f"{fmt(max(subsets.cpu))} | scan cpu p50 {fmt(scan.cpu_p50)} max "
-            f"{fmt(max(scan.cpu))}  → subsets {times(ratio)} faster"
+        subsets = timings["subsets"]
+        line = " | ".join(
+            f"{name} cpu p50 {fmt(timing.cpu_p50)} max {fmt(max(timing.cpu))}"
+            for name, timing in timings.items()
         )
-        check(scan.answers, subsets.answers, "scan path", f"{size} songs", failures)
+        faster = times(timings["scan"].cpu_p50 / subsets.cpu_p50)
+        print(f"  {size:>2} songs: {line}  → subsets {faster} faster than the scan")
+        for name, timing in timings.items():
+            check(timing.answers, subsets.answers, f"{name} path", f"{size} songs", failures)
 
 
 def check(
