@@ -8,15 +8,24 @@ sets do not reach (answers longer than the on-stack buffers) and the extension's
 from __future__ import annotations
 
 import gc
+import importlib.util
 import itertools
 import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from http_api import recommender
 from http_api.recommender import Recommender
+from mining.rulesfile import RuleSet
 from tests.helpers.rules import build_ruleset
+
+REPO = Path(__file__).resolve().parents[2]
 
 SmallQueryIndex = recommender.SmallQueryIndex
 needs_compiled = pytest.mark.skipif(
@@ -31,7 +40,7 @@ def test_the_compiled_path_is_built_where_ci_runs() -> None:
         pytest.skip("http_api._smallquery was not built (no C compiler)")
 
 
-def crowded_ruleset(n_songs: int = 400) -> tuple[list[str], object]:
+def crowded_ruleset(n_songs: int = 400) -> tuple[list[str], RuleSet]:
     """Every subset of songs 0-4 is an antecedent of 100 rules (one per consequent 8-107):
     a 5-song query pools 3,100 keys, past the compiled path's on-stack buffer of 1,024."""
     names = [f"song {i:03}" for i in range(n_songs)]
@@ -86,6 +95,39 @@ def arrays(**changes: object) -> dict[str, object]:
     return valid
 
 
+# Arguments that must be refused (changes to arrays()), and a piece of the message.
+BAD_ARRAYS: list[tuple[dict[str, object], str]] = [
+    ({"codes": np.array([11, 0], dtype=np.uint32)}, "codes must be"),
+    ({"keys": np.zeros((1, 1), dtype=np.uint64)}, "keys must be"),
+    ({"group_starts": np.array([0, 1, 1], dtype=np.int64)}, "disagree"),
+    ({"popular": np.array([1], dtype=np.int64)}, "disagree"),
+    ({"row_width": 0}, "disagree"),
+    ({"group_starts": np.array([0, 2], dtype=np.int64)}, "partition"),
+    ({"group_rows": np.array([3], dtype=np.uint8)}, "does not exist"),
+    ({"group_rows": np.array([0], dtype=np.float32)}, "unsigned song ids"),
+    ({"tie_songs": np.array([0, 2], dtype=np.int64)}, "does not exist"),
+    ({"popular": np.array([1, -1], dtype=np.int64)}, "does not exist"),
+    (
+        {
+            "group_hashes": np.array([11, 11], dtype=np.uint64),
+            "group_starts": np.array([0, 1, 1], dtype=np.int64),
+            "group_rows": np.array([0, 0], dtype=np.uint8),
+        },
+        "share a hash",
+    ),
+]
+# Queries that must raise: query, limit, the exception, a piece of its message.
+BAD_QUERIES: list[tuple[object, int, type[Exception], str]] = [
+    ([0], 0, ValueError, "limit must be at least 1"),
+    ([2], 1, ValueError, "no song has id 2"),
+    ([-1], 1, ValueError, "no song has id -1"),
+    ([0, 0], 1, ValueError, "twice"),
+    (list(range(17)), 1, ValueError, "at most 16 songs"),
+    (["0"], 1, TypeError, "integer"),
+    (5, 1, TypeError, "sequence of song ids"),
+]
+
+
 @needs_compiled
 def test_a_valid_index_answers() -> None:
     index = SmallQueryIndex(**arrays())
@@ -96,47 +138,14 @@ def test_a_valid_index_answers() -> None:
 
 
 @needs_compiled
-@pytest.mark.parametrize(
-    ("changes", "message"),
-    [
-        ({"codes": np.array([11, 0], dtype=np.uint32)}, "codes must be"),
-        ({"keys": np.zeros((1, 1), dtype=np.uint64)}, "keys must be"),
-        ({"group_starts": np.array([0, 1, 1], dtype=np.int64)}, "disagree"),
-        ({"popular": np.array([1], dtype=np.int64)}, "disagree"),
-        ({"row_width": 0}, "disagree"),
-        ({"group_starts": np.array([0, 2], dtype=np.int64)}, "partition"),
-        ({"group_rows": np.array([3], dtype=np.uint8)}, "does not exist"),
-        ({"group_rows": np.array([0], dtype=np.float32)}, "unsigned song ids"),
-        ({"tie_songs": np.array([0, 2], dtype=np.int64)}, "does not exist"),
-        ({"popular": np.array([1, -1], dtype=np.int64)}, "does not exist"),
-        (
-            {
-                "group_hashes": np.array([11, 11], dtype=np.uint64),
-                "group_starts": np.array([0, 1, 1], dtype=np.int64),
-                "group_rows": np.array([0, 0], dtype=np.uint8),
-            },
-            "share a hash",
-        ),
-    ],
-)
+@pytest.mark.parametrize(("changes", "message"), BAD_ARRAYS)
 def test_inconsistent_arrays_are_refused(changes: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         SmallQueryIndex(**arrays(**changes))
 
 
 @needs_compiled
-@pytest.mark.parametrize(
-    ("query", "limit", "error", "message"),
-    [
-        ([0], 0, ValueError, "limit must be at least 1"),
-        ([2], 1, ValueError, "no song has id 2"),
-        ([-1], 1, ValueError, "no song has id -1"),
-        ([0, 0], 1, ValueError, "twice"),
-        (list(range(17)), 1, ValueError, "at most 16 songs"),
-        (["0"], 1, TypeError, "integer"),
-        (5, 1, TypeError, "sequence of song ids"),
-    ],
-)
+@pytest.mark.parametrize(("query", "limit", "error", "message"), BAD_QUERIES)
 def test_bad_queries_raise_instead_of_reading_out_of_bounds(
     query: object, limit: int, error: type[Exception], message: str
 ) -> None:
@@ -161,3 +170,107 @@ def test_compiled_true_without_the_extension_says_so(monkeypatch: pytest.MonkeyP
     with pytest.raises(ImportError, match="not built"):
         Recommender.from_ruleset(ruleset, compiled=True)
     assert Recommender.from_ruleset(ruleset)._compiled is None
+
+
+def soak(library: str, rounds: int) -> None:
+    """Answer random queries on random rule sets with the extension at ``library`` and with
+    the Python path, and require the same answers (run by the sanitizer test below)."""
+    spec = importlib.util.spec_from_file_location("http_api._smallquery", library)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    recommender.SmallQueryIndex = module.SmallQueryIndex  # type: ignore[misc]
+    rng = np.random.default_rng(11)
+    for round_ in range(rounds):
+        # From under 256 songs (one-byte ids in the rows) to over (two-byte ids).
+        n_songs = int(rng.choice([3, 40, 250, 300]))
+        names = [f"s{i}" for i in range(n_songs)]
+        rules = []
+        for _ in range(int(rng.integers(0, 400))):
+            size = int(rng.integers(1, min(6, n_songs - 1) + 1)) if n_songs > 1 else 0
+            if size == 0:
+                break
+            members = rng.choice(n_songs, size + 1, replace=False).tolist()
+            count = int(rng.integers(1, 50))
+            rules.append(
+                (sorted(members[:-1]), members[-1], count, count + int(rng.integers(0, 50)))
+            )
+        ruleset = build_ruleset(names, rng.integers(1, 100, n_songs), rules)
+        compiled = Recommender.from_ruleset(ruleset, compiled=True)
+        python = Recommender.from_ruleset(ruleset, compiled=False)
+        for _ in range(40):
+            size = int(rng.integers(0, min(n_songs, 12) + 1))
+            query = [names[i] for i in rng.choice(n_songs, size, replace=False)]
+            limit = int(rng.choice([1, 3, 10, 100, 400]))
+            for switch in (8, 12):
+                with pytest.MonkeyPatch.context() as patch:
+                    patch.setattr(recommender, "FEW_QUERY_SONGS", switch)
+                    expected = python.recommend(query, limit)
+                    assert compiled.recommend(query, limit) == expected, (round_, query, limit)
+    for changes, _ in BAD_ARRAYS:
+        with pytest.raises(ValueError):
+            module.SmallQueryIndex(**arrays(**changes))
+    for query, limit, error, _ in BAD_QUERIES:
+        with pytest.raises(error):
+            module.SmallQueryIndex(**arrays()).ids(query, limit)
+
+
+def sanitizer_runtime(name: str) -> str | None:
+    """The path of gcc's ``name`` runtime library, or None without gcc or that library."""
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        return None
+    found = subprocess.run(
+        [gcc, f"-print-file-name={name}"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    return found if os.path.isabs(found) and os.path.exists(found) else None
+
+
+def test_the_compiled_path_is_memory_safe_under_asan_and_ubsan(tmp_path: Path) -> None:
+    # The extension built with AddressSanitizer and UndefinedBehaviorSanitizer, in a
+    # subprocess with them preloaded and Python's allocator off (so PyMem blocks are checked
+    # too): any out-of-bounds access, use after free or undefined behaviour aborts it.
+    runtimes = [sanitizer_runtime("libasan.so"), sanitizer_runtime("libubsan.so")]
+    if None in runtimes:
+        if os.environ.get("CI") == "true":
+            pytest.fail("gcc with libasan and libubsan is needed (make test installs gcc)")
+        pytest.skip("gcc with libasan and libubsan is not installed")
+    library = tmp_path / "_smallquery_sanitized.so"
+    include = sysconfig.get_paths()["include"]
+    subprocess.run(
+        [
+            "gcc",
+            "-O1",
+            "-g",
+            "-fsanitize=address,undefined",
+            "-fno-sanitize-recover=undefined",
+            "-fno-omit-frame-pointer",
+            "-shared",
+            "-fPIC",
+            f"-I{include}",
+            str(REPO / "http_api" / "_smallquery.c"),
+            "-o",
+            str(library),
+        ],
+        check=True,
+        timeout=120,
+    )
+    env = dict(
+        os.environ,
+        LD_PRELOAD=" ".join(str(runtime) for runtime in runtimes),
+        ASAN_OPTIONS="detect_leaks=0:abort_on_error=1",
+        UBSAN_OPTIONS="print_stacktrace=1",
+        PYTHONMALLOC="malloc",
+        PYTHONPATH=str(REPO),
+    )
+    script = f"from tests.http_api.test_smallquery import soak; soak({str(library)!r}, 100)"
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
