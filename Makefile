@@ -48,7 +48,7 @@ pytest: $(STAMP) sysdeps-test
 test: lint typecheck pytest
 
 clean:
-	rm -rf $(VENV) $(DATA_DIR) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(DATA_DIR) .pytest_cache .mypy_cache .ruff_cache http_api/_smallquery.*.so
 
 # --- Benchmarks (each prints ratios against a baseline measured in the same run) ---------------
 .PHONY: bench bench-mining bench-recommend bench-throughput bench-reload bench-startup

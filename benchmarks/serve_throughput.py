@@ -12,7 +12,7 @@ threads, from /proc). The target is the req/s ratio (≥ 0.6); the CPU-per-reque
 cross-check that does not move when other processes take CPU from the servers.
 
 ``--split`` adds two servers to every round, to show where the CPU per request goes: "app" is
-the real application (``http_api.app.init_app``: middleware, metrics, validation, handler)
+the real application (``http_api.app.init_app``: route wrappers, metrics, validation, handler)
 over the same rules without the actor system, and "app-fixed" the same with every answer's
 song list fixed (the recommender not consulted). Their differences split the real server's
 CPU per request into aiohttp itself, the HTTP layer, the recommendation and the actor system.
@@ -311,7 +311,7 @@ def main() -> int:
         }
         print(
             f"CPU µs per request (medians): aiohttp endpoint {cpu['bare']:.1f}; "
-            f"HTTP layer (body, validation, middleware, metrics, JSON) "
+            f"HTTP layer (body, validation, route wrapper, metrics, JSON) "
             f"{cpu['app-fixed'] - cpu['bare']:+.1f}; recommendation "
             f"{cpu['app'] - cpu['app-fixed']:+.1f}; actor system "
             f"{cpu['recommend'] - cpu['app']:+.1f}"

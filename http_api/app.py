@@ -4,9 +4,9 @@ Every route's handler is wrapped once, when the app is built, by :func:`_answere
 JSON, the request counted and timed under its route, the connection closed while draining);
 each path also answers every other method with a JSON 405, and one catch-all route answers
 every other path with a JSON 404. So every request meets the same wrapper without an aiohttp
-middleware: those run through a chain rebuilt around each request (~4 µs of a ~45 µs request
-in benchmarks/serve_throughput.py), and the route label comes for free instead of from the
-match info.
+middleware, which aiohttp runs through its middleware chain and a context manager per request
+(~2.3 µs of CPU of a ~40 µs request in benchmarks/serve_throughput.py), and the route label
+is known in advance instead of read from the match info.
 """
 
 from __future__ import annotations
