@@ -54,10 +54,10 @@ object, built from two lists in slices; the runs are memoryviews of the numpy ar
 That path also exists compiled (``http_api/_smallquery.c``, built by ``pip install`` when a C
 compiler is there): the same steps over the same arrays, with its own open-addressing table of
 antecedent hashes instead of the dict. It is what the server uses when it is built: in the
-server every interpreted step pays for caches cooled by aiohttp's own code, and the Python path
-costs ~10 µs there against ~1 µs compiled (benchmarks/serve_throughput.py). The Python path
-stays as the reference the tests hold the compiled one to, and as the fallback without a
-compiler.
+server every interpreted step pays for caches cooled by aiohttp's own code, and a
+recommendation costs ~12 µs of server CPU per request on the Python path against ~4 µs with
+the compiled one (benchmarks/serve_throughput.py --split). The Python path stays as the
+reference the tests hold the compiled one to, and as the fallback without a compiler.
 
 Autocomplete (:meth:`Recommender.search`): names whose normalised form starts with the
 normalised query come from a bisection of the sorted normalised names (the ``limit`` most
@@ -356,7 +356,7 @@ class Recommender:
         groups: dict[int, int] | None = None
         small: SmallQueryIndex | None = None
         if use_compiled:
-            # Its table is built with the GIL released (~2 ms for 100k antecedents).
+            # Checked and its hash table built with the GIL released (~1 ms for 97k antecedents).
             small = SmallQueryIndex(
                 codes=_readonly(codes[:n_songs].copy()),
                 group_hashes=group_hashes,
