@@ -59,7 +59,7 @@ class RequestMetrics(Collector):
 
     The same series prometheus-client's Counter and Histogram expose (``_created`` included),
     kept as plain numbers under one lock: theirs take a lock and a few method calls per
-    counter and per bucket, ~3 µs of a ~45 µs request in the server (benchmarks/
+    counter and per bucket, ~3 µs of a ~40 µs request in the server (benchmarks/
     serve_throughput.py), this ~0.3 µs. Each route gets its own observer when the app is built,
     so a request finds its series without a lookup; routes are the app's own plus "unmatched"
     (bounded).
