@@ -4,7 +4,8 @@
 defaults below); ``small_ruleset`` is a hand-made set whose recommendations are easy to predict;
 ``synthetic_ruleset`` builds hundreds of thousands of rules with numpy (no Python object per
 rule) for reload-under-load tests. ``write_model`` writes the rules file, then the checkpoint:
-the checkpoint is the commit marker, exactly as ``python -m mining`` does.
+the checkpoint is the commit marker, exactly as ``python -m mining`` does; ``read_model`` reads
+them back as the server does.
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ import numpy.typing as npt
 
 from http_api.recommender import Recommender
 from http_api.state import Snapshot
-from mining.checkpoint import CHECKPOINT_FILENAME, Checkpoint, write_checkpoint
+from mining.checkpoint import CHECKPOINT_FILENAME, Checkpoint, read_checkpoint, write_checkpoint
 from mining.rulesfile import (
     RULES_FILENAME,
     MiningParameters,
     RuleSet,
     RulesHeader,
     pack_rules,
+    read_rules,
     write_rules,
 )
 
@@ -158,6 +160,17 @@ def write_model(data_dir: Path, ruleset: RuleSet) -> Checkpoint:
     checkpoint = checkpoint_of(ruleset)
     write_checkpoint(data_dir / CHECKPOINT_FILENAME, checkpoint)
     return checkpoint
+
+
+def read_model(data_dir: Path) -> Snapshot:
+    """The snapshot a server loads from ``data_dir``: the rules file read back and indexed,
+    with the checkpoint."""
+    loaded = read_rules(data_dir / RULES_FILENAME)
+    return Snapshot(
+        checkpoint=read_checkpoint(data_dir / CHECKPOINT_FILENAME),
+        header=loaded.header,
+        recommender=Recommender.from_ruleset(loaded),
+    )
 
 
 def snapshot_of(ruleset: RuleSet) -> Snapshot:

@@ -22,21 +22,11 @@ from aiohttp.test_utils import TestServer
 
 from http_api import metrics
 from http_api.app import init_app
-from http_api.recommender import Recommender
 from http_api.settings import Settings
 from http_api.state import Snapshot
-from mining.checkpoint import CHECKPOINT_FILENAME, Checkpoint, read_checkpoint, write_checkpoint
-from mining.rulesfile import (
-    RULES_FILENAME,
-    MiningParameters,
-    RuleSet,
-    RulesHeader,
-    pack_rules,
-    read_rules,
-    write_rules,
-)
 from mining.version import __version__
 from tests.helpers.gate import Gate
+from tests.helpers.rules import HeaderFields, build_ruleset, read_model, write_model
 
 SONGS = ("HUMBLE.", "DNA.", "Tyler, The Creator", "Ünïcödé", "City Of Stars", "plain")
 COUNTS = (95, 90, 80, 70, 60, 50)
@@ -54,38 +44,11 @@ SETTINGS = Settings(rules_wait_seconds=5.0, max_query_songs=1000, max_body_bytes
 
 def build_snapshot(directory: Path, generated_ns: int) -> Snapshot:
     """Write the rules and checkpoint as the miner would, read them back, index them."""
-    directory.mkdir(parents=True, exist_ok=True)
-    offsets, ante, cons, n, na = pack_rules(RULES)
-    header = RulesHeader(
-        package_version=__version__,
-        dataset_url="file:///data/playlists.csv",
-        generated_ns=generated_ns,
-        parameters=MiningParameters(min_support=0.025, min_confidence=0.7, max_len=8),
-        engine="test",
-        transactions=100,
-        song_count=len(SONGS),
-        rule_count=len(RULES),
+    fields = HeaderFields(
+        generated_ns=generated_ns, version=__version__, dataset_url="file:///data/playlists.csv"
     )
-    ruleset = RuleSet(
-        header=header,
-        song_names=SONGS,
-        song_counts=np.array(COUNTS, dtype=np.uint32),
-        antecedent_offsets=offsets,
-        antecedent_songs=ante,
-        consequents=cons,
-        rule_counts=n,
-        antecedent_counts=na,
-    )
-    write_rules(directory / RULES_FILENAME, ruleset)
-    write_checkpoint(
-        directory / CHECKPOINT_FILENAME, Checkpoint(__version__, header.dataset_url, generated_ns)
-    )
-    loaded = read_rules(directory / RULES_FILENAME)
-    return Snapshot(
-        checkpoint=read_checkpoint(directory / CHECKPOINT_FILENAME),
-        header=loaded.header,
-        recommender=Recommender.from_ruleset(loaded),
-    )
+    write_model(directory, build_ruleset(SONGS, COUNTS, RULES, fields))
+    return read_model(directory)
 
 
 Start = Callable[..., Awaitable[str]]

@@ -23,22 +23,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from http_api.app import init_app
-from http_api.recommender import Recommender
 from http_api.settings import Settings
 from http_api.state import Snapshot
 from http_api.validation import MAX_LIMIT
-from mining.checkpoint import CHECKPOINT_FILENAME, Checkpoint, read_checkpoint, write_checkpoint
-from mining.rulesfile import (
-    RULES_FILENAME,
-    MiningParameters,
-    RuleSet,
-    RulesHeader,
-    pack_rules,
-    read_rules,
-    write_rules,
-)
+from mining.rulesfile import MiningParameters
 from mining.version import __version__
 from tests.helpers.gate import Gate
+from tests.helpers.rules import HeaderFields, build_ruleset, read_model, write_model
 
 N_SONGS = 40
 TRANSACTIONS = 500
@@ -65,37 +56,17 @@ def random_rules(rng: np.random.Generator) -> list[tuple[tuple[int, ...], int, i
 
 def build_snapshot(directory: Path) -> Snapshot:
     """Random rules written and read back through the real rules file and checkpoint."""
-    rules = random_rules(np.random.default_rng(7))
-    offsets, ante, cons, counts, ante_counts = pack_rules(rules)
-    header = RulesHeader(
-        package_version=__version__,
-        dataset_url="file:///fuzz.csv",
-        generated_ns=1_764_355_501_000_000_000,
-        parameters=MiningParameters(min_support=0.01, min_confidence=0.0, max_len=5),
-        engine="test",
+    fields = HeaderFields(
         transactions=TRANSACTIONS,
-        song_count=N_SONGS,
-        rule_count=len(rules),
+        generated_ns=1_764_355_501_000_000_000,
+        version=__version__,
+        dataset_url="file:///fuzz.csv",
+        parameters=MiningParameters(min_support=0.01, min_confidence=0.0, max_len=5),
     )
-    ruleset = RuleSet(
-        header=header,
-        song_names=NAMES,
-        song_counts=np.arange(N_SONGS * 10, 0, -10, dtype=np.uint32),
-        antecedent_offsets=offsets,
-        antecedent_songs=ante,
-        consequents=cons,
-        rule_counts=counts,
-        antecedent_counts=ante_counts,
-    )
-    write_rules(directory / RULES_FILENAME, ruleset)
-    checkpoint = Checkpoint(__version__, header.dataset_url, header.generated_ns)
-    write_checkpoint(directory / CHECKPOINT_FILENAME, checkpoint)
-    loaded = read_rules(directory / RULES_FILENAME)
-    return Snapshot(
-        checkpoint=read_checkpoint(directory / CHECKPOINT_FILENAME),
-        header=loaded.header,
-        recommender=Recommender.from_ruleset(loaded),
-    )
+    counts = np.arange(N_SONGS * 10, 0, -10, dtype=np.uint32)
+    rules = random_rules(np.random.default_rng(7))
+    write_model(directory, build_ruleset(NAMES, counts, rules, fields))
+    return read_model(directory)
 
 
 @pytest.fixture(scope="module")
