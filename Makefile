@@ -29,8 +29,9 @@ run: $(STAMP)
 	DATA_DIR=$(DATA_DIR) PORT=$(PORT) PY=$(BIN)/python scripts/run-demo
 
 # System packages the tests drive for real (installed only when missing).
-# Each entry is COMMAND:DEBIAN_PACKAGE.
-TEST_SYSTEM_PACKAGES := xz:xz-utils openssl:openssl chromium:chromium haproxy:haproxy
+# Each entry is COMMAND:DEBIAN_PACKAGE. Java runs MINING_ENGINE=spark (Spark 4: Java 17 or 21).
+TEST_SYSTEM_PACKAGES := xz:xz-utils openssl:openssl chromium:chromium haproxy:haproxy \
+	java:openjdk-17-jre-headless
 sysdeps-test:
 	scripts/ensure-system-packages $(TEST_SYSTEM_PACKAGES)
 

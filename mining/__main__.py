@@ -2,7 +2,8 @@
 
 Exit codes: 0 rules written or already up to date; 2 bad configuration; 3 bad
 input data; 4 dataset not available (missing file, download failed); 5 DATA_DIR
-not writable; 1 anything unexpected (a bug: the traceback is printed).
+not writable; 6 out of memory (Spark's heap or result limit); 1 anything
+unexpected (a bug: the traceback is printed).
 """
 
 from __future__ import annotations
@@ -24,10 +25,15 @@ through the environment (defaults in brackets):
   MIN_SUPPORT     fraction of playlists an itemset must be in [0.025]
   MIN_CONFIDENCE  minimum rule confidence [0.7]
   MAX_LEN         most songs in an itemset (antecedent + consequent) [8]
-  MINING_ENGINE   mlxtend or pyfim [mlxtend]
+  MINING_ENGINE   mlxtend, pyfim or spark [mlxtend]
   LOG_LEVEL       DEBUG, INFO, WARNING, ERROR or CRITICAL [INFO]
+With MINING_ENGINE=spark (docs/spark.md):
+  SPARK_MASTER    local[*], local[N], spark://HOST:PORT, k8s://... [local[*],
+                  or what spark-submit was given]
+  SPARK_CONF      Spark settings, one spark.name=value per line
 Exit codes: 0 done or up to date, 2 bad configuration, 3 bad input data,
-4 dataset not available, 5 DATA_DIR not writable, 1 unexpected error."""
+4 dataset not available, 5 DATA_DIR not writable, 6 out of memory,
+1 unexpected error."""
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:

@@ -48,8 +48,10 @@ def normalise_dataset_url(url: str) -> str:
 
     The checkpoint line is split on spaces, so the URL must never contain one.
     """
-    scheme = urllib.parse.urlsplit(url).scheme.lower()
-    if scheme in ("http", "https", "file"):
+    parts = urllib.parse.urlsplit(url)
+    # Any other scheme:// URL stays a URL too (Spark's Hadoop filesystems: s3a://bucket/key).
+    hadoop = bool(parts.scheme) and url.lower().startswith(f"{parts.scheme}://")
+    if parts.scheme in ("http", "https", "file") or hadoop:
         if any(ch.isspace() for ch in url):
             return urllib.parse.quote(url, safe=":/?#[]@!$&'()*+,;=%~")
         return url

@@ -1,15 +1,17 @@
-"""Frequent itemsets with exact integer counts, from mlxtend (default) or pyfim.
+"""Frequent itemsets with exact integer counts, from mlxtend (default), pyfim or Spark.
 
-mlxtend gets a float support half a playlist below the exact threshold and its
-results are filtered on integer counts; pyfim gets the integer count itself. So
-float rounding can neither add nor drop an itemset, and the two engines give
-identical itemsets.
+mlxtend and Spark get a float support half a playlist below the exact threshold
+and their results are filtered on integer counts; pyfim gets the integer count
+itself. So float rounding can neither add nor drop an itemset, and the engines
+give identical itemsets. Spark's own job path (it reads the dataset itself) is
+``mining.spark.read_and_mine``; ``mine_itemsets`` runs it on in-memory data.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import itertools
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -18,9 +20,37 @@ if TYPE_CHECKING:
     # Type only: settings imports this module, and a skipped run must not pay for pyarrow.
     from mining.reader import Transactions
 
-ENGINES = ("mlxtend", "pyfim")
+ENGINES = ("mlxtend", "pyfim", "spark")
+# The module each engine imports, and the extra that installs it.
+_LIBRARIES = {
+    "mlxtend": ("mlxtend", "mining"),
+    "pyfim": ("fim", "fast"),
+    "spark": ("pyspark", "spark"),
+}
 # Sorted song-id tuple → number of playlists containing all those songs.
 Itemsets = dict[tuple[int, ...], int]
+
+
+@dataclass(frozen=True, eq=False)
+class SongTable:
+    """A dataset's rows and songs: ids by descending playlist count, then name (the reader's)."""
+
+    rows: int
+    skipped_rows: int
+    playlists: int
+    song_names: tuple[str, ...]
+    song_counts: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class MinedDataset:
+    """A dataset's song table and its frequent itemsets (song ids, integer counts)."""
+
+    songs: SongTable
+    min_count: int
+    itemsets: Itemsets
+    # Time spent finding the itemsets, reading the dataset excluded.
+    seconds: float
 
 
 class EngineUnavailableError(RuntimeError):
@@ -29,12 +59,15 @@ class EngineUnavailableError(RuntimeError):
 
 def engine_problem(engine: str) -> str | None:
     """Why ``engine`` cannot run here (without importing it), or None when it can."""
-    module = {"mlxtend": "mlxtend", "pyfim": "fim"}[engine]
+    module, extra = _LIBRARIES[engine]
     if importlib.util.find_spec(module) is None:
-        extra = {"mlxtend": "mining", "pyfim": "fast"}[engine]
         return (
             f"the {module} library is not installed (pip install 'playlist-recommender[{extra}]')"
         )
+    if engine == "spark":
+        from mining.spark import java_problem  # noqa: PLC0415
+
+        return java_problem()
     return None
 
 
@@ -53,10 +86,14 @@ def mine_itemsets(
         return {}
     if engine == "mlxtend":
         return _mlxtend(transactions, min_count, max_len, width)
+    if engine == "spark":
+        from mining.spark import mine_transactions  # noqa: PLC0415
+
+        return mine_transactions(transactions, min_count, max_len, width)
     return _pyfim(transactions, min_count, max_len, width)
 
 
-def _frequent_part(transactions: Transactions, width: int) -> tuple[np.ndarray, np.ndarray]:
+def frequent_part(transactions: Transactions, width: int) -> tuple[np.ndarray, np.ndarray]:
     """CSR ``(indptr, indices)`` of the incidence matrix restricted to songs ``0..width-1``."""
     keep = transactions.indices < width
     row_of = np.repeat(np.arange(transactions.playlists), np.diff(transactions.indptr))
@@ -75,7 +112,7 @@ def _mlxtend(
     from mlxtend.frequent_patterns import fpgrowth  # noqa: PLC0415
 
     n = transactions.playlists
-    indptr, indices = _frequent_part(transactions, width)
+    indptr, indices = frequent_part(transactions, width)
     matrix = sp.csr_matrix((np.ones(len(indices), dtype=bool), indices, indptr), shape=(n, width))
     # Column j is song id j: mlxtend reports itemsets as frozensets of column positions.
     frame = pd.DataFrame.sparse.from_spmatrix(matrix)
@@ -96,7 +133,7 @@ def _pyfim(transactions: Transactions, min_count: int, max_len: int | None, widt
         raise EngineUnavailableError(f"engine pyfim: cannot import fim: {exc}") from exc
 
     n = transactions.playlists
-    indptr, indices = _frequent_part(transactions, width)
+    indptr, indices = frequent_part(transactions, width)
     flat = indices.tolist()
     bounds = indptr.tolist()
     rows = [flat[bounds[p] : bounds[p + 1]] for p in range(n)]

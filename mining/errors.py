@@ -31,3 +31,9 @@ class OutputError(MiningError):
     """DATA_DIR cannot be created, locked or written."""
 
     exit_code = 5
+
+
+class MemoryBudgetError(MiningError):
+    """Mining would take, or took, more memory than the job may use."""
+
+    exit_code = 6

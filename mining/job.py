@@ -22,6 +22,7 @@ import numpy as np
 
 from mining.atomicfile import fsync_directory, write_temporary
 from mining.checkpoint import CHECKPOINT_FILENAME, Checkpoint, CheckpointError, read_checkpoint
+from mining.engines import MinedDataset, SongTable
 from mining.errors import DatasetUnavailableError, OutputError
 from mining.rulesfile import (
     RULES_FILENAME,
@@ -167,12 +168,13 @@ def _commit(data_dir: Path, ruleset: RuleSet, checkpoint: Checkpoint) -> int:
     return len(data)
 
 
-def _mine(settings: Settings, url: str) -> JobOutcome:
+def _read_and_mine(settings: Settings) -> MinedDataset:
+    """Read the dataset into memory and mine it with mlxtend or pyfim."""
     # Imported here: pyarrow and the engines take a second or more to import, and a
     # skipped run needs none of them.
     from mining.engines import mine_itemsets  # noqa: PLC0415
     from mining.reader import read_playlists  # noqa: PLC0415
-    from mining.rules import derive_rules, min_count  # noqa: PLC0415
+    from mining.rules import min_count  # noqa: PLC0415
 
     path, downloaded = _fetch(settings)
 
@@ -191,18 +193,40 @@ def _mine(settings: Settings, url: str) -> JobOutcome:
         len(transactions.song_names),
         time.perf_counter() - started,
     )
-
+    songs = SongTable(
+        playlist_file.rows,
+        playlist_file.skipped_rows,
+        transactions.playlists,
+        transactions.song_names,
+        transactions.song_counts,
+    )
     started = time.perf_counter()
     threshold = min_count(settings.min_support, transactions.playlists)
     itemsets = mine_itemsets(transactions, threshold, settings.max_len, settings.engine)
+    return MinedDataset(songs, threshold, itemsets, time.perf_counter() - started)
+
+
+def _mine(settings: Settings, url: str) -> JobOutcome:
+    from mining.rules import derive_rules, min_count  # noqa: PLC0415
+
+    if settings.engine == "spark":
+        # Spark reads the dataset itself, on a cluster's executors when it has one.
+        from mining.spark import mine_dataset  # noqa: PLC0415
+
+        mined = mine_dataset(
+            settings, _fetch, lambda songs: min_count(settings.min_support, songs.playlists)
+        )
+    else:
+        mined = _read_and_mine(settings)
+    songs, itemsets = mined.songs, mined.itemsets
     logger.info(
         "mine: %d frequent itemsets (in >= %d of %d playlists, <= %d songs, engine %s), in %.2f s",
         len(itemsets),
-        threshold,
-        transactions.playlists,
+        mined.min_count,
+        songs.playlists,
         settings.max_len,
         settings.engine,
-        time.perf_counter() - started,
+        mined.seconds,
     )
 
     started = time.perf_counter()
@@ -225,14 +249,14 @@ def _mine(settings: Settings, url: str) -> JobOutcome:
         generated_ns=generated_ns,
         parameters=settings.parameters,
         engine=settings.engine,
-        transactions=transactions.playlists,
-        song_count=len(transactions.song_names),
+        transactions=songs.playlists,
+        song_count=len(songs.song_names),
         rule_count=len(rules),
     )
     ruleset = RuleSet(
         header,
-        transactions.song_names,
-        transactions.song_counts.astype(np.uint32),
+        songs.song_names,
+        songs.song_counts.astype(np.uint32),
         *packed,
     )
     size = _commit(settings.data_dir, ruleset, Checkpoint(__version__, url, generated_ns))

@@ -128,10 +128,13 @@ def _describe(exc: BaseException) -> str:
     return line if len(line) <= MAX_MESSAGE else line[: MAX_MESSAGE - 1] + "…"
 
 
-def _check_text(path: Path) -> None:
-    """Refuse empty and binary files before pyarrow turns them into puzzling messages."""
-    with _open_decompressed(path) as stream:
-        head = stream.read(SNIFF_BYTES)
+def check_text(path: Path) -> None:
+    """Refuse empty, binary and corrupt files before a CSV parser makes puzzling messages."""
+    try:
+        with _open_decompressed(path) as stream:
+            head = stream.read(SNIFF_BYTES)
+    except (pa.ArrowException, lzma.LZMAError, EOFError, OSError) as exc:
+        raise MiningInputError(f"{path}: not readable as CSV: {_describe(exc)}") from exc
     if not head:
         raise MiningInputError(f"{path}: the file is empty")
     if b"\0" in head:
@@ -160,20 +163,24 @@ def _read_columns(path: Path) -> pa.Table:
         return pacsv.read_csv(stream, convert_options=convert)
 
 
+def require_columns(shown: str, columns: Sequence[str]) -> None:
+    """Refuse a header without the pid and track_name columns (exact names, any position)."""
+    missing = [c for c in (PLAYLIST_COLUMN, SONG_COLUMN) if c not in columns]
+    if missing:
+        raise MiningInputError(
+            f"{shown}: no {' and no '.join(repr(c) for c in missing)} column in the header "
+            f"(found: {', '.join(columns[:12])}{', …' if len(columns) > 12 else ''})"
+        )
+
+
 def read_playlists(path: Path) -> PlaylistFile:
     """Read a playlists CSV (plain, gzip or xz); raise MiningInputError naming what is wrong."""
     path = Path(path)
     if not path.is_file():
         raise MiningInputError(f"{path}: no such file")
     try:
-        _check_text(path)
-        columns = _header(path)
-        missing = [c for c in (PLAYLIST_COLUMN, SONG_COLUMN) if c not in columns]
-        if missing:
-            raise MiningInputError(
-                f"{path}: no {' and no '.join(repr(c) for c in missing)} column in the header "
-                f"(found: {', '.join(columns[:12])}{', …' if len(columns) > 12 else ''})"
-            )
+        check_text(path)
+        require_columns(str(path), _header(path))
         table = _read_columns(path)
     except MiningInputError:
         raise

@@ -6,13 +6,14 @@ import math
 import os
 import urllib.parse
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mining.checkpoint import normalise_dataset_url
 from mining.engines import ENGINES, engine_problem
 from mining.errors import SettingsError
 from mining.rulesfile import MiningParameters
+from mining.spark import SparkOptions
 
 # Bundled with the package so that `python -m mining` works offline with no configuration.
 SAMPLE_DATASET = Path(__file__).with_name("data") / "sample_playlists.csv.gz"
@@ -51,6 +52,8 @@ class Settings:
     max_len: int = 8
     engine: str = "mlxtend"
     log_level: str = "INFO"
+    # SPARK_MASTER and SPARK_CONF, read only when MINING_ENGINE=spark.
+    spark: SparkOptions = field(default_factory=SparkOptions)
 
     @property
     def parameters(self) -> MiningParameters:
@@ -66,12 +69,15 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read and validate the environment; raise SettingsError naming the bad variable."""
         env = os.environ if env is None else env
+        engine = _text(env, "MINING_ENGINE", cls.engine).lower()
         url = _text(env, "DATASET_URL", cls.dataset_url)
         scheme = urllib.parse.urlsplit(url).scheme.lower()
-        if scheme not in ("", "http", "https", "file"):
+        # Spark also reads its cluster's Hadoop filesystems (s3a://, hdfs://, ...) itself.
+        if scheme not in ("", "http", "https", "file") and engine != "spark":
             raise SettingsError(
                 f"DATASET_URL={url!r}: scheme {scheme!r} is not supported "
-                "(use http://, https://, file:// or a path)"
+                "(use http://, https://, file:// or a path; MINING_ENGINE=spark also reads "
+                "Hadoop filesystem URLs such as s3a://)"
             )
         raw_max_len = _text(env, "MAX_LEN", str(cls.max_len))
         try:
@@ -82,7 +88,6 @@ class Settings:
             raise SettingsError(
                 f"MAX_LEN={raw_max_len!r} must be at least 2 (a rule has two songs)"
             )
-        engine = _text(env, "MINING_ENGINE", cls.engine).lower()
         if engine not in ENGINES:
             raise SettingsError(f"MINING_ENGINE={engine!r} must be one of {', '.join(ENGINES)}")
         problem = engine_problem(engine)
@@ -101,4 +106,5 @@ class Settings:
             max_len=max_len,
             engine=engine,
             log_level=log_level,
+            spark=SparkOptions.from_env(env) if engine == "spark" else SparkOptions(),
         )

@@ -24,7 +24,15 @@ from mining.checkpoint import CHECKPOINT_FILENAME, read_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 # Inherited from a developer's shell they would change what the bundled sample mines to.
-MINING_VARIABLES = ("DATASET_URL", "MIN_SUPPORT", "MIN_CONFIDENCE", "MAX_LEN", "MINING_ENGINE")
+MINING_VARIABLES = (
+    "DATASET_URL",
+    "MIN_SUPPORT",
+    "MIN_CONFIDENCE",
+    "MAX_LEN",
+    "MINING_ENGINE",
+    "SPARK_MASTER",
+    "SPARK_CONF",
+)
 
 
 def free_port() -> int:
@@ -44,7 +52,9 @@ def mining_env(data_dir: Path, **env: str | Path) -> dict[str, str]:
     return full_env
 
 
-def run_mining(data_dir: Path, *args: str, **env: str | Path) -> subprocess.CompletedProcess[str]:
+def run_mining(
+    data_dir: Path, *args: str, timeout: float = 120, **env: str | Path
+) -> subprocess.CompletedProcess[str]:
     """``python -m mining ARGS`` in ``mining_env``; the finished process, whatever its status."""
     return subprocess.run(
         [sys.executable, "-m", "mining", *args],
@@ -52,7 +62,7 @@ def run_mining(data_dir: Path, *args: str, **env: str | Path) -> subprocess.Comp
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
         check=False,
     )
 

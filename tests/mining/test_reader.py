@@ -12,28 +12,15 @@ import pytest
 
 from mining.errors import MiningInputError
 from mining.reader import Transactions, build_transactions, read_playlists
+from tests.helpers.playlist_files import (
+    BAD_INPUTS,
+    COURSE_SHAPE,
+    EXPECTED,
+    REAL_SHAPE,
+    SKIPPED_ROWS,
+)
 
 DATA = Path(__file__).parents[1] / "data"
-
-# The real files' header; names with commas, quotes and a line break, quoted per RFC 4180.
-REAL_SHAPE = (
-    "track_uri,album_name,album_uri,artist_name,artist_uri,duration_ms,pid,track_name\n"
-    'u1,"Live, Loud",a1,"Tyler, The Creator",r1,1000,7,"Tyler, The Creator"\n'
-    'u2,Album,a2,Artist,r2,2000,7,"City Of Stars - From ""La La Land"""\n'
-    'u3,Album,a3,Artist,r3,3000,7,"two\nlines"\n'
-    'u1,"Live, Loud",a1,"Tyler, The Creator",r1,1000,8,"Tyler, The Creator"\n'
-    "u4,Album,a4,Artist,r4,4000,8,plain\n"
-    'u1,"Live, Loud",a1,"Tyler, The Creator",r1,1000,8,"Tyler, The Creator"\n'
-)
-# The course samples' header: the columns in other positions, and a `name` column.
-COURSE_SHAPE = (
-    "pid,name,album_name,artist_name,duration_ms,track_name\n"
-    '7,x,"Live, Loud","Tyler, The Creator",1000,"Tyler, The Creator"\n'
-    '7,x,Album,Artist,2000,"City Of Stars - From ""La La Land"""\n'
-    '7,x,Album,Artist,3000,"two\nlines"\n'
-    '8,x,"Live, Loud","Tyler, The Creator",1000,"Tyler, The Creator"\n'
-    "8,x,Album,Artist,4000,plain\n"
-)
 
 
 def playlists_by_name(transactions: Transactions) -> list[set[str]]:
@@ -41,12 +28,6 @@ def playlists_by_name(transactions: Transactions) -> list[set[str]]:
     return [
         {names[s] for s in transactions.playlist(p).tolist()} for p in range(transactions.playlists)
     ]
-
-
-EXPECTED = [
-    {"Tyler, The Creator", 'City Of Stars - From "La La Land"', "two\nlines"},
-    {"Tyler, The Creator", "plain"},
-]
 
 
 @pytest.mark.parametrize("text", [REAL_SHAPE, COURSE_SHAPE], ids=["real", "course"])
@@ -99,17 +80,7 @@ def test_song_ids_follow_playlist_count_then_name_and_counts_are_per_playlist(
 
 def test_rows_without_pid_or_track_are_skipped_and_counted(tmp_path: Path) -> None:
     path = tmp_path / "p.csv"
-    path.write_text(
-        "pid,track_name,artist_name\n"
-        "1,a,x\n"
-        ",b,x\n"
-        "2,,x\n"
-        '3,"   ",x\n'
-        "  ,c,x\n"
-        "2,a,x\n"
-        "abc,d,x\n"
-        "0012,d,x\n"
-    )
+    path.write_text(SKIPPED_ROWS)
     result = read_playlists(path)
     assert (result.rows, result.skipped_rows) == (8, 4)
     # pid is text: "abc" and "0012" are playlists of their own; "1" and "2" stay apart.
@@ -147,36 +118,8 @@ def test_build_transactions_matches_a_set_per_playlist() -> None:
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [
-        (b"", "the file is empty"),
-        (gzip.compress(b""), "the file is empty"),
-        (b"pid,track_name\n", "no rows with both a pid and a track_name"),
-        (b"pid,track_name\n,\n , \n", "no rows with both a pid and a track_name (2 data rows)"),
-        (b"pid,artist_name\n1,x\n", "no 'track_name' column"),
-        (b"playlist,song\n1,x\n", "no 'pid' and no 'track_name' column"),
-        (b"track_name;pid\nx;1\n", "no 'pid' and no 'track_name' column"),
-        (bytes(range(256)) * 64, "not a CSV text file (binary content)"),
-        (gzip.compress(bytes(range(256)) * 64), "not a CSV text file (binary content)"),
-        ("pid,track_name\n1,Beyoncé\n".encode("latin-1"), "not a CSV text file (not UTF-8)"),
-        (b"\x1f\x8b\x08\x00garbage that is no deflate stream", "not readable as CSV"),
-        (lzma.compress(b"pid,track_name\n1,a\n" * 100)[:40], "not readable as CSV"),
-        (b"pid,track_name\n1,a\n2,b,extra\n", "not readable as CSV"),
-    ],
-    ids=[
-        "empty",
-        "empty-gzip",
-        "header-only",
-        "only-blank-rows",
-        "no-track-column",
-        "no-columns",
-        "semicolons",
-        "binary",
-        "gzip-of-binary",
-        "latin-1",
-        "corrupt-gzip",
-        "truncated-xz",
-        "ragged-row",
-    ],
+    [(content, message) for _, content, message in BAD_INPUTS],
+    ids=[name for name, _, _ in BAD_INPUTS],
 )
 def test_bad_input_is_one_line_naming_the_problem(
     tmp_path: Path, content: bytes, message: str

@@ -70,17 +70,8 @@ SUPPORTS = ["0.05", "0.1", "0.125", "0.2", "0.25", "0.3", "0.4", "0.5", "0.6", "
 CONFIDENCES = ["0", "0.25", "0.3", "0.5", "0.6", "2.5e-1", "0.7", "0.75", "0.8", "0.9", "1"]
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    baskets=st.lists(
-        st.lists(st.sampled_from(SONGS), min_size=1, max_size=7), min_size=1, max_size=20
-    ),
-    support=st.sampled_from(SUPPORTS),
-    confidence=st.sampled_from(CONFIDENCES),
-    max_len=st.integers(min_value=2, max_value=5),
-)
-def test_mined_rules_equal_brute_force(
-    baskets: list[list[str]], support: str, confidence: str, max_len: int
+def check_against_brute_force(
+    baskets: list[list[str]], support: str, confidence: str, max_len: int, engines: list[str]
 ) -> None:
     names = sorted(set(itertools.chain.from_iterable(baskets)))
     code = {name: i for i, name in enumerate(names)}
@@ -90,7 +81,7 @@ def test_mined_rules_equal_brute_force(
         [set(b) for b in baskets], support, confidence, max_len
     )
     threshold = min_count(float(support), len(baskets))
-    for engine in ENGINES:
+    for engine in engines:
         itemsets = mine_itemsets(tx, threshold, max_len, engine)
         by_name = {frozenset(tx.song_names[i] for i in k): v for k, v in itemsets.items()}
         assert by_name == expected_itemsets, engine
@@ -99,6 +90,38 @@ def test_mined_rules_equal_brute_force(
             for a, c, n, na in derive_rules(itemsets, float(confidence))
         }
         assert rules == expected_rules, engine
+
+
+BASKETS = st.lists(
+    st.lists(st.sampled_from(SONGS), min_size=1, max_size=7), min_size=1, max_size=20
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    baskets=BASKETS,
+    support=st.sampled_from(SUPPORTS),
+    confidence=st.sampled_from(CONFIDENCES),
+    max_len=st.integers(min_value=2, max_value=5),
+)
+def test_mined_rules_equal_brute_force(
+    baskets: list[list[str]], support: str, confidence: str, max_len: int
+) -> None:
+    check_against_brute_force(baskets, support, confidence, max_len, ["mlxtend", "pyfim"])
+
+
+# A few examples: each is a handful of Spark jobs (~1 s on the shared session).
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    baskets=BASKETS,
+    support=st.sampled_from(SUPPORTS),
+    confidence=st.sampled_from(CONFIDENCES),
+    max_len=st.integers(min_value=2, max_value=5),
+)
+def test_spark_rules_equal_brute_force(
+    spark: object, baskets: list[list[str]], support: str, confidence: str, max_len: int
+) -> None:
+    check_against_brute_force(baskets, support, confidence, max_len, ["spark"])
 
 
 @pytest.mark.parametrize("engine", ENGINES)

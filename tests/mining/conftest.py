@@ -1,0 +1,34 @@
+"""One Spark session for the whole test run, started only when a test uses the spark engine.
+
+Starting Spark's JVM takes several seconds, so every in-process Spark test shares this session
+(the engine and the job use the active session when there is one). Its driver memory is small:
+the tests' datasets are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from mining.spark import SparkOptions, spark_session
+
+TEST_SPARK = SparkOptions(
+    master="local[2]",
+    conf=(("spark.driver.memory", "768m"),),
+)
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[object]:
+    """The shared SparkSession (local[2])."""
+    with spark_session(TEST_SPARK, log_level="WARNING") as session:
+        yield session
+
+
+@pytest.fixture(autouse=True)
+def _spark_for_the_spark_engine(request: pytest.FixtureRequest) -> None:
+    """Tests parametrized over the engines get the shared session when theirs is spark."""
+    callspec = getattr(request.node, "callspec", None)
+    if callspec is not None and callspec.params.get("engine") == "spark":
+        request.getfixturevalue("spark")
