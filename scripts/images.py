@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
-"""Build the two container images with podman, and check them for real (`make images`).
+"""Build the three container images with podman, and check them for real (`make images`).
 
 `build`: system packages (podman, runc, debootstrap) if missing, a Debian base image made with
 debootstrap (kept once built: no image registry is reachable here), a wheelhouse built on the
-host (kept while setup.cfg and the pinned versions do not change), then both images.
+host (kept while setup.cfg and the pinned versions do not change), then the images.
 `check`: `build`, then run the ML image on a fresh volume with the bundled sample, run the API
 image on that volume read-only the way the Deployment does, ask it for its probes' paths and a
-recommendation, stop it and require a prompt exit 0. Every step prints its duration.
+recommendation, stop it and require a prompt exit 0. The spark image mines the same sample
+twice, as `python -m mining` and as a SparkApplication's driver runs it (spark-submit), and
+must write the same rules as the ML image. Every step prints its duration.
 """
 
 from __future__ import annotations
@@ -39,13 +41,23 @@ ROOT = Path(__file__).resolve().parent.parent
 VERSION = __version__
 BASE_IMAGE = "localhost/playlist-recommender-base:bookworm"
 WHEELHOUSE = ROOT / "build" / "wheelhouse"
+# pyspark's wheel alone (~460 MB), so that only the spark image's build copies it.
+SPARK_WHEELHOUSE = ROOT / "build" / "wheelhouse-spark"
+SPARK_WHEELS = ("pyspark", "py4j")
 # The project's own wheel, built on the host like pyfim's: the images never get a compiler.
 PROJECT_DIST = ROOT / "build" / "dist"
 DOCKERFILE = ROOT / "containers" / "Dockerfile"
 # The overlay whose images are the ones built here (localhost/...:VERSION).
 LOCAL_OVERLAY = ROOT / "manifests" / "overlays" / "local"
 # The extras each image installs; the Dockerfile's `pip install` lines name the same.
-IMAGE_EXTRAS = {"mining": ("mining", "fast"), "api": ("serve",)}
+IMAGE_EXTRAS = {"mining": ("mining", "fast"), "api": ("serve",), "spark": ("spark",)}
+TARGETS = tuple(IMAGE_EXTRAS)
+# The spark image installs Debian's JRE during its build: the one build that needs the network
+# (the host's; never podman's default bridge).
+BUILD_NETWORK = {"mining": "none", "api": "none", "spark": "host"}
+# Where the SparkApplication finds the job's entry point in the spark image
+# (manifests/components/spark/spark-application.yaml, mainApplicationFile).
+SPARK_MAIN = "/opt/venv/lib/python3.11/site-packages/mining/__main__.py"
 SYSTEM_PACKAGES = ("podman:podman", "runc:runc", "debootstrap:debootstrap")
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 # Bounds of the run check, generous on a 2-core machine: the sample mines in seconds.
@@ -126,6 +138,8 @@ def resolve(extras: tuple[str, ...]) -> list[str]:
         "--no-index",
         "--find-links",
         str(WHEELHOUSE),
+        "--find-links",
+        str(SPARK_WHEELHOUSE),
         "--report",
         "-",
         f".[{','.join(extras)}]",
@@ -156,7 +170,9 @@ def ensure_wheelhouse() -> None:
         print(f"    {WHEELHOUSE.relative_to(ROOT)} is up to date, kept")
         return
     shutil.rmtree(WHEELHOUSE, ignore_errors=True)
+    shutil.rmtree(SPARK_WHEELHOUSE, ignore_errors=True)
     WHEELHOUSE.mkdir(parents=True)
+    SPARK_WHEELHOUSE.mkdir(parents=True)
     pins = WHEELHOUSE / "constraints.txt"
     pins.write_text(constraints)
     pip_wheel(
@@ -170,6 +186,9 @@ def ensure_wheelhouse() -> None:
     # The project's own wheel is built by build_project_wheel, from the checked-out sources.
     for own in WHEELHOUSE.glob("playlist_recommender-*.whl"):
         own.unlink()
+    for name in SPARK_WHEELS:
+        for wheel in WHEELHOUSE.glob(f"{name}-*.whl"):
+            wheel.rename(SPARK_WHEELHOUSE / wheel.name)
     for target, extras in IMAGE_EXTRAS.items():
         requirements = WHEELHOUSE / f"requirements-{target}.txt"
         requirements.write_text("\n".join(resolve(extras)) + "\n")
@@ -188,14 +207,14 @@ def build_project_wheel() -> None:
 
 
 def build_image(target: str) -> None:
-    """Build one target of the Dockerfile without network access."""
+    """Build one target of the Dockerfile (without network access, but for the spark JRE)."""
     run(
         "podman",
         "build",
         "--format",
         "docker",
         "--network",
-        "none",
+        BUILD_NETWORK[target],
         "--target",
         target,
         "--build-arg",
@@ -211,7 +230,7 @@ def build_image(target: str) -> None:
 
 
 def build() -> None:
-    """Everything up to two tagged images."""
+    """Everything up to the tagged images."""
     with step("system packages"):
         run(str(ROOT / "scripts" / "ensure-system-packages"), *SYSTEM_PACKAGES)
     with step("base image"):
@@ -220,7 +239,7 @@ def build() -> None:
         ensure_wheelhouse()
     with step("project wheel"):
         build_project_wheel()
-    for target in ("mining", "api"):
+    for target in TARGETS:
         with step(f"build {target} image"):
             build_image(target)
 
@@ -233,7 +252,7 @@ def require(condition: object, problem: str) -> None:
 
 def check_image_config() -> None:
     """The built images run as the numeric user and carry their version and health check."""
-    for target in ("mining", "api"):
+    for target in TARGETS:
         (image,) = json.loads(output("podman", "image", "inspect", image_name(target)))
         config = image["Config"]
         print(f"    {image_name(target)}: {image['Size'] / 2**20:.0f} MiB")
@@ -271,9 +290,17 @@ def check_image_contents() -> None:
     )
     compilers = ("gcc", "cc", "g++")
     mining_only = ("mlxtend", "pandas", "sklearn", "scipy", "pyarrow")
-    for target, forbidden in (("api", compilers + mining_only), ("mining", compilers)):
+    for target, forbidden in (
+        ("api", (*compilers, *mining_only, "pyspark", "java")),
+        ("mining", (*compilers, "pyspark", "java")),
+        ("spark", (*compilers, "mlxtend", "pandas", "sklearn", "scipy", "fim")),
+    ):
         found = python_in(target, probe, *forbidden).split()
         require(not found, f"the {target} image contains {found}")
+    found = python_in("spark", probe, "java", "pyspark", "pyarrow").split()
+    require(found == ["java", "pyspark", "pyarrow"], f"the spark image has only {found}")
+    main = python_in("spark", "import mining.__main__ as m; print(m.__file__)").strip()
+    require(main == SPARK_MAIN, f"the spark image has the job at {main}, not {SPARK_MAIN}")
     # A recommendation costs ~4 µs of server CPU compiled against ~12 µs in Python.
     probe = "from http_api.recommender import SmallQueryIndex; print(SmallQueryIndex is not None)"
     compiled = python_in("api", probe).strip()
@@ -320,8 +347,8 @@ def strongest_rule(data_dir: Path) -> tuple[list[str], str]:
     return list(antecedent), consequent
 
 
-def run_mining(volume: str) -> None:
-    """Run the ML image like the Job: read-only root, no capabilities, volume read-write."""
+def run_mining(volume: str, target: str = "mining", *arguments: str, env: str = "") -> None:
+    """Run an ML image like the Job: read-only root, no capabilities, volume read-write."""
     run(
         "podman",
         "run",
@@ -330,11 +357,49 @@ def run_mining(volume: str) -> None:
         "--read-only",
         "--cap-drop=ALL",
         "--security-opt=no-new-privileges",
+        *(["--env", env] if env else []),
         "--volume",
         f"{volume}:/data",
-        image_name("mining"),
+        image_name(target),
+        *arguments,
         timeout=MINING_TIMEOUT_S,
     )
+
+
+def volume_path(volume: str) -> Path:
+    """Where a podman volume's files are on the host."""
+    return Path(
+        output("podman", "volume", "inspect", "--format", "{{.Mountpoint}}", volume).strip()
+    )
+
+
+def check_spark(mining_data: Path) -> None:
+    """The spark image mines the sample into the same rules as the ML image, both ways it runs."""
+    reference = read_rules(mining_data / RULES_FILENAME)
+    for way, arguments, env in (
+        ("python -m mining, local[2]", (), "SPARK_MASTER=local[2]"),
+        (
+            "driver of a SparkApplication (spark-submit)",
+            ("driver", "--master", "local[2]", f"local://{SPARK_MAIN}"),
+            "SPARK_DRIVER_BIND_ADDRESS=127.0.0.1",
+        ),
+    ):
+        volume = f"playlist-recommender-check-spark-{os.getpid()}"
+        run("podman", "volume", "create", volume, stdout=subprocess.DEVNULL)
+        try:
+            with step(f"spark image: {way}"):
+                run_mining(volume, "spark", *arguments, env=env)
+            rules = read_rules(volume_path(volume) / RULES_FILENAME)
+            require(rules.header.engine == "spark", f"{way}: mined by {rules.header.engine}")
+            require(
+                rules.same_rules(reference) and rules.song_names == reference.song_names,
+                f"{way}: the spark image's rules differ from the mining image's",
+            )
+            print(f"    {rules.header.rule_count} rules, the same as the mining image's")
+        finally:
+            subprocess.run(
+                ["podman", "volume", "rm", "--force", volume], capture_output=True, check=False
+            )
 
 
 def start_api(container: str, volume: str, port: int) -> None:
@@ -415,8 +480,7 @@ def check() -> None:
     container = f"playlist-recommender-api-check-{os.getpid()}"
     run("podman", "volume", "create", volume, stdout=subprocess.DEVNULL)
     try:
-        mountpoint = output("podman", "volume", "inspect", "--format", "{{.Mountpoint}}", volume)
-        data_dir = Path(mountpoint.strip())
+        data_dir = volume_path(volume)
         with step("mining run (bundled sample)"):
             run_mining(volume)
         checkpoint = read_checkpoint(data_dir / CHECKPOINT_FILENAME)
@@ -425,6 +489,7 @@ def check() -> None:
             run_mining(volume)
         again = read_checkpoint(data_dir / CHECKPOINT_FILENAME)
         require(again == checkpoint, "an unchanged dataset was mined again")
+        check_spark(data_dir)
         with step("api start, ready, requests"):
             port = free_port()
             start_api(container, volume, port)
@@ -455,7 +520,7 @@ def main() -> None:
         for name, elapsed in timings:
             print(f"  {elapsed:7.1f} s  {name}")
         print(f"  {time.monotonic() - started:7.1f} s  total")
-    print(f"\nimages {command} ok: {image_name('mining')} {image_name('api')}")
+    print(f"\nimages {command} ok: {' '.join(image_name(target) for target in TARGETS)}")
 
 
 if __name__ == "__main__":

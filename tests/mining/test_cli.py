@@ -64,7 +64,7 @@ def test_help_and_unexpected_arguments(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("variable", "value"),
-    [("MIN_SUPPORT", "lots"), ("MAX_LEN", "1"), ("MINING_ENGINE", "spark")],
+    [("MIN_SUPPORT", "lots"), ("MAX_LEN", "1"), ("MINING_ENGINE", "flink")],
 )
 def test_bad_configuration_exits_2_naming_the_variable(
     tmp_path: Path, variable: str, value: str

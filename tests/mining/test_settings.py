@@ -66,7 +66,7 @@ def test_a_plain_path_is_normalised_to_a_file_url(tmp_path: Path) -> None:
         ("MAX_LEN", "1"),
         ("MAX_LEN", "2.5"),
         ("MAX_LEN", "eight"),
-        ("MINING_ENGINE", "spark"),
+        ("MINING_ENGINE", "flink"),
         ("LOG_LEVEL", "loud"),
         ("DATASET_URL", "ftp://example.org/playlists.csv"),
     ],
