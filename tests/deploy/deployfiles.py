@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import shutil
 import subprocess
@@ -11,11 +12,30 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 MANIFESTS = REPO / "manifests"
-OVERLAYS = sorted(path.name for path in (MANIFESTS / "overlays").iterdir() if path.is_dir())
+SPARK_COMPONENT = "../../components/spark"
+# The oldest Kubernetes minor we claim: everything used is GA there (autoscaling/v2 1.23,
+# policy/v1 1.21, seccompProfile 1.19, startupProbe 1.20, emptyDir sizeLimit 1.25).
+OLDEST_KUBERNETES = "1.25.0"
+WAVE = "argocd.argoproj.io/sync-wave"
+HOOK = "argocd.argoproj.io/hook"
+HOOK_DELETE_POLICY = "argocd.argoproj.io/hook-delete-policy"
+
+
+def uses_spark(overlay: Path) -> bool:
+    """Whether an overlay runs the ML job as a SparkApplication (manifests/components/spark)."""
+    kustomization = yaml.safe_load((overlay / "kustomization.yaml").read_text())
+    return SPARK_COMPONENT in (kustomization.get("components") or [])
+
+
+_ALL_OVERLAYS = sorted(path for path in (MANIFESTS / "overlays").iterdir() if path.is_dir())
+# Overlays whose ML job is the Job, and those whose ML job is a SparkApplication.
+OVERLAYS = [path.name for path in _ALL_OVERLAYS if not uses_spark(path)]
+SPARK_OVERLAYS = [path.name for path in _ALL_OVERLAYS if uses_spark(path)]
 DOCKERFILE = REPO / "containers" / "Dockerfile"
 
 
@@ -140,3 +160,63 @@ class Dockerfile:
         value = json.loads(self.instructions(target, keyword)[-1])
         assert isinstance(value, list), f"{keyword} of {target} is not exec form"
         return [str(item) for item in value]
+
+
+def strict(schema: Any) -> Any:
+    """The schema with every object that lists its properties refusing any other field.
+
+    The API server prunes unknown fields of a custom resource without a word, so a misspelled
+    `selfHeal` would silently turn self-healing off; this makes such a field an error here.
+    """
+    if isinstance(schema, list):
+        return [strict(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    tightened = {key: strict(value) for key, value in schema.items()}
+    if (
+        "properties" in schema
+        and "additionalProperties" not in schema
+        and not schema.get("x-kubernetes-preserve-unknown-fields")
+    ):
+        tightened["additionalProperties"] = False
+    return tightened
+
+
+def crd_validator(path: Path, version: str) -> jsonschema.protocols.Validator:
+    """A validator for one version of a CustomResourceDefinition's objects, made strict."""
+    crd = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    (served,) = [v for v in crd["spec"]["versions"] if v["name"] == version]
+    schema = strict(served["schema"]["openAPIV3Schema"])
+    validator_class = jsonschema.validators.validator_for(
+        schema, default=jsonschema.Draft7Validator
+    )
+    validator_class.check_schema(schema)
+    return validator_class(schema)
+
+
+def errors(validator: jsonschema.protocols.Validator, document: dict[str, Any]) -> list[str]:
+    """Every schema violation in `document`, one line each."""
+    return [
+        f"{'.'.join(map(str, error.absolute_path))}: {error.message}"
+        for error in validator.iter_errors(document)
+    ]
+
+
+def annotations_of(obj: dict[str, Any]) -> dict[str, str]:
+    """An object's annotations (none: empty)."""
+    return dict(obj["metadata"].get("annotations") or {})
+
+
+def mebibytes(quantity: str) -> float:
+    """A Kubernetes memory quantity (Mi, Gi or bytes) in MiB."""
+    match = re.fullmatch(r"(\d+)(Mi|Gi)?", quantity)
+    assert match, f"unexpected memory quantity {quantity!r}"
+    number, unit = int(match[1]), match[2]
+    return number * {"Mi": 1, "Gi": 1024, None: 2**-20}[unit]
+
+
+def validate(path: Path, version: str | None) -> subprocess.CompletedProcess[str]:
+    """kubernetes-validate --strict on a file, for `version` (None: the newest it knows)."""
+    command = [venv_tool("kubernetes-validate"), "--strict", "--quiet"]
+    command += ["--kubernetes-version", version] if version else []
+    return subprocess.run([*command, str(path)], capture_output=True, text=True, check=False)

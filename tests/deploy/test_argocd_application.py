@@ -11,43 +11,16 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.deploy.deployfiles import MANIFESTS, REPO, Rendered
+from tests.deploy.deployfiles import MANIFESTS, REPO, Rendered, crd_validator, errors
 
 CRD = Path(__file__).with_name("schemas") / "argocd-application-crd.yaml"
 APPLICATION = MANIFESTS / "argocd" / "application.yaml"
 
 
-def strict(schema: Any) -> Any:
-    """The schema with every object that lists its properties refusing any other field.
-
-    The API server prunes unknown fields of a custom resource without a word, so a misspelled
-    `selfHeal` would silently turn self-healing off; this makes such a field an error here.
-    """
-    if isinstance(schema, list):
-        return [strict(item) for item in schema]
-    if not isinstance(schema, dict):
-        return schema
-    tightened = {key: strict(value) for key, value in schema.items()}
-    if (
-        "properties" in schema
-        and "additionalProperties" not in schema
-        and not schema.get("x-kubernetes-preserve-unknown-fields")
-    ):
-        tightened["additionalProperties"] = False
-    return tightened
-
-
 @pytest.fixture(scope="module")
 def validator() -> jsonschema.protocols.Validator:
     """A validator for Application objects, from the CRD's openAPIV3Schema made strict."""
-    crd = yaml.load(CRD.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1alpha1"]
-    schema = strict(version["schema"]["openAPIV3Schema"])
-    validator_class = jsonschema.validators.validator_for(
-        schema, default=jsonschema.Draft7Validator
-    )
-    validator_class.check_schema(schema)
-    return validator_class(schema)
+    return crd_validator(CRD, "v1alpha1")
 
 
 @pytest.fixture(scope="module")
@@ -55,14 +28,6 @@ def application() -> dict[str, Any]:
     """manifests/argocd/application.yaml, parsed."""
     document: dict[str, Any] = yaml.safe_load(APPLICATION.read_text())
     return document
-
-
-def errors(validator: jsonschema.protocols.Validator, document: dict[str, Any]) -> list[str]:
-    """Every schema violation in `document`, one line each."""
-    return [
-        f"{'.'.join(map(str, error.absolute_path))}: {error.message}"
-        for error in validator.iter_errors(document)
-    ]
 
 
 def test_application_is_valid_for_argo_cds_crd(

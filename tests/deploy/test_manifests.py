@@ -4,7 +4,6 @@ the servers' own settings and the Argo CD hook pattern."""
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -22,23 +21,23 @@ import yaml
 from http_api.settings import Settings as ApiSettings
 from mining.settings import Settings as MiningSettings
 from mining.version import __version__
-from tests.deploy.deployfiles import MANIFESTS, Dockerfile, Rendered, venv_tool
+from tests.deploy.deployfiles import (
+    HOOK,
+    HOOK_DELETE_POLICY,
+    MANIFESTS,
+    OLDEST_KUBERNETES,
+    WAVE,
+    Dockerfile,
+    Rendered,
+    annotations_of,
+    mebibytes,
+    validate,
+)
 from tests.helpers.processes import free_port
 
-# The oldest Kubernetes minor we claim: everything used is GA there (autoscaling/v2 1.23,
-# policy/v1 1.21, seccompProfile 1.19, startupProbe 1.20, emptyDir sizeLimit 1.25).
-OLDEST_KUBERNETES = "1.25.0"
 # Seconds left between the server's own shutdown deadline and Kubernetes' SIGKILL.
 MARGIN_BEFORE_SIGKILL_S = 5
-WAVE = "argocd.argoproj.io/sync-wave"
-HOOK = "argocd.argoproj.io/hook"
-HOOK_DELETE_POLICY = "argocd.argoproj.io/hook-delete-policy"
 PRODUCTION = MANIFESTS / "overlays" / "production"
-
-
-def annotations_of(obj: dict[str, Any]) -> dict[str, str]:
-    """An object's annotations (none: empty)."""
-    return dict(obj["metadata"].get("annotations") or {})
 
 
 def mounted_volume(rendered: Rendered, kind: str, path: str) -> tuple[dict[str, Any], Any]:
@@ -46,21 +45,6 @@ def mounted_volume(rendered: Rendered, kind: str, path: str) -> tuple[dict[str, 
     (mount,) = [m for m in rendered.container(kind)["volumeMounts"] if m["mountPath"] == path]
     (volume,) = [v for v in rendered.pod_spec(kind)["volumes"] if v["name"] == mount["name"]]
     return mount, volume
-
-
-def mebibytes(quantity: str) -> float:
-    """A Kubernetes memory quantity (Mi, Gi or bytes) in MiB."""
-    match = re.fullmatch(r"(\d+)(Mi|Gi)?", quantity)
-    assert match, f"unexpected memory quantity {quantity!r}"
-    number, unit = int(match[1]), match[2]
-    return number * {"Mi": 1, "Gi": 1024, None: 2**-20}[unit]
-
-
-def validate(path: Path, version: str | None) -> subprocess.CompletedProcess[str]:
-    """kubernetes-validate --strict on a file, for `version` (None: the newest it knows)."""
-    command = [venv_tool("kubernetes-validate"), "--strict", "--quiet"]
-    command += ["--kubernetes-version", version] if version else []
-    return subprocess.run([*command, str(path)], capture_output=True, text=True, check=False)
 
 
 def test_each_overlay_renders_the_whole_application_in_one_namespace(rendered: Rendered) -> None:
