@@ -97,13 +97,17 @@ BASKETS = st.lists(
 )
 
 
+# Random baskets over a few songs, and thresholds that often hit a count exactly.
+EXAMPLES = {
+    "baskets": BASKETS,
+    "support": st.sampled_from(SUPPORTS),
+    "confidence": st.sampled_from(CONFIDENCES),
+    "max_len": st.integers(min_value=2, max_value=5),
+}
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    baskets=BASKETS,
-    support=st.sampled_from(SUPPORTS),
-    confidence=st.sampled_from(CONFIDENCES),
-    max_len=st.integers(min_value=2, max_value=5),
-)
+@given(**EXAMPLES)
 def test_mined_rules_equal_brute_force(
     baskets: list[list[str]], support: str, confidence: str, max_len: int
 ) -> None:
@@ -112,12 +116,7 @@ def test_mined_rules_equal_brute_force(
 
 # A few examples: each is a handful of Spark jobs (~1 s on the shared session).
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    baskets=BASKETS,
-    support=st.sampled_from(SUPPORTS),
-    confidence=st.sampled_from(CONFIDENCES),
-    max_len=st.integers(min_value=2, max_value=5),
-)
+@given(**EXAMPLES)
 def test_spark_rules_equal_brute_force(
     spark: object, baskets: list[list[str]], support: str, confidence: str, max_len: int
 ) -> None:
