@@ -160,8 +160,27 @@ def _read_columns(path: Path) -> pa.Table:
         return pacsv.read_csv(stream, convert_options=convert)
 
 
+@dataclass(frozen=True, eq=False)
+class PlaylistRows:
+    """The valid rows of a dataset in file order: ``names[song_codes[i]]`` is in playlist
+    ``playlist_codes[i]`` (codes number pids and names in order of first appearance)."""
+
+    playlist_codes: I64
+    song_codes: I64
+    names: list[str]
+    rows: int
+    skipped_rows: int
+
+
 def read_playlists(path: Path) -> PlaylistFile:
     """Read a playlists CSV (plain, gzip or xz); raise MiningInputError naming what is wrong."""
+    found = read_playlist_rows(path)
+    transactions = build_transactions(found.playlist_codes, found.song_codes, found.names)
+    return PlaylistFile(transactions=transactions, rows=found.rows, skipped_rows=found.skipped_rows)
+
+
+def read_playlist_rows(path: Path) -> PlaylistRows:
+    """The valid rows of a playlists CSV in file order (the evaluation's seeds need that order)."""
     path = Path(path)
     if not path.is_file():
         raise MiningInputError(f"{path}: no such file")
@@ -193,9 +212,10 @@ def read_playlists(path: Path) -> PlaylistFile:
         )
     pid_codes = pc.filter(pids, valid).dictionary_encode()
     song_codes = pc.filter(tracks, valid).dictionary_encode()
-    transactions = build_transactions(
-        pid_codes.indices.to_numpy(zero_copy_only=False),
-        song_codes.indices.to_numpy(zero_copy_only=False),
-        song_codes.dictionary.to_pylist(),
+    return PlaylistRows(
+        playlist_codes=pid_codes.indices.to_numpy(zero_copy_only=False).astype(np.int64),
+        song_codes=song_codes.indices.to_numpy(zero_copy_only=False).astype(np.int64),
+        names=song_codes.dictionary.to_pylist(),
+        rows=rows,
+        skipped_rows=rows - kept,
     )
-    return PlaylistFile(transactions=transactions, rows=rows, skipped_rows=rows - kept)
