@@ -66,6 +66,9 @@ def test_header_is_self_describing_cbor() -> None:
         "min_support": 0.025,
         "min_confidence": 0.7,
         "max_len": 8,
+        # What the user gave, and the count it means for the header's 100 transactions.
+        "min_support_requested": "0.025",
+        "min_count": 3,
     }
     assert document["rules"]["consequents"].tag == 70
 
