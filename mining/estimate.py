@@ -40,19 +40,22 @@ I64 = npt.NDArray[np.int64]
 
 @dataclass(frozen=True)
 class EngineCost:
-    """Bytes an engine needs while it builds its result: fixed + per itemset + per song in one."""
+    """Bytes an engine needs while it mines: fixed, per occurrence of a frequent song in a
+    playlist (its input and tree), per itemset and per song of an itemset (its result)."""
 
     fixed: int
+    per_occurrence: int
     per_itemset: int
     per_song: int
 
 
 # Measured peaks over the data already in memory (docs/mining-memory.md), rounded up:
-# pyfim's list of tuples took 141-255 bytes an itemset, mlxtend's frame of frozensets
-# 405-570 (and ~100 MiB of its own at any size).
+# pyfim's input lists and tree took 80-100 bytes an occurrence and its list of tuples
+# 141-255 bytes an itemset; mlxtend's frame and tree ~470 an occurrence, its frame of
+# frozensets 405-570 an itemset.
 ENGINE_COSTS = {
-    "pyfim": EngineCost(fixed=16 * MIB, per_itemset=260, per_song=8),
-    "mlxtend": EngineCost(fixed=160 * MIB, per_itemset=600, per_song=16),
+    "pyfim": EngineCost(fixed=16 * MIB, per_occurrence=110, per_itemset=260, per_song=8),
+    "mlxtend": EngineCost(fixed=100 * MIB, per_occurrence=500, per_itemset=600, per_song=16),
 }
 # The itemset table (4 bytes a song, 8 a count, 16 of hash index), then the rules: a rule
 # of antecedent length L ends as 4L + 16 bytes and peaks at about 2.5 times that while
@@ -66,12 +69,14 @@ RULE_FIXED = 40
 @dataclass(frozen=True)
 class Spectrum:
     """Frequent itemsets counted at ``min_count``: ``by_size[k][v]`` itemsets of k songs in
-    exactly ``min_count + v`` playlists, for every size up to ``counted_sizes``."""
+    exactly ``min_count + v`` playlists, for every size up to ``counted_sizes``;
+    ``occurrences[v]``: songs in ≥ ``min_count + v`` playlists, summed over the playlists."""
 
     min_count: int
     max_len: int
     counted_sizes: int
     by_size: dict[int, I64]
+    occurrences: I64
 
     @property
     def complete(self) -> bool:
@@ -84,11 +89,21 @@ class Spectrum:
         if offset < 0:
             raise ValueError(f"counted from {self.min_count} playlists, not {count}")
         limit = self.counted_sizes if sizes is None else min(sizes, self.counted_sizes)
-        return {k: int(v[offset:].sum()) for k, v in self.by_size.items() if k <= limit and v.any()}
+        found = {k: int(v[offset:].sum()) for k, v in self.by_size.items() if k <= limit}
+        return {k: number for k, number in found.items() if number}
+
+    def need(self, count: int, engine: str, rules: bool = True, sizes: int | None = None) -> int:
+        """``mining_bytes`` of the itemsets counted at ``count`` playlists."""
+        offset = count - self.min_count
+        occurrences = int(self.occurrences[offset]) if offset < len(self.occurrences) else 0
+        return mining_bytes(self.itemsets(count, sizes), occurrences, engine, rules)
 
 
-def mining_bytes(itemsets: dict[int, int], engine: str, rules: bool = True) -> int:
-    """Memory to mine ``itemsets`` (count by size) and, with ``rules``, derive their rules.
+def mining_bytes(
+    itemsets: dict[int, int], occurrences: int, engine: str, rules: bool = True
+) -> int:
+    """Memory to mine ``itemsets`` (count by size) from ``occurrences`` of frequent songs in
+    playlists and, with ``rules``, derive their rules.
 
     The engine's result and the rule derivation do not coexist (the engine's objects are
     freed as they are converted), so the need is the larger of the two. The rules are
@@ -98,7 +113,12 @@ def mining_bytes(itemsets: dict[int, int], engine: str, rules: bool = True) -> i
     cost = ENGINE_COSTS[engine]
     count = sum(itemsets.values())
     songs = sum(k * n for k, n in itemsets.items())
-    engine_bytes = cost.fixed + count * cost.per_itemset + songs * cost.per_song
+    engine_bytes = (
+        cost.fixed
+        + occurrences * cost.per_occurrence
+        + count * cost.per_itemset
+        + songs * cost.per_song
+    )
     table = count * TABLE_PER_ITEMSET + songs * TABLE_PER_SONG
     if not rules:
         return max(engine_bytes, table)
@@ -122,6 +142,14 @@ def longest_playlist(transactions: Transactions, min_count: int) -> int:
     return int(np.diff(indptr).max())
 
 
+def _occurrences(transactions: Transactions, min_count: int) -> I64:
+    """For each count c ≥ min_count (index c − min_count): occurrences of songs in ≥ c playlists."""
+    n = transactions.playlists
+    counts = transactions.song_counts[transactions.song_counts >= min_count]
+    per_count = np.bincount(counts - min_count, weights=counts, minlength=n - min_count + 1)
+    return np.cumsum(per_count[::-1])[::-1].astype(np.int64)
+
+
 def _spectrum_arrays(
     counts: dict[tuple[int, int], float], min_count: int, n: int
 ) -> dict[int, I64]:
@@ -135,14 +163,15 @@ def _spectrum_arrays(
 
 
 def _pyfim_spectrum(
-    transactions: Transactions, min_count: int, max_len: int, rows: list[list[int]], size: int
+    transactions: Transactions, min_count: int, rows: list[list[int]], size: int
 ) -> dict[int, I64]:
     import fim  # noqa: PLC0415
 
     n = transactions.playlists
     found = fim.fpgrowth(rows, target="s", supp=-min_count, zmax=size, report="#")
     by_size = _spectrum_arrays(found, min_count, n)
-    everywhere, longest = everywhere_itemsets(transactions, len(transactions.song_counts), size)
+    width = frequent_width(transactions, min_count)
+    everywhere, longest = everywhere_itemsets(transactions, width, size)
     for k in range(1, longest + 1):
         row = by_size.setdefault(k, np.zeros(n - min_count + 1, dtype=np.int64))
         row[n - min_count] += math.comb(len(everywhere), k)
@@ -178,28 +207,31 @@ def count_itemsets(
     transactions: Transactions,
     min_count: int,
     max_len: int,
-    too_many: Callable[[dict[int, int]], bool],
+    too_many: Callable[[Spectrum], bool],
 ) -> Spectrum:
     """Count the frequent itemsets at ``min_count``, one more size at a time.
 
-    Stops after the first size at which ``too_many(itemsets by size)`` holds: the counts
+    Stops after the first size at which ``too_many(spectrum so far)`` holds: the counts
     so far are then a lower bound of the full spectrum, at every count ≥ min_count.
     """
     n = transactions.playlists
+    if min_count > n:
+        return Spectrum(min_count, max_len, max_len, {}, np.zeros(0, dtype=np.int64))
+    occurrences = _occurrences(transactions, min_count)
     longest = min(max_len, longest_playlist(transactions, min_count))
-    if longest == 0 or min_count > n:
-        return Spectrum(min_count, max_len, max_len, {})
+    if longest == 0:
+        return Spectrum(min_count, max_len, max_len, {}, occurrences)
     width = frequent_width(transactions, min_count)
     if not pyfim_available():
         pairs = _pair_spectrum(transactions, min_count, width)
         counted = min(2, longest)
         by_size = {k: v for k, v in pairs.items() if k <= counted}
-        return Spectrum(min_count, longest, counted, by_size)
+        return Spectrum(min_count, longest, counted, by_size, occurrences)
     rows = pyfim_rows(transactions, width)
-    by_size = {}
+    spectrum = Spectrum(min_count, longest, 0, {}, occurrences)
     for size in range(min(2, longest), longest + 1):
-        by_size = _pyfim_spectrum(transactions, min_count, longest, rows, size)
-        spectrum = Spectrum(min_count, longest, size, by_size)
-        if too_many(spectrum.itemsets(min_count)):
-            return spectrum
-    return Spectrum(min_count, longest, longest, by_size)
+        by_size = _pyfim_spectrum(transactions, min_count, rows, size)
+        spectrum = Spectrum(min_count, longest, size, by_size, occurrences)
+        if too_many(spectrum):
+            break
+    return spectrum

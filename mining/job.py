@@ -22,7 +22,13 @@ from mining.atomicfile import fsync_directory, write_temporary
 from mining.checkpoint import CHECKPOINT_FILENAME, Checkpoint, CheckpointError, read_checkpoint
 from mining.errors import DatasetUnavailableError, MemoryBudgetError, OutputError
 from mining.guard import report, run_guarded
-from mining.memory import DEFAULT_SHARE, format_size, memory_limits, tree_memory
+from mining.memory import (
+    DEFAULT_SHARE,
+    format_size,
+    memory_limits,
+    release_free_memory,
+    tree_memory,
+)
 from mining.pipeline import ADVICE, MinedRules, memory_budget, mine_ruleset
 from mining.rulesfile import (
     RULES_FILENAME,
@@ -188,6 +194,7 @@ def _read_and_mine(path: Path, downloaded: bool, settings: Settings, limit: int)
         # mine downloads afresh anyway).
         path.unlink(missing_ok=True)
     transactions = playlist_file.transactions
+    release_free_memory()
     logger.info(
         "read: %d rows (%d skipped: empty pid or track_name), %d playlists, %d songs, in %.2f s",
         playlist_file.rows,

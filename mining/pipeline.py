@@ -20,7 +20,13 @@ from mining.engines import mine_itemsets
 from mining.errors import MemoryBudgetError
 from mining.estimate import Spectrum, count_itemsets, mining_bytes
 from mining.guard import guard_pid, report, run_guarded
-from mining.memory import default_limit, format_size, memory_limits, tree_memory
+from mining.memory import (
+    default_limit,
+    format_size,
+    memory_limits,
+    release_free_memory,
+    tree_memory,
+)
 from mining.rules import PackedRules, derive_packed
 from mining.rulesfile import RuleSet, RulesHeader
 from mining.support import AUTO, exact_fraction, fixed_count, playlists_text, spec_text
@@ -77,7 +83,7 @@ def _first_fitting(spectrum: Spectrum, engine: str, budget: int, rules: bool) ->
     low, high = spectrum.min_count, spectrum.min_count + _span(spectrum)
     while low < high:
         middle = (low + high) // 2
-        if mining_bytes(spectrum.itemsets(middle), engine, rules) <= budget:
+        if spectrum.need(middle, engine, rules) <= budget:
             high = middle
         else:
             low = middle + 1
@@ -97,7 +103,7 @@ def lowest_fitting_count(
     the budget; those counts are lower bounds at every higher count, which gives the
     next candidate. A round that counts every size is exact and ends the search.
     """
-    if mining_bytes({}, engine) > budget:
+    if mining_bytes({}, 0, engine) > budget:
         raise MemoryBudgetError(
             f"memory budget exceeded before mining: {format_size(budget)} is left of "
             f"MINING_MEMORY_LIMIT once the data is read, less than the {engine} engine "
@@ -107,7 +113,7 @@ def lowest_fitting_count(
     while True:
         report("count", f"counting the itemsets in >= {count} playlists, <= {max_len} songs")
         spectrum = count_itemsets(
-            transactions, count, max_len, lambda s: mining_bytes(s, engine) > budget
+            transactions, count, max_len, lambda s: s.need(s.min_count, engine) > budget
         )
         fitting = _first_fitting(spectrum, engine, budget, rules=True)
         if spectrum.complete or fitting > transactions.playlists:
@@ -136,7 +142,7 @@ def _refusal(
     shorter = [
         z
         for z in range(2, min(spectrum.counted_sizes, settings.max_len - 1) + 1)
-        if mining_bytes(spectrum.itemsets(count, sizes=z), settings.engine) <= budget
+        if spectrum.need(count, settings.engine, sizes=z) <= budget
     ]
     if shorter:
         changes.append(f"lower MAX_LEN to {shorter[-1]}")
@@ -160,7 +166,7 @@ def _plan(settings: Settings, transactions: Transactions, limit: int) -> _Plan:
         count, spectrum = lowest_fitting_count(
             transactions, settings.auto_floor, settings.max_len, engine, budget
         )
-        estimated = mining_bytes(spectrum.itemsets(count), engine)
+        estimated = spectrum.need(count, engine)
         logger.info(
             "support: auto is %s of %d (floor %s; %s itemsets need ~%s of the %s left)",
             playlists_text(count),
@@ -186,10 +192,10 @@ def _plan(settings: Settings, transactions: Transactions, limit: int) -> _Plan:
         transactions,
         count,
         settings.max_len,
-        lambda s: mining_bytes(s, engine, rules=False) > budget,
+        lambda s: s.need(count, engine, rules=False) > budget,
     )
-    plan = _Plan(count, spectrum, mining_bytes(spectrum.itemsets(count), engine))
-    if mining_bytes(spectrum.itemsets(count), engine, rules=False) > budget:
+    plan = _Plan(count, spectrum, spectrum.need(count, engine))
+    if spectrum.need(count, engine, rules=False) > budget:
         raise _refusal(settings, transactions, plan, budget, limit)
     return plan
 
@@ -248,6 +254,7 @@ def mine_ruleset(
         f"engine {settings.engine}",
     )
     table = mine_itemsets(transactions, plan.min_count, max_len, settings.engine)
+    release_free_memory()
     logger.info(
         "mine: %d frequent itemsets (in >= %d of %d playlists, <= %d songs, engine %s), in %.2f s",
         len(table),
