@@ -110,7 +110,8 @@ def mining_bytes(
     counted at their upper bound (k rules per itemset of k songs), as if every rule
     passed the confidence threshold.
     """
-    cost = ENGINE_COSTS[engine]
+    # An engine without measured costs is priced like the hungriest one measured.
+    cost = ENGINE_COSTS.get(engine, ENGINE_COSTS["mlxtend"])
     count = sum(itemsets.values())
     songs = sum(k * n for k, n in itemsets.items())
     engine_bytes = (

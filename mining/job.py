@@ -253,11 +253,12 @@ def _mine(settings: Settings, url: str) -> JobOutcome:
     )
     mined = guarded.value
     logger.info(
-        "memory: peak %s (the job's processes together, polled), %s for the worker alone "
-        "(estimated %s over the data)",
-        format_size(guarded.peak_tree_bytes),
+        "memory: peak %s resident in the worker, %s in all the job's processes as polled "
+        "(estimated: %s for mining over the data read), budget %s",
         format_size(guarded.worker_peak_rss),
+        format_size(guarded.peak_tree_bytes),
         format_size(mined.estimated_bytes),
+        format_size(limit),
     )
 
     started = time.perf_counter()

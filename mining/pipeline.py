@@ -160,43 +160,49 @@ def _plan(settings: Settings, transactions: Transactions, limit: int) -> _Plan:
     """Resolve MIN_SUPPORT to a count and check the itemsets it gives against the budget."""
     n = transactions.playlists
     engine = settings.engine
+    started = time.perf_counter()
     budget = limit - tree_memory(guard_pid())
     spec = settings.min_support
     if spec == AUTO:
         count, spectrum = lowest_fitting_count(
             transactions, settings.auto_floor, settings.max_len, engine, budget
         )
-        estimated = spectrum.need(count, engine)
-        logger.info(
-            "support: auto is %s of %d (floor %s; %s itemsets need ~%s of the %s left)",
-            playlists_text(count),
-            n,
-            playlists_text(settings.auto_floor),
-            f"{sum(spectrum.itemsets(count).values()):,}",
-            format_size(estimated),
-            format_size(budget),
+        plan = _Plan(count, spectrum, spectrum.need(count, engine))
+        chosen = f"auto is {playlists_text(count)} (floor {playlists_text(settings.auto_floor)})"
+    else:
+        fixed = fixed_count(spec, n)
+        if fixed is None:
+            raise ValueError(f"MIN_SUPPORT={spec_text(spec)!r} has no playlist count")
+        count = fixed
+        if not isinstance(spec, str) and exact_fraction(spec) * n < 1:
+            logger.warning(
+                "MIN_SUPPORT=%s is less than one of the %d playlists: mining at 1 playlist",
+                spec_text(spec),
+                n,
+            )
+        report(
+            "count", f"counting the itemsets in >= {count} playlists, <= {settings.max_len} songs"
         )
-        return _Plan(count, spectrum, estimated)
-    fixed = fixed_count(spec, n)
-    if fixed is None:
-        raise ValueError(f"MIN_SUPPORT={spec_text(spec)!r} has no playlist count")
-    count = fixed
-    if not isinstance(spec, str) and exact_fraction(spec) * n < 1:
-        logger.warning(
-            "MIN_SUPPORT=%s is less than one of the %d playlists: mining at 1 playlist",
-            spec_text(spec),
-            n,
+        spectrum = count_itemsets(
+            transactions,
+            count,
+            settings.max_len,
+            lambda s: s.need(count, engine, rules=False) > budget,
         )
-    report("count", f"counting the itemsets in >= {count} playlists, <= {settings.max_len} songs")
-    spectrum = count_itemsets(
-        transactions,
-        count,
-        settings.max_len,
-        lambda s: s.need(count, engine, rules=False) > budget,
+        plan = _Plan(count, spectrum, spectrum.need(count, engine))
+        if spectrum.need(count, engine, rules=False) > budget:
+            raise _refusal(settings, transactions, plan, budget, limit)
+        chosen = f"{spec_text(spec)} is {playlists_text(count)}"
+    logger.info(
+        "support: %s of %d: %s itemsets, about %s to mine, of the %s left over the data "
+        "read; counted in %.2f s",
+        chosen,
+        n,
+        f"{sum(spectrum.itemsets(count).values()):,}",
+        format_size(plan.estimated_bytes),
+        format_size(budget),
+        time.perf_counter() - started,
     )
-    plan = _Plan(count, spectrum, spectrum.need(count, engine))
-    if spectrum.need(count, engine, rules=False) > budget:
-        raise _refusal(settings, transactions, plan, budget, limit)
     return plan
 
 

@@ -239,7 +239,7 @@ def test_auto_mines_the_lowest_count_that_fits_and_a_rerun_skips(
     code, stderr, peak, _ = run_measured(tmp_path / "data", **env)
     assert code == 0, stderr
     assert peak <= LIMIT_MIB * MIB
-    assert f"support: auto is 3 playlists of {N} (floor 2 playlists;" in stderr
+    assert f"support: auto is 3 playlists (floor 2 playlists) of {N}: " in stderr
     header = read_rules(tmp_path / "data" / RULES_FILENAME).header
     assert (header.parameters.min_support, header.min_count, header.parameters.auto_floor) == (
         "auto",
