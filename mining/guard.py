@@ -65,9 +65,11 @@ class _Worker:
 
     def send(self, kind: str, payload: object) -> None:
         data = pickle.dumps((kind, payload), protocol=pickle.HIGHEST_PROTOCOL)
-        view = memoryview(_FRAME.pack(len(data)) + data)
-        while view:
-            view = view[os.write(self.fd, view) :]
+        # Length and data written apart: no third copy of a large result.
+        for part in (_FRAME.pack(len(data)), data):
+            view = memoryview(part)
+            while view:
+                view = view[os.write(self.fd, view) :]
 
 
 _worker: _Worker | None = None
@@ -155,7 +157,8 @@ class _Frames:
             end = _FRAME.size + length
             if len(self._buffer) < end:
                 break
-            frames.append(pickle.loads(self._buffer[_FRAME.size : end]))
+            with memoryview(self._buffer) as view:
+                frames.append(pickle.loads(view[_FRAME.size : end]))
             del self._buffer[:end]
         return frames
 
