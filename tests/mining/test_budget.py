@@ -29,6 +29,12 @@ LIMIT_MIB = 512
 PLAYLISTS = shared_runs(pairs=25, run=40, noise=12)
 N = len(PLAYLISTS)
 TWO_PLAYLISTS = repr(2 / N)
+# The course sample's must-show, scaled to this dataset: 2 playlists, confidence 0.1.
+PARAMETERS = {
+    "MIN_SUPPORT": TWO_PLAYLISTS,
+    "MIN_CONFIDENCE": "0.1",
+    "MINING_MEMORY_LIMIT": f"{LIMIT_MIB}MiB",
+}
 WRAPPER = textwrap.dedent(
     """
     import resource, subprocess, sys
@@ -78,35 +84,18 @@ def one_error_line(stderr: str) -> str:
 
 @pytest.fixture(scope="module")
 def mined(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """The exploding dataset, and a DATA_DIR holding its rules at MAX_LEN 2 (both engines)."""
+    """The exploding dataset, and a DATA_DIR holding its rules at MAX_LEN 2 (each engine fits)."""
     root = tmp_path_factory.mktemp("budget")
     dataset = write_playlists_csv(root / "shared-runs.csv", PLAYLISTS)
-    data_dir = root / "data"
+    # pyfim's run last: its rules are the files the refused runs must leave untouched.
     for engine in ("mlxtend", "pyfim"):
+        data_dir = root / f"data-{engine}"
         code, stderr, peak, _ = run_measured(
-            data_dir,
-            DATASET_URL=dataset,
-            MIN_SUPPORT=TWO_PLAYLISTS,
-            MAX_LEN="2",
-            MIN_CONFIDENCE="0.1",
-            MINING_MEMORY_LIMIT=f"{LIMIT_MIB}MiB",
-            MINING_ENGINE=engine,
-            LOG_LEVEL="WARNING",
+            data_dir, DATASET_URL=dataset, MAX_LEN="2", MINING_ENGINE=engine, **PARAMETERS
         )
         assert code == 0, stderr
         assert peak <= LIMIT_MIB * MIB, (engine, peak // MIB)
-        (data_dir / RULES_FILENAME).unlink()
-    # The last run's rules stay: the files the refused runs must leave untouched.
-    code, stderr, _, _ = run_measured(
-        data_dir,
-        DATASET_URL=dataset,
-        MIN_SUPPORT=TWO_PLAYLISTS,
-        MAX_LEN="2",
-        MIN_CONFIDENCE="0.1",
-        MINING_MEMORY_LIMIT=f"{LIMIT_MIB}MiB",
-    )
-    assert code == 0, stderr
-    assert read_rules(data_dir / RULES_FILENAME).header.rule_count > 25 * 40 * 39
+        assert read_rules(data_dir / RULES_FILENAME).header.rule_count > 25 * 40 * 39
     return dataset, data_dir
 
 
@@ -118,11 +107,9 @@ def explode(
         data_dir,
         hide_pyfim,
         DATASET_URL=dataset,
-        MIN_SUPPORT=TWO_PLAYLISTS,
         MAX_LEN="8",
-        MIN_CONFIDENCE="0.1",
-        MINING_MEMORY_LIMIT=f"{LIMIT_MIB}MiB",
         MINING_ENGINE=engine,
+        **PARAMETERS,
         **env,
     )
     assert code == 6, stderr
