@@ -38,7 +38,7 @@ through the environment (defaults in brackets):
   MIN_CONFIDENCE       minimum rule confidence [{DEFAULT_MIN_CONFIDENCE}]
   MAX_LEN              most songs in an itemset (antecedent + consequent) [{DEFAULT_MAX_LEN}]
   MINING_ENGINE        pyfim or mlxtend (same rules) [pyfim if installed, else mlxtend]
-  MINING_MEMORY_LIMIT  memory the job may hold, e.g. 2GiB, 512MiB, 1.5GB, 2Gi
+  MINING_MEMORY_LIMIT  memory the job may hold, e.g. 2GiB, 512MiB, 1.5GB
                        [{round(DEFAULT_SHARE * 100)}% of physical, available or cgroup memory,
                        whichever is least]
   AUTO_SUPPORT_FLOOR   fewest playlists MIN_SUPPORT=auto may choose [{DEFAULT_AUTO_FLOOR}]

@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from mining.errors import MemoryBudgetError
-from mining.memory import format_size, process_tree, tree_memory
+from mining.memory import process_tree, tree_memory
+from mining.sizes import format_size
 
 logger = logging.getLogger("mining")
 

@@ -22,13 +22,7 @@ from mining.atomicfile import fsync_directory, write_temporary
 from mining.checkpoint import CHECKPOINT_FILENAME, Checkpoint, CheckpointError, read_checkpoint
 from mining.errors import DatasetUnavailableError, MemoryBudgetError, OutputError
 from mining.guard import report, run_guarded
-from mining.memory import (
-    DEFAULT_SHARE,
-    format_size,
-    memory_limits,
-    release_free_memory,
-    tree_memory,
-)
+from mining.memory import DEFAULT_SHARE, memory_limits, release_free_memory, tree_memory
 from mining.pipeline import ADVICE, MinedRules, memory_budget, mine_ruleset
 from mining.rulesfile import (
     RULES_FILENAME,
@@ -40,6 +34,7 @@ from mining.rulesfile import (
     read_rules,
 )
 from mining.settings import Settings
+from mining.sizes import format_size
 from mining.support import spec_text
 from mining.version import __version__
 

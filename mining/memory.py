@@ -9,35 +9,15 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from mining.sizes import format_size
+
 KIB = 1024
 MIB = 1024 * KIB
 GIB = 1024 * MIB
-_UNITS = {
-    "": 1,
-    "b": 1,
-    "k": 1000,
-    "kb": 1000,
-    "m": 1000**2,
-    "mb": 1000**2,
-    "g": 1000**3,
-    "gb": 1000**3,
-    "t": 1000**4,
-    "tb": 1000**4,
-    "ki": KIB,
-    "kib": KIB,
-    "mi": MIB,
-    "mib": MIB,
-    "gi": GIB,
-    "gib": GIB,
-    "ti": 1024 * GIB,
-    "tib": 1024 * GIB,
-}
-_SIZE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([a-z]*)", re.IGNORECASE)
 # Share of the memory this process may use that the job takes by default. The rest is
 # headroom for what the budget does not see: the kernel's own memory for the processes,
 # the page cache a container's cgroup also charges, and what the job allocates between
@@ -49,31 +29,6 @@ MIN_LIMIT = 64 * MIB
 _UNLIMITED = 1 << 60
 
 PROC = Path("/proc")
-CGROUP_ROOT = Path("/sys/fs/cgroup")
-
-
-class SizeError(ValueError):
-    """Text that is not a memory size."""
-
-
-def parse_size(text: str) -> int:
-    """Bytes in ``2GiB``, ``512MiB``, ``1.5GB``, ``2Gi`` (Kubernetes), ``1000000`` (bytes)."""
-    match = _SIZE.fullmatch(text.strip())
-    if not match or match.group(2).lower() not in _UNITS:
-        raise SizeError(
-            "is not a size (write e.g. 2GiB, 512MiB, 1.5GB or 2Gi; units B, KB, MB, GB, TB "
-            "are powers of 1000, KiB, MiB, GiB, TiB powers of 1024)"
-        )
-    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
-
-
-def format_size(size: float) -> str:
-    """``1.5 GiB``, ``640 MiB``, ``12 KiB``: binary units, three significant figures at most."""
-    for unit, scale in (("GiB", GIB), ("MiB", MIB), ("KiB", KIB)):
-        if abs(size) >= scale:
-            value = size / scale
-            return f"{value:.3g} {unit}" if value < 100 else f"{value:.0f} {unit}"
-    return f"{size:.0f} B"
 
 
 @dataclass(frozen=True)

@@ -20,15 +20,10 @@ from mining.engines import mine_itemsets
 from mining.errors import MemoryBudgetError
 from mining.estimate import Spectrum, count_itemsets, mining_bytes
 from mining.guard import guard_pid, report, run_guarded
-from mining.memory import (
-    default_limit,
-    format_size,
-    memory_limits,
-    release_free_memory,
-    tree_memory,
-)
+from mining.memory import default_limit, memory_limits, release_free_memory, tree_memory
 from mining.rules import PackedRules, derive_packed
 from mining.rulesfile import RuleSet, RulesHeader
+from mining.sizes import format_size
 from mining.support import AUTO, exact_fraction, fixed_count, playlists_text, spec_text
 from mining.version import __version__
 

@@ -12,8 +12,9 @@ from pathlib import Path
 from mining.checkpoint import normalise_dataset_url
 from mining.engines import ENGINES, default_engine, engine_problem
 from mining.errors import SettingsError
-from mining.memory import MIN_LIMIT, SizeError, format_size, parse_size
+from mining.memory import MIN_LIMIT
 from mining.rulesfile import MiningParameters
+from mining.sizes import format_size, parse_size
 from mining.support import (
     AUTO,
     SupportSpec,
@@ -107,7 +108,7 @@ def _memory_setting(env: Mapping[str, str]) -> int | None:
         return None
     try:
         size = parse_size(raw)
-    except SizeError as exc:
+    except ValueError as exc:
         raise SettingsError(f"MINING_MEMORY_LIMIT={raw!r} {exc}") from None
     if size < MIN_LIMIT:
         raise SettingsError(

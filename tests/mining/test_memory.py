@@ -11,7 +11,10 @@ from pathlib import Path
 import pytest
 
 from mining import memory
-from mining.memory import GIB, MIB, MemoryLimits, SizeError, format_size, parse_size
+from mining.errors import SettingsError
+from mining.memory import GIB, MIB, MemoryLimits
+from mining.settings import Settings
+from mining.sizes import format_size
 
 
 @pytest.mark.parametrize(
@@ -20,30 +23,20 @@ from mining.memory import GIB, MIB, MemoryLimits, SizeError, format_size, parse_
         ("2GiB", 2 * GIB),
         ("512MiB", 512 * MIB),
         ("1.5GB", 1_500_000_000),
-        ("2Gi", 2 * GIB),
         ("1.5 gib", 3 * GIB // 2),
-        ("64M", 64_000_000),
-        ("1000000", 1_000_000),
-        ("1TiB", 1024 * GIB),
+        ("1000000000", 1_000_000_000),
         (".5GiB", GIB // 2),
     ],
 )
-def test_sizes_in_every_usual_unit(text: str, size: int) -> None:
-    assert parse_size(text) == size
+def test_the_budget_takes_sizes_in_the_usual_units(text: str, size: int) -> None:
+    settings = Settings.from_env({"MINING_MEMORY_LIMIT": text})
+    assert settings.memory_limit == size
 
 
-@pytest.mark.parametrize("text", ["", "GiB", "2 GiBs", "-1GiB", "2 gigabytes", "1e9", "2GiB!"])
+@pytest.mark.parametrize("text", ["GiB", "2 GiBs", "-1GiB", "2 gigabytes", "1e9", "2GiB!"])
 def test_what_is_not_a_size_is_refused(text: str) -> None:
-    with pytest.raises(SizeError, match="2GiB, 512MiB"):
-        parse_size(text)
-
-
-def test_sizes_are_shown_in_binary_units() -> None:
-    assert format_size(GIB) == "1 GiB"
-    assert format_size(1.5 * GIB) == "1.5 GiB"
-    assert format_size(640 * MIB) == "640 MiB"
-    assert format_size(12_345) == "12.1 KiB"
-    assert format_size(10) == "10 B"
+    with pytest.raises(SettingsError, match="is not a size"):
+        Settings.from_env({"MINING_MEMORY_LIMIT": text})
 
 
 def _fake_system(root: Path, mountinfo: str, cgroup: str, files: dict[str, str]) -> Path:
