@@ -1,13 +1,14 @@
 """Count frequent itemsets before mining them, and turn counts into the memory mining needs.
 
-pyfim counts without materialising: its "pattern spectrum" is the number of
-frequent itemsets of each size at each exact playlist count, and it counts the
-itemsets of long shared runs of songs combinatorially (perfect extensions), so the
-500-playlist course sample's 162,587,736 itemsets at 2 playlists and 8 songs are
-counted in 10 ms. Counting still visits every itemset of the other kinds, so sizes
-are counted one more at a time and counting stops as soon as those already counted
-need more memory than the budget. Without pyfim, the singletons and pairs are counted
-exactly with sparse products (a lower bound for longer itemsets, exact for MAX_LEN 2).
+Singletons and pairs are counted exactly with sparse products of song blocks, in
+bounded memory. Longer itemsets are counted by pyfim without materialising them: its
+"pattern spectrum" is the number of frequent itemsets of each size at each exact
+playlist count, and it counts the itemsets of long shared runs of songs
+combinatorially (perfect extensions), so the 500-playlist course sample's
+162,587,736 itemsets at 2 playlists and 8 songs are counted in 10 ms. Counting still
+visits every itemset of the other kinds, so sizes are counted one more at a time and
+counting stops as soon as those already counted need more memory than the budget.
+Without pyfim, the pairs are a lower bound for longer itemsets.
 
 One spectrum counted at ``c`` playlists holds the counts at every ``c' ≥ c``,
 which is what the ``auto`` support searches.
@@ -192,8 +193,9 @@ def _pair_spectrum(transactions: Transactions, min_count: int, width: int) -> di
         (np.ones(len(indices), dtype=np.int32), indices, indptr), shape=(n, width)
     ).tocsc()
     pairs = np.zeros(n - min_count + 1, dtype=np.int64)
-    # Each block's product holds at most block × width counts: 12 bytes each, ≤ ~64 MiB.
-    block = max(1, (64 * MIB) // (12 * max(width, 1)))
+    # Each block's product holds at most block × width counts, ~48 bytes each while it is
+    # built, converted and filtered: ≤ ~64 MiB a block.
+    block = max(1, (64 * MIB) // (48 * max(width, 1)))
     for start in range(0, width, block):
         product = (incidence[:, start : start + block].T @ incidence).tocoo()
         later = product.col > product.row + start
@@ -212,8 +214,11 @@ def count_itemsets(
 ) -> Spectrum:
     """Count the frequent itemsets at ``min_count``, one more size at a time.
 
-    Stops after the first size at which ``too_many(spectrum so far)`` holds: the counts
-    so far are then a lower bound of the full spectrum, at every count ≥ min_count.
+    Singletons and pairs come from sparse products (exact, in bounded memory: pyfim's
+    own counting of 7 million pairs took 700 MiB); longer itemsets from pyfim's
+    spectrum, when it is installed. Stops after the first size at which
+    ``too_many(spectrum so far)`` holds: the counts so far are then a lower bound of
+    the full spectrum, at every count ≥ min_count.
     """
     n = transactions.playlists
     if min_count > n:
@@ -223,14 +228,14 @@ def count_itemsets(
     if longest == 0:
         return Spectrum(min_count, max_len, max_len, {}, occurrences)
     width = frequent_width(transactions, min_count)
-    if not pyfim_available():
-        pairs = _pair_spectrum(transactions, min_count, width)
-        counted = min(2, longest)
-        by_size = {k: v for k, v in pairs.items() if k <= counted}
-        return Spectrum(min_count, longest, counted, by_size, occurrences)
+    counted = min(2, longest)
+    pairs = _pair_spectrum(transactions, min_count, width)
+    by_size = {k: v for k, v in pairs.items() if k <= counted}
+    spectrum = Spectrum(min_count, longest, counted, by_size, occurrences)
+    if spectrum.complete or too_many(spectrum) or not pyfim_available():
+        return spectrum
     rows = pyfim_rows(transactions, width)
-    spectrum = Spectrum(min_count, longest, 0, {}, occurrences)
-    for size in range(min(2, longest), longest + 1):
+    for size in range(3, longest + 1):
         by_size = _pyfim_spectrum(transactions, min_count, rows, size)
         spectrum = Spectrum(min_count, longest, size, by_size, occurrences)
         if too_many(spectrum):

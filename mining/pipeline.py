@@ -112,7 +112,7 @@ def lowest_fitting_count(
         )
         fitting = _first_fitting(spectrum, engine, budget, rules=True)
         if spectrum.complete or fitting > transactions.playlists:
-            return max(fitting, count), spectrum
+            return fitting, spectrum
         count = fitting
 
 
@@ -162,8 +162,6 @@ def _plan(settings: Settings, transactions: Transactions, limit: int) -> _Plan:
         count, spectrum = lowest_fitting_count(
             transactions, settings.auto_floor, settings.max_len, engine, budget
         )
-        plan = _Plan(count, spectrum, spectrum.need(count, engine))
-        chosen = f"auto is {playlists_text(count)} (floor {playlists_text(settings.auto_floor)})"
     else:
         fixed = fixed_count(spec, n)
         if fixed is None:
@@ -184,10 +182,19 @@ def _plan(settings: Settings, transactions: Transactions, limit: int) -> _Plan:
             settings.max_len,
             lambda s: s.need(count, engine, rules=False) > budget,
         )
-        plan = _Plan(count, spectrum, spectrum.need(count, engine))
-        if spectrum.need(count, engine, rules=False) > budget:
-            raise _refusal(settings, transactions, plan, budget, limit)
-        chosen = f"{spec_text(spec)} is {playlists_text(count)}"
+    # What counting left behind is no longer the budget's: measure again.
+    release_free_memory()
+    budget = limit - tree_memory(guard_pid())
+    if spec == AUTO and spectrum.complete and spectrum.need(count, engine) > budget:
+        count = _first_fitting(spectrum, engine, budget, rules=True)
+    plan = _Plan(count, spectrum, spectrum.need(count, engine))
+    if spec != AUTO and spectrum.need(count, engine, rules=False) > budget:
+        raise _refusal(settings, transactions, plan, budget, limit)
+    chosen = (
+        f"auto is {playlists_text(count)} (floor {playlists_text(settings.auto_floor)})"
+        if spec == AUTO
+        else f"{spec_text(spec)} is {playlists_text(count)}"
+    )
     logger.info(
         "support: %s of %d: %s itemsets, about %s to mine, of the %s left over the data "
         "read; counted in %.2f s",
@@ -241,11 +248,12 @@ def mine_ruleset(
     max_len = plan.spectrum.max_len
     if max_len < settings.max_len:
         logger.info(
-            "MAX_LEN=%d is past the longest playlist (%d songs in >= %d playlists): itemsets "
-            "stop there",
+            "MAX_LEN=%d is past the longest playlist: none holds more than %d songs that are "
+            "in >= %s, so itemsets stop at %d songs",
             settings.max_len,
             max_len,
-            plan.min_count,
+            playlists_text(plan.min_count),
+            max_len,
         )
 
     phase_started = time.perf_counter()
@@ -280,10 +288,9 @@ def mine_ruleset(
         before = len(packed[2])
         packed, min_count = _cap_rules(packed, min_count, settings.auto_max_rules)
         logger.info(
-            "support: %s rules at >= %d playlists are more than AUTO_MAX_RULES=%d: auto is "
-            "%s, which keeps %s",
+            "support: %s rules at %s are more than AUTO_MAX_RULES=%d: auto is %s, which keeps %s",
             f"{before:,}",
-            plan.min_count,
+            playlists_text(plan.min_count),
             settings.auto_max_rules,
             playlists_text(min_count),
             f"{len(packed[2]):,}",
