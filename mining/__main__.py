@@ -1,8 +1,9 @@
 """``python -m mining``: mine the dataset named by the environment into DATA_DIR.
 
-Exit codes: 0 rules written or already up to date; 2 bad configuration; 3 bad
-input data; 4 dataset not available (missing file, download failed); 5 DATA_DIR
-not writable; 1 anything unexpected (a bug: the traceback is printed).
+Exit codes: 0 rules written or already up to date; 2 bad configuration; 3 bad input
+data; 4 dataset not available (missing file, download failed); 5 DATA_DIR not
+writable; 6 the memory budget would be or was exceeded; 1 anything unexpected (a bug:
+the traceback is printed).
 """
 
 from __future__ import annotations
@@ -13,21 +14,41 @@ from collections.abc import Mapping, Sequence
 
 from mining.errors import MiningError
 from mining.job import run_job
-from mining.settings import Settings
+from mining.memory import DEFAULT_SHARE
+from mining.settings import (
+    DEFAULT_AUTO_FLOOR,
+    DEFAULT_AUTO_MAX_RULES,
+    DEFAULT_HEARTBEAT_SECONDS,
+    DEFAULT_MAX_LEN,
+    DEFAULT_MIN_CONFIDENCE,
+    DEFAULT_MIN_SUPPORT,
+    Settings,
+)
+from mining.support import spec_text
 
-USAGE = """usage: python -m mining
+USAGE = f"""usage: python -m mining
 
 Mines association rules from a playlists CSV into DATA_DIR. Configured only
 through the environment (defaults in brackets):
-  DATASET_URL     http(s)://, file:// URL or path [the bundled sample]
-  DATA_DIR        where rules.cbor and the checkpoint go [./ml-data]
-  MIN_SUPPORT     fraction of playlists an itemset must be in [0.025]
-  MIN_CONFIDENCE  minimum rule confidence [0.7]
-  MAX_LEN         most songs in an itemset (antecedent + consequent) [8]
-  MINING_ENGINE   mlxtend or pyfim [mlxtend]
-  LOG_LEVEL       DEBUG, INFO, WARNING, ERROR or CRITICAL [INFO]
+  DATASET_URL          http(s)://, file:// URL or path [the bundled sample]
+  DATA_DIR             where rules.cbor and the checkpoint go [./ml-data]
+  MIN_SUPPORT          playlists an itemset must be in: a fraction (0 < x <= 1),
+                       'N playlists', or 'auto' (the fewest the memory budget allows)
+                       [{spec_text(DEFAULT_MIN_SUPPORT)}]
+  MIN_CONFIDENCE       minimum rule confidence [{DEFAULT_MIN_CONFIDENCE}]
+  MAX_LEN              most songs in an itemset (antecedent + consequent) [{DEFAULT_MAX_LEN}]
+  MINING_ENGINE        pyfim or mlxtend (same rules) [pyfim if installed, else mlxtend]
+  MINING_MEMORY_LIMIT  memory the job may hold, e.g. 2GiB, 512MiB, 1.5GB
+                       [{round(DEFAULT_SHARE * 100)}% of physical, available or cgroup memory,
+                       whichever is least]
+  AUTO_SUPPORT_FLOOR   fewest playlists MIN_SUPPORT=auto may choose [{DEFAULT_AUTO_FLOOR}]
+  AUTO_MAX_RULES       most rules MIN_SUPPORT=auto may keep [{DEFAULT_AUTO_MAX_RULES}]
+  MINING_HEARTBEAT_SECONDS  a progress line this often in long phases
+                       [{DEFAULT_HEARTBEAT_SECONDS:g}]
+  LOG_LEVEL            DEBUG, INFO, WARNING, ERROR or CRITICAL [INFO]
 Exit codes: 0 done or up to date, 2 bad configuration, 3 bad input data,
-4 dataset not available, 5 DATA_DIR not writable, 1 unexpected error."""
+4 dataset not available, 5 DATA_DIR not writable, 6 over the memory budget
+(raise MIN_SUPPORT, lower MAX_LEN or raise MINING_MEMORY_LIMIT), 1 unexpected error."""
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:

@@ -31,3 +31,9 @@ class OutputError(MiningError):
     """DATA_DIR cannot be created, locked or written."""
 
     exit_code = 5
+
+
+class MemoryBudgetError(MiningError):
+    """The parameters need, or the job reached, more memory than MINING_MEMORY_LIMIT allows."""
+
+    exit_code = 6

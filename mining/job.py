@@ -15,14 +15,15 @@ import os
 import time
 import urllib.parse
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-
-import numpy as np
 
 from mining.atomicfile import fsync_directory, write_temporary
 from mining.checkpoint import CHECKPOINT_FILENAME, Checkpoint, CheckpointError, read_checkpoint
-from mining.errors import DatasetUnavailableError, OutputError
+from mining.errors import DatasetUnavailableError, MemoryBudgetError, OutputError
+from mining.guard import report, run_guarded
+from mining.memory import DEFAULT_SHARE, memory_limits, release_free_memory, tree_memory
+from mining.pipeline import ADVICE, MinedRules, memory_budget, mine_ruleset
 from mining.rulesfile import (
     RULES_FILENAME,
     MiningParameters,
@@ -30,10 +31,11 @@ from mining.rulesfile import (
     RulesFileError,
     RulesHeader,
     encode_rules,
-    pack_rules,
     read_rules,
 )
 from mining.settings import Settings
+from mining.sizes import format_size
+from mining.support import spec_text
 from mining.version import __version__
 
 logger = logging.getLogger("mining")
@@ -41,6 +43,9 @@ logger = logging.getLogger("mining")
 # Held (flock) for the whole run, so two jobs on one DATA_DIR take turns; the
 # second then usually finds the rules up to date. The kernel drops it on any exit.
 LOCK_FILENAME = ".mining.lock"
+# Encoding the rules file holds each packed array about three times: the array, its bytes
+# for the CBOR tag, and the encoded document.
+ENCODE_COPIES = 3
 
 
 @dataclass(frozen=True)
@@ -63,9 +68,14 @@ class JobOutcome:
 
 
 def _describe(parameters: MiningParameters) -> str:
+    auto = (
+        f" auto_floor={parameters.auto_floor} auto_max_rules={parameters.auto_max_rules}"
+        if parameters.auto_floor is not None
+        else ""
+    )
     return (
-        f"min_support={parameters.min_support!r} min_confidence={parameters.min_confidence!r} "
-        f"max_len={parameters.max_len}"
+        f"min_support={spec_text(parameters.min_support)} "
+        f"min_confidence={parameters.min_confidence!r} max_len={parameters.max_len}{auto}"
     )
 
 
@@ -167,15 +177,11 @@ def _commit(data_dir: Path, ruleset: RuleSet, checkpoint: Checkpoint) -> int:
     return len(data)
 
 
-def _mine(settings: Settings, url: str) -> JobOutcome:
-    # Imported here: pyarrow and the engines take a second or more to import, and a
-    # skipped run needs none of them.
-    from mining.engines import mine_itemsets  # noqa: PLC0415
+def _read_and_mine(path: Path, downloaded: bool, settings: Settings, limit: int) -> MinedRules:
+    """The guarded worker's part: read the dataset and mine it (no output is written here)."""
     from mining.reader import read_playlists  # noqa: PLC0415
-    from mining.rules import derive_rules, min_count  # noqa: PLC0415
 
-    path, downloaded = _fetch(settings)
-
+    report("read", f"reading {path}")
     started = time.perf_counter()
     playlist_file = read_playlists(path)
     if downloaded:
@@ -183,6 +189,7 @@ def _mine(settings: Settings, url: str) -> JobOutcome:
         # mine downloads afresh anyway).
         path.unlink(missing_ok=True)
     transactions = playlist_file.transactions
+    release_free_memory()
     logger.info(
         "read: %d rows (%d skipped: empty pid or track_name), %d playlists, %d songs, in %.2f s",
         playlist_file.rows,
@@ -191,49 +198,70 @@ def _mine(settings: Settings, url: str) -> JobOutcome:
         len(transactions.song_names),
         time.perf_counter() - started,
     )
+    return mine_ruleset(transactions, settings, limit=limit)
 
-    started = time.perf_counter()
-    threshold = min_count(settings.min_support, transactions.playlists)
-    itemsets = mine_itemsets(transactions, threshold, settings.max_len, settings.engine)
+
+def _check_room_to_write(ruleset: RuleSet, limit: int) -> None:
+    """Refuse before encoding when the rules file cannot be built within the budget."""
+    arrays = sum(
+        a.nbytes
+        for a in (
+            ruleset.antecedent_offsets,
+            ruleset.antecedent_songs,
+            ruleset.consequents,
+            ruleset.rule_counts,
+            ruleset.antecedent_counts,
+        )
+    )
+    # Encoding copies each array into a CBOR byte string and then into the document.
+    needed = tree_memory(os.getpid()) + ENCODE_COPIES * arrays
+    if needed > limit:
+        raise MemoryBudgetError(
+            f"memory budget exceeded before writing: {ruleset.header.rule_count:,} rules need "
+            f"about {format_size(needed)} to encode, over the {format_size(limit)} budget "
+            f"(MINING_MEMORY_LIMIT); {ADVICE}"
+        )
+
+
+def _mine(settings: Settings, url: str) -> JobOutcome:
+    path, downloaded = _fetch(settings)
+    limit = memory_budget(settings)
+    if settings.memory_limit is None:
+        logger.info(
+            "memory: budget %s, %d%% of the memory this process may use (%s); "
+            "MINING_MEMORY_LIMIT sets it",
+            format_size(limit),
+            round(DEFAULT_SHARE * 100),
+            memory_limits().describe(),
+        )
+    else:
+        logger.info("memory: budget %s (MINING_MEMORY_LIMIT)", format_size(limit))
+    guarded = run_guarded(
+        _read_and_mine,
+        path,
+        downloaded,
+        settings,
+        limit,
+        limit=limit,
+        advice=ADVICE,
+        heartbeat_seconds=settings.heartbeat_seconds,
+    )
+    mined = guarded.value
     logger.info(
-        "mine: %d frequent itemsets (in >= %d of %d playlists, <= %d songs, engine %s), in %.2f s",
-        len(itemsets),
-        threshold,
-        transactions.playlists,
-        settings.max_len,
-        settings.engine,
-        time.perf_counter() - started,
+        "memory: peak %s resident in the worker, %s in all the job's processes as polled "
+        "(estimated: %s for mining over the data read), budget %s",
+        format_size(guarded.worker_peak_rss),
+        format_size(guarded.peak_tree_bytes),
+        format_size(mined.estimated_bytes),
+        format_size(limit),
     )
 
     started = time.perf_counter()
-    rules = derive_rules(itemsets, settings.min_confidence)
-    del itemsets
-    packed = pack_rules(rules)
-    logger.info(
-        "rules: %d rules (confidence >= %r), in %.2f s",
-        len(rules),
-        settings.min_confidence,
-        time.perf_counter() - started,
-    )
-
-    started = time.perf_counter()
+    _check_room_to_write(mined.ruleset, limit)
     # One clock reading for both files: the server checks that they agree.
     generated_ns = time.time_ns()
-    header = RulesHeader(
-        package_version=__version__,
-        dataset_url=url,
-        generated_ns=generated_ns,
-        parameters=settings.parameters,
-        engine=settings.engine,
-        transactions=transactions.playlists,
-        song_count=len(transactions.song_names),
-        rule_count=len(rules),
-    )
-    ruleset = RuleSet(
-        header,
-        transactions.song_names,
-        transactions.song_counts.astype(np.uint32),
-        *packed,
+    ruleset = replace(
+        mined.ruleset, header=replace(mined.ruleset.header, generated_ns=generated_ns)
     )
     size = _commit(settings.data_dir, ruleset, Checkpoint(__version__, url, generated_ns))
     logger.info(
@@ -243,7 +271,7 @@ def _mine(settings: Settings, url: str) -> JobOutcome:
         CHECKPOINT_FILENAME,
         time.perf_counter() - started,
     )
-    return JobOutcome(skipped=False, rules=len(rules), generated_ns=generated_ns)
+    return JobOutcome(skipped=False, rules=ruleset.header.rule_count, generated_ns=generated_ns)
 
 
 def run_job(settings: Settings) -> JobOutcome:

@@ -18,6 +18,13 @@ import numpy as np
 import numpy.typing as npt
 
 from mining.atomicfile import atomic_write_bytes
+from mining.support import (
+    SupportSpec,
+    SupportSpecError,
+    fixed_count,
+    parse_support,
+    spec_text,
+)
 
 RULES_FILENAME = "rules.cbor"
 FORMAT_NAME = "playlist-recommender/rules"
@@ -34,11 +41,18 @@ class RulesFileError(ValueError):
 
 @dataclass(frozen=True)
 class MiningParameters:
-    """The parameters a rule set was mined with (a change means: mine again)."""
+    """The parameters a rule set was asked for (a change means: mine again).
 
-    min_support: float
+    ``min_support`` is what the user gave: a fraction, ``"N playlists"`` or ``"auto"``
+    (see ``mining.support``); the count it resolved to is ``RulesHeader.min_count``. The
+    ``auto_*`` bounds are set only for ``auto``, the one spec they change.
+    """
+
+    min_support: SupportSpec
     min_confidence: float
     max_len: int
+    auto_floor: int | None = None
+    auto_max_rules: int | None = None
 
 
 @dataclass(frozen=True)
@@ -53,7 +67,17 @@ class RulesHeader:
     transactions: int
     song_count: int
     rule_count: int
+    # Playlists an itemset had to be in; derived from a fraction when not given.
+    min_count: int | None = None
     format_version: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        if self.min_count is None:
+            count = fixed_count(self.parameters.min_support, self.transactions)
+            if count is None:
+                raise ValueError("min_count is required for an 'auto' support")
+            # Frozen: the derived default is set once, here.
+            object.__setattr__(self, "min_count", count)
 
 
 @dataclass(frozen=True, eq=False)
@@ -147,11 +171,7 @@ def encode_rules(ruleset: RuleSet) -> bytes:
             "package_version": h.package_version,
             "dataset_url": h.dataset_url,
             "generated_ns": h.generated_ns,
-            "parameters": {
-                "min_support": h.parameters.min_support,
-                "min_confidence": h.parameters.min_confidence,
-                "max_len": h.parameters.max_len,
-            },
+            "parameters": _encode_parameters(h),
             "engine": h.engine,
             "transactions": h.transactions,
             "song_count": h.song_count,
@@ -170,6 +190,59 @@ def encode_rules(ruleset: RuleSet) -> bytes:
         },
     }
     return cbor2.dumps(document)
+
+
+def _encode_parameters(header: RulesHeader) -> dict[str, Any]:
+    p = header.parameters
+    count = header.min_count
+    assert count is not None  # set by RulesHeader.__post_init__
+    # min_support stays a number, as readers of the first files expect: the fraction
+    # given, or for the other specs the fraction the count amounts to.
+    if not isinstance(p.min_support, str):
+        fraction = float(p.min_support)
+    else:
+        fraction = count / header.transactions if header.transactions else 1.0
+    encoded: dict[str, Any] = {
+        "min_support": fraction,
+        "min_confidence": p.min_confidence,
+        "max_len": p.max_len,
+        "min_support_requested": spec_text(p.min_support),
+        "min_count": count,
+    }
+    if p.auto_floor is not None:
+        encoded["auto_floor"] = p.auto_floor
+    if p.auto_max_rules is not None:
+        encoded["auto_max_rules"] = p.auto_max_rules
+    return encoded
+
+
+def _decode_parameters(p: Any, transactions: int) -> tuple[MiningParameters, int]:
+    """The requested parameters and the resolved count (derived for files that predate it)."""
+    fraction = float(_get(p, "min_support", (int, float), "parameters"))
+    requested: SupportSpec = fraction
+    if "min_support_requested" in p:
+        text = _get(p, "min_support_requested", str, "parameters")
+        try:
+            requested = parse_support(text)
+        except SupportSpecError as exc:
+            raise RulesFileError(f"rules file: parameters.min_support_requested: {exc}") from exc
+    optional = {
+        name: _get(p, name, int, "parameters") if name in p else None
+        for name in ("min_count", "auto_floor", "auto_max_rules")
+    }
+    count = optional["min_count"]
+    if count is None:
+        count = fixed_count(requested, transactions)
+        if count is None:
+            raise RulesFileError("rules file: parameters.min_count is missing for 'auto'")
+    parameters = MiningParameters(
+        min_support=requested,
+        min_confidence=float(_get(p, "min_confidence", (int, float), "parameters")),
+        max_len=_get(p, "max_len", int, "parameters"),
+        auto_floor=optional["auto_floor"],
+        auto_max_rules=optional["auto_max_rules"],
+    )
+    return parameters, count
 
 
 def write_rules(path: Path, ruleset: RuleSet) -> int:
@@ -211,19 +284,18 @@ def decode_header(document: Any) -> RulesHeader:
         )
     h = _get(document, "header", dict, "document")
     p = _get(h, "parameters", dict, "header")
+    transactions = _get(h, "transactions", int, "header")
+    parameters, count = _decode_parameters(p, transactions)
     return RulesHeader(
         package_version=_get(h, "package_version", str, "header"),
         dataset_url=_get(h, "dataset_url", str, "header"),
         generated_ns=_get(h, "generated_ns", int, "header"),
-        parameters=MiningParameters(
-            min_support=float(_get(p, "min_support", (int, float), "parameters")),
-            min_confidence=float(_get(p, "min_confidence", (int, float), "parameters")),
-            max_len=_get(p, "max_len", int, "parameters"),
-        ),
+        parameters=parameters,
         engine=_get(h, "engine", str, "header"),
-        transactions=_get(h, "transactions", int, "header"),
+        transactions=transactions,
         song_count=_get(h, "song_count", int, "header"),
         rule_count=_get(h, "rule_count", int, "header"),
+        min_count=count,
     )
 
 

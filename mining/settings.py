@@ -6,17 +6,41 @@ import math
 import os
 import urllib.parse
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mining.checkpoint import normalise_dataset_url
-from mining.engines import ENGINES, engine_problem
+from mining.engines import ENGINES, default_engine, engine_problem
 from mining.errors import SettingsError
+from mining.memory import MIN_LIMIT
 from mining.rulesfile import MiningParameters
+from mining.sizes import format_size, parse_size
+from mining.support import (
+    AUTO,
+    SupportSpec,
+    SupportSpecError,
+    parse_support,
+    spec_count,
+)
 
 # Bundled with the package so that `python -m mining` works offline with no configuration.
 SAMPLE_DATASET = Path(__file__).with_name("data") / "sample_playlists.csv.gz"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+# The mining defaults, in one place (README, --help and docs/mining-memory.md quote them).
+DEFAULT_MIN_SUPPORT: SupportSpec = 0.025
+DEFAULT_MIN_CONFIDENCE = 0.7
+DEFAULT_MAX_LEN = 8
+# MIN_SUPPORT=auto never goes below this many playlists: a rule seen in one playlist only
+# is one person's taste, not a pattern.
+DEFAULT_AUTO_FLOOR = 2
+# MIN_SUPPORT=auto raises the count until at most this many rules are left, so the model
+# the server loads stays bounded whatever the dataset's size (docs/mining-memory.md).
+DEFAULT_AUTO_MAX_RULES = 1_000_000
+DEFAULT_HEARTBEAT_SECONDS = 10.0
+# Past any playlist's length MAX_LEN changes nothing (it is clamped to the longest); this
+# bound only keeps the number a plain integer in the rules header.
+MAX_LEN_LIMIT = 2**31 - 1
 
 
 def _text(env: Mapping[str, str], name: str, default: str) -> str:
@@ -40,22 +64,89 @@ def _fraction_setting(
     return value
 
 
+def _whole_setting(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a whole number") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{name}={raw!r} must be between {low} and {high}")
+    return value
+
+
+def _support_setting(env: Mapping[str, str]) -> SupportSpec:
+    raw = env.get("MIN_SUPPORT", "").strip()
+    if not raw:
+        return DEFAULT_MIN_SUPPORT
+    try:
+        return parse_support(raw)
+    except SupportSpecError as exc:
+        raise SettingsError(f"MIN_SUPPORT={raw!r} {exc}") from None
+
+
+def _floor_setting(env: Mapping[str, str]) -> int:
+    raw = env.get("AUTO_SUPPORT_FLOOR", "").strip()
+    if not raw:
+        return DEFAULT_AUTO_FLOOR
+    try:
+        count = spec_count(parse_support(raw if not raw.isdigit() else f"{raw} playlists"))
+    except SupportSpecError:
+        count = None
+    if count is None:
+        raise SettingsError(
+            f"AUTO_SUPPORT_FLOOR={raw!r} must be a playlist count such as 2 or '2 playlists'"
+        )
+    return count
+
+
+def _memory_setting(env: Mapping[str, str]) -> int | None:
+    raw = env.get("MINING_MEMORY_LIMIT", "").strip()
+    if not raw:
+        return None
+    try:
+        size = parse_size(raw)
+    except ValueError as exc:
+        raise SettingsError(f"MINING_MEMORY_LIMIT={raw!r} {exc}") from None
+    if size < MIN_LIMIT:
+        raise SettingsError(
+            f"MINING_MEMORY_LIMIT={raw!r} must be at least {format_size(MIN_LIMIT)} "
+            "(the interpreter, numpy and an engine alone take about that)"
+        )
+    return size
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything ``python -m mining`` can be told through its environment."""
 
     dataset_url: str = str(SAMPLE_DATASET)
     data_dir: Path = Path("./ml-data")
-    min_support: float = 0.025
-    min_confidence: float = 0.7
-    max_len: int = 8
-    engine: str = "mlxtend"
+    min_support: SupportSpec = DEFAULT_MIN_SUPPORT
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE
+    max_len: int = DEFAULT_MAX_LEN
+    engine: str = field(default_factory=default_engine)
     log_level: str = "INFO"
+    # Bytes the job's process tree may hold; None: a share of what this process may use
+    # (``mining.memory.default_limit``), measured when the job starts.
+    memory_limit: int | None = None
+    auto_floor: int = DEFAULT_AUTO_FLOOR
+    auto_max_rules: int = DEFAULT_AUTO_MAX_RULES
+    heartbeat_seconds: float = DEFAULT_HEARTBEAT_SECONDS
 
     @property
     def parameters(self) -> MiningParameters:
         """The mining parameters, as recorded in the rules file's header."""
-        return MiningParameters(self.min_support, self.min_confidence, self.max_len)
+        auto = self.min_support == AUTO
+        return MiningParameters(
+            self.min_support,
+            self.min_confidence,
+            self.max_len,
+            auto_floor=self.auto_floor if auto else None,
+            auto_max_rules=self.auto_max_rules if auto else None,
+        )
 
     @property
     def normalised_url(self) -> str:
@@ -73,7 +164,7 @@ class Settings:
                 f"DATASET_URL={url!r}: scheme {scheme!r} is not supported "
                 "(use http://, https://, file:// or a path)"
             )
-        raw_max_len = _text(env, "MAX_LEN", str(cls.max_len))
+        raw_max_len = _text(env, "MAX_LEN", str(DEFAULT_MAX_LEN))
         try:
             max_len = int(raw_max_len)
         except ValueError:
@@ -82,7 +173,12 @@ class Settings:
             raise SettingsError(
                 f"MAX_LEN={raw_max_len!r} must be at least 2 (a rule has two songs)"
             )
-        engine = _text(env, "MINING_ENGINE", cls.engine).lower()
+        if max_len > MAX_LEN_LIMIT:
+            raise SettingsError(
+                f"MAX_LEN={raw_max_len!r} must be at most {MAX_LEN_LIMIT} (any value past the "
+                "longest playlist mines the same itemsets)"
+            )
+        engine = _text(env, "MINING_ENGINE", default_engine()).lower()
         if engine not in ENGINES:
             raise SettingsError(f"MINING_ENGINE={engine!r} must be one of {', '.join(ENGINES)}")
         problem = engine_problem(engine)
@@ -91,14 +187,31 @@ class Settings:
         log_level = _text(env, "LOG_LEVEL", cls.log_level).upper()
         if log_level not in LOG_LEVELS:
             raise SettingsError(f"LOG_LEVEL={log_level!r} must be one of {', '.join(LOG_LEVELS)}")
+        raw_heartbeat = env.get("MINING_HEARTBEAT_SECONDS", "").strip()
+        heartbeat = DEFAULT_HEARTBEAT_SECONDS
+        if raw_heartbeat:
+            try:
+                heartbeat = float(raw_heartbeat)
+            except ValueError:
+                heartbeat = math.nan
+            if not (math.isfinite(heartbeat) and heartbeat > 0):
+                raise SettingsError(
+                    f"MINING_HEARTBEAT_SECONDS={raw_heartbeat!r} must be a number of seconds > 0"
+                )
         return cls(
             dataset_url=url,
             data_dir=Path(_text(env, "DATA_DIR", str(cls.data_dir))),
-            min_support=_fraction_setting(env, "MIN_SUPPORT", cls.min_support, zero_allowed=False),
+            min_support=_support_setting(env),
             min_confidence=_fraction_setting(
-                env, "MIN_CONFIDENCE", cls.min_confidence, zero_allowed=True
+                env, "MIN_CONFIDENCE", DEFAULT_MIN_CONFIDENCE, zero_allowed=True
             ),
             max_len=max_len,
             engine=engine,
             log_level=log_level,
+            memory_limit=_memory_setting(env),
+            auto_floor=_floor_setting(env),
+            auto_max_rules=_whole_setting(
+                env, "AUTO_MAX_RULES", DEFAULT_AUTO_MAX_RULES, 1, 2**32 - 1
+            ),
+            heartbeat_seconds=heartbeat,
         )

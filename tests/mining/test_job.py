@@ -160,6 +160,12 @@ CHANGES: dict[str, tuple[Callable[[Settings], Settings], str]] = {
     "support changed": (lambda s: replace(s, min_support=0.05), "parameters changed"),
     "confidence changed": (lambda s: replace(s, min_confidence=0.7), "parameters changed"),
     "max length changed": (lambda s: replace(s, max_len=3), "parameters changed"),
+    # 30 of the 300 playlists is the count 0.1 resolved to: the request changed all the same.
+    "support form changed": (
+        lambda s: replace(s, min_support="30 playlists"),
+        "parameters changed",
+    ),
+    "auto": (lambda s: replace(s, min_support="auto"), "parameters changed"),
     "rules missing": (_remove(RULES_FILENAME), "rules file unusable"),
     "rules corrupt": (_truncate_rules, "rules file unusable"),
     "checkpoint missing": (_remove(CHECKPOINT_FILENAME), "no usable checkpoint"),
@@ -314,3 +320,19 @@ def test_a_second_job_on_the_same_data_dir_waits_its_turn(
     assert job.returncode == 0, stderr
     assert "waiting for another mining job" in stderr
     assert (tmp_path / "data" / CHECKPOINT_FILENAME).exists()
+
+
+def test_auto_records_its_bounds_and_mines_again_when_they_change(settings: Settings) -> None:
+    auto = replace(settings, min_support="auto", auto_floor=5, auto_max_rules=50)
+    first = run_job(auto)
+    header = read_rules(settings.data_dir / RULES_FILENAME).header
+    assert header.parameters.min_support == "auto"
+    assert (header.parameters.auto_floor, header.parameters.auto_max_rules) == (5, 50)
+    assert header.min_count >= 5
+    assert 0 < header.rule_count <= 50
+    assert run_job(auto).skipped
+    # A memory limit is not a parameter: the rules it allowed are still the ones asked for.
+    assert run_job(replace(auto, memory_limit=4 << 30)).skipped
+    for changed in (replace(auto, auto_floor=6), replace(auto, auto_max_rules=60)):
+        again = run_job(changed)
+        assert not again.skipped and again.generated_ns > first.generated_ns

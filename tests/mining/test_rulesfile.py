@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from mining import rulesfile
 from mining.rulesfile import (
+    MiningParameters,
     RuleSet,
     RulesFileError,
     decode_rules,
@@ -66,6 +67,9 @@ def test_header_is_self_describing_cbor() -> None:
         "min_support": 0.025,
         "min_confidence": 0.7,
         "max_len": 8,
+        # What the user gave, and the count it means for the header's 100 transactions.
+        "min_support_requested": "0.025",
+        "min_count": 3,
     }
     assert document["rules"]["consequents"].tag == 70
 
@@ -137,3 +141,83 @@ def test_round_trip_property(raw_rules) -> None:
     back = decode_rules(encode_rules(ruleset))
     expected = {(tuple(songs[s] for s in sorted(a)), songs[c], n, na) for a, c, n, na in rules}
     assert set(back.iter_rules()) == expected
+
+
+def _with_parameters(parameters: MiningParameters, min_count: int | None) -> RuleSet:
+    ruleset = make_ruleset()
+    header = dataclasses.replace(ruleset.header, parameters=parameters, min_count=min_count)
+    return dataclasses.replace(ruleset, header=header)
+
+
+@pytest.mark.parametrize(
+    ("parameters", "min_count", "recorded"),
+    [
+        (
+            MiningParameters("auto", 0.05, 2, auto_floor=2, auto_max_rules=1000),
+            4,
+            {
+                "min_support": 0.04,
+                "min_support_requested": "auto",
+                "min_count": 4,
+                "auto_floor": 2,
+                "auto_max_rules": 1000,
+            },
+        ),
+        (
+            MiningParameters("3 playlists", 0.05, 2),
+            3,
+            {"min_support": 0.03, "min_support_requested": "3 playlists", "min_count": 3},
+        ),
+        (
+            MiningParameters(1e-9, 0.05, 2),
+            None,
+            {"min_support": 1e-9, "min_support_requested": "1e-09", "min_count": 1},
+        ),
+    ],
+)
+def test_the_support_given_and_the_count_it_resolved_to_round_trip(
+    parameters: MiningParameters, min_count: int | None, recorded: dict[str, object]
+) -> None:
+    ruleset = _with_parameters(parameters, min_count)
+    document = cbor2.loads(encode_rules(ruleset))
+    assert document["format_version"] == 1
+    assert document["header"]["parameters"] == {
+        "min_confidence": 0.05,
+        "max_len": 2,
+        **recorded,
+    }
+    back = decode_rules(encode_rules(ruleset))
+    assert back.header == ruleset.header
+    assert back.header.parameters == parameters
+    assert back.header.min_count == recorded["min_count"]
+
+
+def test_a_file_from_before_the_support_forms_still_reads() -> None:
+    # The first files had only the fraction: the request is that fraction, the count derived.
+    document = cbor2.loads(encode_rules(make_ruleset()))
+    parameters = document["header"]["parameters"]
+    del parameters["min_support_requested"], parameters["min_count"]
+    header = decode_rules(cbor2.dumps(document)).header
+    assert header.parameters == MiningParameters(0.025, 0.7, 8)
+    assert header.min_count == 3
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"min_support_requested": "lots"}, "min_support_requested"),
+        ({"min_support_requested": 0.025}, "wrong type"),
+        ({"min_count": "3"}, "wrong type"),
+        ({"min_support_requested": "auto", "min_count": None}, "min_count is missing"),
+    ],
+)
+def test_a_bad_support_record_is_refused(change: dict[str, object], message: str) -> None:
+    document = cbor2.loads(encode_rules(make_ruleset()))
+    parameters = document["header"]["parameters"]
+    for key, value in change.items():
+        if value is None:
+            del parameters[key]
+        else:
+            parameters[key] = value
+    with pytest.raises(RulesFileError, match=message):
+        decode_rules(cbor2.dumps(document))
