@@ -24,6 +24,7 @@ from http_api.recommender import RANKINGS, Recommender
 from mining.errors import MiningError
 from mining.reader import read_playlist_rows
 from mining.settings import Settings
+from mining.support import playlists_text
 from mining.version import __version__
 
 # The job's variables a grid option overrides, and the option that does it.
@@ -84,11 +85,11 @@ def grid_settings(args: argparse.Namespace, env: Mapping[str, str]) -> list[Sett
     return [Settings.from_env({**env, **dict(choice)}) for choice in itertools.product(*axes)]
 
 
-def _describe(settings: Settings) -> str:
-    parameters = settings.parameters
+def _describe(settings: Settings, min_count: int | None) -> str:
+    resolved = "" if min_count is None else f" (= {playlists_text(min_count)})"
     return (
-        f"support {parameters.min_support!r}, confidence {parameters.min_confidence!r}, "
-        f"max_len {parameters.max_len}, {settings.engine}"
+        f"support {settings.min_support}{resolved}, confidence {settings.min_confidence!r}, "
+        f"max_len {settings.max_len}, {settings.engine}"
     )
 
 
@@ -112,28 +113,33 @@ def evaluate(
     for settings in combos:
         scores = {ranking: Scores(k) for ranking in rankings}
         rules, seconds, peak, error = 0, 0.0, 0, None
+        counts: set[int] = set()
         for fold in folds:
             run = mine_fold(fold.train, settings)
-            seconds, peak = seconds + run.seconds, max(peak, run.peak_rss_bytes)
-            if run.ruleset is None:
+            seconds += run.seconds
+            if run.mined is None:
                 error = run.error
                 break
-            rules += run.ruleset.header.rule_count
+            mined = run.mined
+            peak = max(peak, mined.peak_rss_bytes or 0)
+            counts.add(mined.min_count)
+            rules += mined.ruleset.header.rule_count
+            # One index serves every ranking.
+            recommender = Recommender.from_ruleset(mined.ruleset)
             for ranking in rankings:
-                recommender = Recommender.from_ruleset(run.ruleset, ranking=ranking)
                 for query in fold.queries:
-                    answer = recommender.explain(query.seed, max(k, len(query.truth)))
+                    limit = max(k, len(query.truth))
+                    answer = recommender.explain(query.seed, limit, ranking=ranking)
                     scores[ranking].add(answer.songs, query.truth, fired=answer.from_rules > 0)
         cost = {
             "rules": rules / len(folds),
             "mining_seconds": seconds / len(folds),
             "peak_rss_bytes": peak,
         }
+        described = _describe(settings, min(counts) if len(counts) == 1 else None)
         for ranking in rankings:
             figures = {} if error else scores[ranking].mean()
-            rows.append(
-                Row(f"rules, {ranking}", _describe(settings), {**figures, **cost}, error=error)
-            )
+            rows.append(Row(f"rules, {ranking}", described, {**figures, **cost}, error=error))
     return rows
 
 
