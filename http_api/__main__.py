@@ -40,6 +40,7 @@ USAGE = "\n".join(
         "(defaults in brackets):",
         *(f"  {name:<25} {meaning} [{default}]" for name, meaning, default in _VARIABLES),
         "Endpoints: POST /api/recommend, GET /api/songs, /healthz, /readyz, /metrics and /.",
+        "SIGTERM drains for DRAIN_SECONDS first; SIGINT (Ctrl-C) stops without a drain.",
         "Exit codes: 0 stopped gracefully, 2 bad configuration, 1 cannot listen or an actor",
         "keeps dying.",
     ]
@@ -81,7 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     supervisor = Supervisor(settings, listener, app_factory=init_app)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
-        supervisor.request_stop(signal.Signals(signum).name)
+        # SIGTERM (Kubernetes, podman stop) drains first, so a load balancer can take the pod
+        # out; SIGINT is Ctrl-C at a terminal, where nothing balances load: stop at once (the
+        # quick shutdown gunicorn also gives SIGINT). In-flight requests still finish.
+        supervisor.request_stop(signal.Signals(signum).name, drain=signum != signal.SIGINT)
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)

@@ -440,3 +440,20 @@ async def test_sigterm_under_load_drains_finishes_requests_and_exits_0(
     assert result.server_errors() == []
     for text in ("SIGTERM: draining for 1.5 s", "drain over", "exiting with status 0"):
         assert server.logged(text), text
+
+
+async def test_sigint_stops_at_once_without_a_drain_and_exits_0(
+    tmp_path: Path, start_server: Callable[..., asyncio.Future[Server]]
+) -> None:
+    # Ctrl-C at a terminal: nothing balances load, so the 30 s drain SIGTERM would give is skipped.
+    write_model(tmp_path, small_ruleset())
+    server = await start_server(tmp_path, DRAIN_SECONDS="30", SHUTDOWN_TIMEOUT_SECONDS="10")
+    await wait_until(lambda: _status_is(server, "/readyz", 200), 10, "/readyz 200")
+    sent = time.monotonic()
+    server.process.send_signal(signal.SIGINT)
+    code = await asyncio.wait_for(server.process.wait(), 40)
+    assert code == 0
+    assert time.monotonic() - sent < 30 / 3
+    assert server.logged("SIGINT: stopping without a drain")
+    assert not server.logged("draining for")
+    assert server.logged("exiting with status 0")
