@@ -24,9 +24,7 @@ DRAIN_SECONDS = 30
 
 
 def demo_env(data_dir: Path, **env: str) -> dict[str, str]:
-    return dict(
-        os.environ, PY=sys.executable, DATA_DIR=str(data_dir), PORT=str(free_port()), **env
-    )
+    return dict(os.environ, PY=sys.executable, DATA_DIR=str(data_dir), PORT=str(free_port()), **env)
 
 
 def test_the_demo_mines_serves_and_answers_from_the_strongest_rule(tmp_path: Path) -> None:
