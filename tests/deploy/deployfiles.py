@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import re
 import shlex
 import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import yaml
@@ -17,6 +20,15 @@ REPO = Path(__file__).resolve().parents[2]
 MANIFESTS = REPO / "manifests"
 OVERLAYS = sorted(path.name for path in (MANIFESTS / "overlays").iterdir() if path.is_dir())
 DOCKERFILE = REPO / "containers" / "Dockerfile"
+
+
+def load_script(path: Path) -> ModuleType:
+    """A script of the checkout (not a package module), imported from its file."""
+    spec = importlib.util.spec_from_file_location(f"script_{path.stem}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def venv_tool(name: str) -> str:
@@ -84,6 +96,8 @@ class Dockerfile:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.stages: dict[str, Stage] = {}
+        # ARGs declared before the first FROM: usable in FROM lines.
+        self.global_args: dict[str, str | None] = {}
         logical: list[str] = []
         pending = ""
         for line in path.read_text().splitlines():
@@ -107,8 +121,37 @@ class Dockerfile:
                 current, body = (name.strip(), base.strip()), []
             elif current:
                 body.append(Instruction(keyword, arguments.strip()))
+            elif keyword == "ARG":
+                name, equals, default = arguments.strip().partition("=")
+                self.global_args[name] = shlex.split(default)[0] if equals and default else None
         assert current, f"{path} has no FROM"
         self.stages[current[0]] = Stage(current[0], current[1], tuple(body))
+
+    def args(self, stage: str) -> dict[str, str | None]:
+        """The ARGs a stage declares, with their defaults (None: no default; a global's value
+        when it redeclares a global ARG without one)."""
+        declared: dict[str, str | None] = {}
+        for arguments in (
+            i.arguments for i in self.stages[stage].instructions if i.keyword == "ARG"
+        ):
+            name, equals, default = arguments.partition("=")
+            value = (shlex.split(default) or [""])[0] if equals else self.global_args.get(name)
+            declared[name] = value
+        return declared
+
+    def substitute(self, text: str, values: dict[str, str | None]) -> str:
+        """``text`` with each ``${NAME}`` replaced by its value; a missing one is an error."""
+
+        def value(match: re.Match[str]) -> str:
+            found = values.get(match[1])
+            assert found is not None, f"{match[0]} has no default in {self.path.name}"
+            return found
+
+        return re.sub(r"\$\{(\w+)\}", value, text)
+
+    def base(self, stage: str) -> str:
+        """What a stage is built FROM, with the global ARGs' defaults put in."""
+        return self.substitute(self.stages[stage].base, self.global_args)
 
     def chain(self, target: str) -> list[Stage]:
         """The stages `target` is built on, outermost first, ending with `target`."""
@@ -134,6 +177,15 @@ class Dockerfile:
                 name, _, value = pair.partition("=")
                 env[name] = value
         return env
+
+    def labels(self, target: str) -> dict[str, str]:
+        """The LABELs of the image built from `target`, as written (ARGs not put in)."""
+        labels: dict[str, str] = {}
+        for arguments in self.instructions(target, "LABEL"):
+            for pair in shlex.split(arguments):
+                name, _, value = pair.partition("=")
+                labels[name] = value
+        return labels
 
     def exec_form(self, target: str, keyword: str) -> list[str]:
         """The last `keyword` (ENTRYPOINT, CMD) of `target`, which must be a JSON array."""
