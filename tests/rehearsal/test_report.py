@@ -17,6 +17,7 @@ from rehearsal.report import (
     checks,
     combined_table,
     measure,
+    plot_subtitle,
     scenario_markdown,
     table_row,
 )
@@ -194,3 +195,37 @@ def test_slow_replies_are_listed_with_the_last_action_before_them() -> None:
     assert rows == ["| -2.000 | 300.0 | – |"]
     # HAProxy's log lines are context, not causes: the action before 3.7 s is the SIGTERM.
     assert "| +0.700 | 120.0 | pod0 SIGTERM (+0.500) |" in text
+
+
+def test_the_control_run_is_labelled_a_control_whose_failures_are_expected_and_seen() -> None:
+    control = record(expect_failures=True, title="Control run")
+    samples = [*SAMPLES[:3], failed(3.2), failed(3.3), *SAMPLES[3:]]
+    m = measure(samples, control)
+    results = checks(samples, control, m)
+    row = table_row(control, m, results)
+    assert "all met" not in row
+    assert row.endswith("| control: failures expected and seen; the other targets met |")
+    text = scenario_markdown(samples, control, m, results)
+    assert (
+        "**A control run: its failures are expected.** Expected and seen: 2 of 11 requests "
+        "failed;" in text
+    )
+    assert plot_subtitle(control, m).startswith(
+        "CONTROL RUN, failures expected. Expected and seen: 2 of 11 requests failed"
+    )
+
+
+def test_a_control_run_that_sees_no_failure_says_so_everywhere() -> None:
+    control = record(expect_failures=True)
+    m = measure(SAMPLES, control)
+    results = checks(SAMPLES, control, m)
+    assert "| missed: failures seen |" in table_row(control, m, results)
+    assert "Expected but NOT seen: none of 9 requests failed" in plot_subtitle(control, m)
+
+
+def test_the_plot_subtitle_of_a_rollout_gives_failures_latency_and_the_change() -> None:
+    m = measure(SAMPLES, record())
+    assert plot_subtitle(record(), m) == (
+        "0 of 9 requests failed; latency during the change p50 / p99 / max 5.0 / 40.0 / 40.0 ms; "
+        "new version seen 1.010 s after the rollout started"
+    )
