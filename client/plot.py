@@ -25,8 +25,8 @@ _MAX_BINS = 150
 _OK_COLOR = "tab:blue"
 _FAILED_COLOR = "tab:red"
 _CHANGE_COLOR = "tab:green"
-# What fits on a line of the 12-inch figure at 10 points.
-_SUBTITLE_CHARACTERS = 150
+# What fits on a line above the panels of the 12-inch figure at 10 points.
+_SUBTITLE_CHARACTERS = 125
 
 
 class PlotUnavailableError(RuntimeError):

@@ -234,8 +234,8 @@ def plot_subtitle(record: ScenarioRecord, m: Measurement) -> str:
     """The plot's line under its title: what to conclude, or why its failures are expected."""
     if record.expect_failures:
         return (
-            f"CONTROL RUN, failures expected. {control_verdict(m)}: they show the rehearsal "
-            "sees failures when there are some (a run that saw none could not be trusted)."
+            "CONTROL RUN: the drain is off, so failures are expected. "
+            f"{control_verdict(m)}, which shows the rehearsal sees failures when there are some."
         )
     text = (
         f"{m.whole.failures} of {m.whole.requests} requests failed; latency during the change "
@@ -259,7 +259,7 @@ def scenario_markdown(
     lines = [f"# {record.title}", "", record.description, ""]
     if record.expect_failures:
         lines += [
-            f"**A control run: its failures are expected.** {control_verdict(m)}; they show "
+            f"**A control run: its failures are expected.** {control_verdict(m)}, which shows "
             "that the rehearsal sees failed requests when there are some, so the other "
             "scenarios' zeros mean something.",
             "",
@@ -341,21 +341,23 @@ def scenario_markdown(
 
 def control_verdict(m: Measurement) -> str:
     """What a control run saw, against what it must see."""
-    failed = m.whole.failures
-    if failed:
-        return f"Expected and seen: {failed} of {m.whole.requests} requests failed"
-    return f"Expected but NOT seen: none of {m.whole.requests} requests failed"
+    if m.whole.failures:
+        return f"Seen: {m.whole.failures} of {m.whole.requests} requests failed"
+    return f"NONE seen: 0 of {m.whole.requests} requests failed"
 
 
 def table_row(record: ScenarioRecord, m: Measurement, results: Sequence[Check]) -> str:
     """One row of the combined table."""
-    missed = [c.name for c in results if not c.passed]
+    missed = [c.name for c in results if not c.passed and c.gating]
+    advisory = [c.name for c in results if not c.passed and not c.gating]
     if missed:
-        verdict = "missed: " + "; ".join(missed)
+        verdict = "MISSED: " + "; ".join(missed)
     elif record.expect_failures:
         verdict = "control: failures expected and seen; the other targets met"
     else:
         verdict = "all met"
+    if advisory:
+        verdict += "; advisory missed: " + "; ".join(advisory)
     return (
         f"| [{record.title}]({record.key}/summary.md) | {m.whole.requests} | "
         f"{m.whole.failures} | {failure_run_text(m.whole.longest_failure_run)} | "

@@ -180,7 +180,7 @@ def test_the_combined_table_links_each_summary_and_names_missed_targets() -> Non
     row = table_row(scenario, m, checks(samples, scenario, m))
     assert row.startswith("| [Scenario 2: code update](2-code-update/summary.md) | 11 | 2 |")
     assert "2 requests, 0.30 s" in row  # from the first failure to the next success
-    assert row.endswith("| missed: no failed request |")
+    assert row.endswith("| MISSED: no failed request |")
     table = combined_table([row])
     assert table.splitlines()[2] == row
 
@@ -207,11 +207,11 @@ def test_the_control_run_is_labelled_a_control_whose_failures_are_expected_and_s
     assert row.endswith("| control: failures expected and seen; the other targets met |")
     text = scenario_markdown(samples, control, m, results)
     assert (
-        "**A control run: its failures are expected.** Expected and seen: 2 of 11 requests "
-        "failed;" in text
+        "**A control run: its failures are expected.** Seen: 2 of 11 requests failed, which "
+        "shows" in text
     )
     assert plot_subtitle(control, m).startswith(
-        "CONTROL RUN, failures expected. Expected and seen: 2 of 11 requests failed"
+        "CONTROL RUN: the drain is off, so failures are expected. Seen: 2 of 11 requests failed"
     )
 
 
@@ -219,8 +219,18 @@ def test_a_control_run_that_sees_no_failure_says_so_everywhere() -> None:
     control = record(expect_failures=True)
     m = measure(SAMPLES, control)
     results = checks(SAMPLES, control, m)
-    assert "| missed: failures seen |" in table_row(control, m, results)
-    assert "Expected but NOT seen: none of 9 requests failed" in plot_subtitle(control, m)
+    assert "| MISSED: failures seen |" in table_row(control, m, results)
+    assert "NONE seen: 0 of 9 requests failed" in plot_subtitle(control, m)
+
+
+def test_a_missed_advisory_target_is_named_as_advisory_beside_the_met_ones() -> None:
+    samples = [*SAMPLES[:4], ok(3.7, ms=150.0), *SAMPLES[4:]]
+    m = measure(samples, record())
+    row = table_row(record(), m, checks(samples, record(), m))
+    assert row.endswith(
+        f"| all met; advisory missed: max latency during the change <= "
+        f"{MAX_CHANGE_LATENCY_MS:g} ms |"
+    )
 
 
 def test_the_plot_subtitle_of_a_rollout_gives_failures_latency_and_the_change() -> None:
