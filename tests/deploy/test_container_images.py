@@ -125,7 +125,7 @@ def test_the_default_build_needs_only_public_images_the_index_and_a_clone(
 
 def test_make_images_builds_offline_through_build_arguments_only(dockerfile: Dockerfile) -> None:
     images = load_script(IMAGES_SCRIPT)
-    arguments = images.offline_build_args(CREATED)
+    arguments = images.offline_build_args()
     declared = set(dockerfile.global_args)
     for stage in dockerfile.stages:
         declared |= set(dockerfile.args(stage))
@@ -135,7 +135,7 @@ def test_make_images_builds_offline_through_build_arguments_only(dockerfile: Doc
     assert arguments["RUNTIME_IMAGE"].startswith("localhost/")
     assert arguments["PIP_NO_INDEX"] == "1"
     assert REPO / arguments["WHEELHOUSE"] == images.WHEELHOUSE
-    assert (arguments["VERSION"], arguments["CREATED"]) == (__version__, CREATED)
+    assert arguments["VERSION"] == __version__
     # Nothing else differs from the default build: the same stages copy the same files.
     builder_sources = copy_sources(dockerfile, "builder", arguments)
     assert arguments["WHEELHOUSE"] in builder_sources
@@ -148,29 +148,47 @@ def test_make_images_builds_offline_through_build_arguments_only(dockerfile: Doc
 def test_images_carry_the_oci_labels(dockerfile: Dockerfile, target: str) -> None:
     images = load_script(IMAGES_SCRIPT)
     labels = dockerfile.labels(target)
-    assert set(images.OCI_LABELS) <= set(labels)
+    # What only a build knows comes with --label: the commit, the build time, the remote.
+    added = images.build_labels(CREATED)
+    assert set(labels) | set(added) == set(images.OCI_LABELS)
+    assert not set(labels) & set(added)
     prefix = "org.opencontainers.image."
+    assert added[prefix + "created"] == CREATED
     assert labels[prefix + "title"] == f"playlist-recommender-{target}"
     assert labels[prefix + "description"].startswith("The ")
     setup = configparser.ConfigParser()
     setup.read(REPO / "setup.cfg")
     assert labels[prefix + "licenses"] == setup["metadata"]["license"]
-    arguments = dockerfile.args(target)
     assert labels[prefix + "version"] == "${VERSION}"
-    assert arguments["VERSION"] == __version__
+    assert dockerfile.args("runtime")["VERSION"] == __version__
     assert labels[prefix + "base.name"] == "${RUNTIME_IMAGE}"
-    assert arguments["RUNTIME_IMAGE"] == dockerfile.global_args["RUNTIME_IMAGE"]
-    for fact in ("revision", "created", "source"):
-        assert labels[prefix + fact] == "${" + fact.upper() + "}"
-    # The facts that change with every build are declared after the last layer is made, so a
-    # new build time relabels the image without rebuilding anything.
-    keywords = [i.keyword for i in dockerfile.stages[target].instructions]
-    first_fact = next(
-        index
-        for index, instruction in enumerate(dockerfile.stages[target].instructions)
-        if instruction.keyword == "ARG" and instruction.arguments.startswith("CREATED")
+    assert dockerfile.args("runtime")["RUNTIME_IMAGE"] == dockerfile.global_args["RUNTIME_IMAGE"]
+
+
+def test_the_revision_label_names_the_commit_and_the_source_carries_no_credentials(
+    tmp_path: Path,
+) -> None:
+    images = load_script(IMAGES_SCRIPT)
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert images.build_labels(CREATED)["org.opencontainers.image.revision"].startswith(head)
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "init", "--quiet", str(clone)], check=True)
+    subprocess.run(
+        [
+            "git",
+            "-C",
+            str(clone),
+            "remote",
+            "add",
+            "origin",
+            "https://user:token@git.example.com/p.git",
+        ],
+        check=True,
     )
-    assert not {"RUN", "COPY"} & set(keywords[first_fact:])
+    images.ROOT = clone
+    assert images.source_url() == "https://git.example.com/p.git"
 
 
 def test_api_image_listens_on_3000_on_every_interface(dockerfile: Dockerfile) -> None:
@@ -213,7 +231,7 @@ def test_build_context_holds_what_the_dockerfile_copies_and_nothing_private(
         for line in (REPO / ".dockerignore").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
-    offline = load_script(IMAGES_SCRIPT).offline_build_args(CREATED)
+    offline = load_script(IMAGES_SCRIPT).offline_build_args()
     sources = [
         source
         for stage in dockerfile.stages
