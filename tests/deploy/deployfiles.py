@@ -169,23 +169,23 @@ class Dockerfile:
             if instruction.keyword == keyword
         ]
 
+    def pairs(self, target: str, keyword: str) -> dict[str, str]:
+        """The NAME=VALUE pairs of every `keyword` (ENV, LABEL) `target` has, later ones winning,
+        as written (ARGs not put in)."""
+        pairs: dict[str, str] = {}
+        for arguments in self.instructions(target, keyword):
+            for pair in shlex.split(arguments):
+                name, _, value = pair.partition("=")
+                pairs[name] = value
+        return pairs
+
     def env(self, target: str) -> dict[str, str]:
         """The ENV of the image built from `target`."""
-        env: dict[str, str] = {}
-        for arguments in self.instructions(target, "ENV"):
-            for pair in shlex.split(arguments):
-                name, _, value = pair.partition("=")
-                env[name] = value
-        return env
+        return self.pairs(target, "ENV")
 
     def labels(self, target: str) -> dict[str, str]:
-        """The LABELs of the image built from `target`, as written (ARGs not put in)."""
-        labels: dict[str, str] = {}
-        for arguments in self.instructions(target, "LABEL"):
-            for pair in shlex.split(arguments):
-                name, _, value = pair.partition("=")
-                labels[name] = value
-        return labels
+        """The LABELs of the image built from `target`."""
+        return self.pairs(target, "LABEL")
 
     def exec_form(self, target: str, keyword: str) -> list[str]:
         """The last `keyword` (ENTRYPOINT, CMD) of `target`, which must be a JSON array."""
