@@ -319,6 +319,9 @@ def _draw_failures(
         fontsize=9,
         fontweight="bold",
         color=_FAILED_COLOR if failed else "tab:green",
+        # Readable over the bars of a total outage too.
+        bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 1.5},
+        zorder=4,
     )
     axes.set_ylim(0, 100)
     axes.set_yticks([0, 50, 100])
