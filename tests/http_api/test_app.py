@@ -21,11 +21,11 @@ from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 
 from http_api import metrics
-from http_api.app import init_app
 from http_api.settings import Settings
 from http_api.state import Snapshot
 from mining.version import __version__
 from tests.helpers.gate import Gate
+from tests.helpers.openapi import checked_app
 from tests.helpers.rules import HeaderFields, build_ruleset, read_model, write_model
 
 SONGS = ("HUMBLE.", "DNA.", "Tyler, The Creator", "Ünïcödé", "City Of Stars", "plain")
@@ -60,7 +60,7 @@ async def start() -> AsyncIterator[Start]:
     servers: list[TestServer] = []
 
     async def _start(gate: Gate, settings: Settings = SETTINGS) -> str:
-        server = TestServer(init_app(gate, settings), host="127.0.0.1")
+        server = TestServer(checked_app(gate, settings), host="127.0.0.1")
         await server.start_server()
         servers.append(server)
         return str(server.make_url("")).rstrip("/")
