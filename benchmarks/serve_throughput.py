@@ -32,7 +32,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
+import re
 import signal
 import socket
 import statistics
@@ -202,6 +204,38 @@ def helper_server(mode: str, arguments: list[str], cpu: int | None) -> Iterator[
             process.wait()
 
 
+def handler_time_histogram(exposition: str) -> str:
+    """What the real server's own ``http_request_duration_seconds`` says of the recommend
+    requests it answered: the share in each bucket and Prometheus-style quantile estimates."""
+    pattern = re.compile(
+        r'^http_request_duration_seconds_bucket\{le="([^"]+)",method="POST",'
+        r'route="/api/recommend"\} (\S+)$',
+        re.MULTILINE,
+    )
+    cumulative = [(float(bound), float(count)) for bound, count in pattern.findall(exposition)]
+    total = cumulative[-1][1]
+    shares, previous = [], 0.0
+    for bound, count in cumulative:
+        if count > previous:
+            shares.append(f"≤{bound * 1e6:g} µs {100 * (count - previous) / total:.2f} %")
+        previous = count
+
+    def quantile(q: float) -> float:
+        # Linear inside the bucket, as histogram_quantile() does.
+        rank, lower, below = q * total, 0.0, 0.0
+        for bound, count in cumulative:
+            if count >= rank:
+                return lower + (bound - lower) * (rank - below) / max(count - below, 1)
+            lower, below = bound, count
+        return math.inf
+
+    return (
+        f"server's own histogram, POST /api/recommend ({total:.0f} requests): "
+        f"{'; '.join(shares)}; histogram_quantile p50 {quantile(0.5) * 1e6:.0f} µs, "
+        f"p99 {quantile(0.99) * 1e6:.0f} µs"
+    )
+
+
 def main() -> int:
     """Mine (or reuse) the rules, start the servers, run wrk rounds, print the ratios."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -297,6 +331,8 @@ def main() -> int:
                         cpu=wrk_cpu,
                     )
                     results[name].append(Run(wrk, cpu_seconds(pid) - before))
+            with urllib.request.urlopen(f"{real.url}/metrics", timeout=10) as response:
+                exposition = response.read().decode()
         finally:
             status = real.stop()
             logged_status = logged.stop() if args.access_log else 0
@@ -331,6 +367,7 @@ def main() -> int:
         f"CPU-per-request ratio bare/recommend: {statistics.median(cpu_ratios):.2f} (rounds: "
         f"{', '.join(f'{r:.2f}' for r in cpu_ratios)})"
     )
+    print(handler_time_histogram(exposition))
     if args.access_log:
         logged_pairs = zip(results["logged"], results["bare"], strict=True)
         logged_ratios = [lg.wrk.rate / b.wrk.rate for lg, b in logged_pairs]

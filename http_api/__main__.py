@@ -42,7 +42,8 @@ USAGE = "\n".join(
         "reloading new rules as they appear. Configured only through the environment",
         "(defaults in brackets):",
         *(f"  {name:<25} {meaning} [{default}]" for name, meaning, default in _VARIABLES),
-        "Endpoints: POST /api/recommend, GET /api/songs, /healthz, /readyz, /metrics and /.",
+        "Endpoints: POST /api/recommend, GET /api/songs, /api/openapi.json, /healthz, /readyz,",
+        "/metrics and /.",
         "Exit codes: 0 stopped gracefully, 2 bad configuration, 1 cannot listen or an actor",
         "keeps dying.",
     ]

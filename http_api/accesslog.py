@@ -21,6 +21,16 @@ from aiohttp.web import BaseRequest, StreamResponse
 ACCESS_LOGGER = "http_api.access"
 
 
+TEXT = "%s %s %d %d %.6f s %s"
+
+
+def _quoted(text: str) -> str:
+    """``text`` in double quotes, escaped as a JSON string when it needs escaping."""
+    if text.isprintable() and '"' not in text and "\\" not in text:
+        return f'"{text}"'
+    return json.dumps(text)
+
+
 class AccessLogger(AbstractAccessLogger):
     """aiohttp's access-log hook writing one INFO record per request, with structured fields."""
 
@@ -28,26 +38,34 @@ class AccessLogger(AbstractAccessLogger):
         """Record one answered request that took ``time`` seconds."""
         version = request.version
         protocol = f"HTTP/{version.major}.{version.minor}"
+        method, path, status = request.method, request.raw_path, response.status
+        remote, size = request.remote or "", response.body_length
         user_agent = request.headers.get("User-Agent", "")
         fields = {
-            "remote": request.remote or "",
-            "method": request.method,
-            "path": request.raw_path,
+            "remote": remote,
+            "method": method,
+            "path": path,
             "protocol": protocol,
-            "status": response.status,
-            "bytes": response.body_length,
+            "status": status,
+            "bytes": size,
             "duration_seconds": round(time, 6),
             "user_agent": user_agent,
         }
-        self.logger.info(
-            "%s %s %d %d %.6f s %s",
-            fields["remote"] or "-",
-            json.dumps(f"{request.method} {request.raw_path} {protocol}"),
-            response.status,
-            response.body_length,
-            time,
-            json.dumps(user_agent),
-            extra=fields,
+        line = (remote or "-", _quoted(f"{method} {path} {protocol}"), status, size, time)
+        logger = self.logger
+        # makeRecord + handle is what logger.info does, minus the walk up the stack to find
+        # the caller's file and line, which an access log does not need (a quarter of its cost).
+        logger.handle(
+            logger.makeRecord(
+                logger.name,
+                logging.INFO,
+                "",
+                0,
+                TEXT,
+                (*line, _quoted(user_agent)),
+                None,
+                extra=fields,
+            )
         )
 
     @property
