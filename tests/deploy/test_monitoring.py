@@ -49,6 +49,7 @@ from tests.helpers.rules import read_model, small_ruleset, write_model
 COMPONENT = MANIFESTS / "components" / "monitoring"
 PRODUCTION = MANIFESTS / "overlays" / "production"
 ALERTS_TEST = Path(__file__).with_name("alerts_test.yaml")
+DOCS = REPO / "docs" / "monitoring.md"
 ALERTS = {
     "PlaylistRecommenderNoReadyPods": "critical",
     "PlaylistRecommenderErrorRatioHigh": "critical",
@@ -66,18 +67,33 @@ def tool(name: str) -> str:
     return found
 
 
-@pytest.fixture(scope="module")
-def monitored(tmp_path_factory: pytest.TempPathFactory) -> Rendered:
+def with_monitoring(overlay: Path, **additions: list[Any]) -> Rendered:
     """The production overlay with the component enabled, as the component's comment says: its
-    kustomization.yaml, copied elsewhere (paths adjusted) with ``components`` added."""
-    overlay = tmp_path_factory.mktemp("with-monitoring")
+    kustomization.yaml, copied to ``overlay`` (paths adjusted) with ``components`` and any
+    ``additions`` (more ``labels``, ``patches``...) appended."""
     kustomization = yaml.safe_load((PRODUCTION / "kustomization.yaml").read_text())
     kustomization["resources"] = [
         os.path.relpath(PRODUCTION / resource, overlay) for resource in kustomization["resources"]
     ]
     kustomization["components"] = [os.path.relpath(COMPONENT, overlay)]
+    for key, values in additions.items():
+        kustomization[key] = [*kustomization.get(key, []), *values]
     (overlay / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
     return Rendered(overlay)
+
+
+@pytest.fixture(scope="module")
+def monitored(tmp_path_factory: pytest.TempPathFactory) -> Rendered:
+    """The production overlay with the monitoring component."""
+    return with_monitoring(tmp_path_factory.mktemp("with-monitoring"))
+
+
+def documented(first_key: str) -> list[Any]:
+    """The YAML example of docs/monitoring.md that starts with ``first_key:``, its value."""
+    blocks = re.findall(r"```yaml\n(.*?)```", DOCS.read_text(), re.DOTALL)
+    (block,) = [block for block in blocks if block.startswith(f"{first_key}:")]
+    value: list[Any] = yaml.safe_load(block)[first_key]
+    return value
 
 
 def rules_of(rendered: Rendered) -> list[dict[str, Any]]:
@@ -188,8 +204,9 @@ async def test_the_rules_use_only_metrics_the_server_exposes(
         assert re.search(rf"^{name}[{{ ]", exposed, re.MULTILINE), f"{name} is not exposed"
 
 
-def test_promtool_checks_the_rules(monitored: Rendered, tmp_path: Path) -> None:
-    rule_file = write_rule_file(monitored, tmp_path / "rules.yaml")
+def promtool_check(rendered: Rendered, directory: Path) -> None:
+    """``promtool check rules`` on the rendered PrometheusRule passes."""
+    rule_file = write_rule_file(rendered, directory / "rules.yaml")
     result = subprocess.run(
         [tool("promtool"), "check", "rules", str(rule_file)],
         capture_output=True,
@@ -199,6 +216,20 @@ def test_promtool_checks_the_rules(monitored: Rendered, tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"SUCCESS: {len(ALERTS)} rules found" in result.stdout
+
+
+def test_promtool_checks_the_rules(monitored: Rendered, tmp_path: Path) -> None:
+    promtool_check(monitored, tmp_path)
+
+
+def test_the_documented_selector_label_and_threshold_patch_work(tmp_path: Path) -> None:
+    (overlay := tmp_path / "overlay").mkdir()
+    rendered = with_monitoring(overlay, labels=documented("labels"), patches=documented("patches"))
+    for kind in ("ServiceMonitor", "PrometheusRule"):
+        assert rendered.one(kind)["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    (stale,) = [r for r in rules_of(rendered) if r["alert"] == "PlaylistRecommenderModelStale"]
+    assert stale["expr"].strip().endswith("> 30 * 24 * 3600")
+    promtool_check(rendered, tmp_path)
 
 
 def test_promtool_unit_tests_fire_every_alert_exactly_when_it_should(
