@@ -14,7 +14,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -43,7 +42,7 @@ from tests.deploy.deployfiles import (
 )
 from tests.helpers.gate import Gate
 from tests.helpers.openapi import checked_app
-from tests.helpers.processes import REPO, free_port
+from tests.helpers.processes import REPO, free_port, terminate
 from tests.helpers.rules import read_model, small_ruleset, write_model
 
 COMPONENT = MANIFESTS / "components" / "monitoring"
@@ -336,15 +335,6 @@ class Prometheus:
         alerts = _get_json(f"{self.url}/api/v1/alerts")["data"]["alerts"]
         return {a["labels"]["alertname"]: a for a in alerts if a["state"] == "firing"}
 
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL if it lingers."""
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
 
 @pytest.fixture
 def api_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
@@ -371,12 +361,7 @@ def api_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     try:
         yield f"127.0.0.1:{port}", data_dir
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        terminate(process, grace=30)
 
 
 def _recommend_status(target: str) -> int:
@@ -444,4 +429,4 @@ def test_a_real_prometheus_scraping_a_real_server_fires_each_alert_when_it_shoul
         active_at = _timestamp(firing["PlaylistRecommenderModelStale"]["activeAt"])
         assert active_at >= generated + stale_after - 0.01
     finally:
-        prometheus.stop()
+        terminate(prometheus.process, grace=30)

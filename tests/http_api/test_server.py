@@ -95,6 +95,20 @@ def server_env(data_dir: Path, **env: str) -> dict[str, str]:
     }
 
 
+def run_to_exit(data_dir: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``python -m http_api ARGS`` that is expected to exit by itself (a usage or setting
+    error); its status and output."""
+    return subprocess.run(
+        [sys.executable, "-m", "http_api", *args],
+        cwd=REPO,
+        env=server_env(data_dir, **env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 @pytest.fixture
 async def start_server() -> AsyncIterator[Callable[..., asyncio.Future[Server]]]:
     """Start ``python -m http_api`` subprocesses; any still running at teardown is stopped."""
@@ -154,30 +168,14 @@ def checkpoint_written_at(data_dir: Path) -> float:
 def test_a_bad_setting_is_one_line_naming_it_and_status_2(
     tmp_path: Path, variable: str, value: str, message: str
 ) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "http_api"],
-        cwd=REPO,
-        env=server_env(tmp_path, **{variable: value}),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_to_exit(tmp_path, **{variable: value})
     assert result.returncode == 2
     assert result.stderr.startswith(message)
     assert result.stderr.count("\n") == 1
 
 
 def test_with_json_logs_a_bad_setting_is_one_json_record(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "http_api"],
-        cwd=REPO,
-        env=server_env(tmp_path, PORT="http", LOG_FORMAT="json"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_to_exit(tmp_path, PORT="http", LOG_FORMAT="json")
     assert result.returncode == 2
     (record,) = json_records(result.stderr)
     assert (record["level"], record["logger"]) == ("ERROR", "http_api")
@@ -186,15 +184,7 @@ def test_with_json_logs_a_bad_setting_is_one_json_record(tmp_path: Path) -> None
 
 def test_help_lists_every_variable_and_an_argument_is_refused(tmp_path: Path) -> None:
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "http_api", *args],
-            cwd=REPO,
-            env=server_env(tmp_path),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        return run_to_exit(tmp_path, *args)
 
     helped = run("--help")
     assert helped.returncode == 0
@@ -211,15 +201,7 @@ def test_help_lists_every_variable_and_an_argument_is_refused(tmp_path: Path) ->
 def test_a_port_in_use_is_one_line_and_status_1(tmp_path: Path) -> None:
     with bind_listener("127.0.0.1", 0) as taken:
         port = taken.getsockname()[1]
-        result = subprocess.run(
-            [sys.executable, "-m", "http_api"],
-            cwd=REPO,
-            env=server_env(tmp_path, PORT=str(port)),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        result = run_to_exit(tmp_path, PORT=str(port))
     assert result.returncode == 1
     assert result.stderr == (
         f"http_api: error: cannot listen on HOST=127.0.0.1 PORT={port}: Address already in use\n"

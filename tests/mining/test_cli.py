@@ -27,6 +27,19 @@ def run(tmp_path: Path, *args: str, **env: str | Path) -> subprocess.CompletedPr
     return run_mining(tmp_path / "data", *args, **env)
 
 
+def run_code(tmp_path: Path, code: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``python -c CODE`` from the checkout, in the job's environment (DATA_DIR in tmp_path)."""
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        env=mining_env(tmp_path / "data", **env),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int, text: str) -> None:
     """Exit ``code`` and, after any log lines, exactly one error line and no traceback."""
     assert result.returncode == code, result.stderr
@@ -86,15 +99,7 @@ def test_a_bug_is_logged_with_its_traceback_as_one_json_field(tmp_path: Path) ->
         "job.run_job = broken\n"
         "sys.exit(job.main([]))"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        env=mining_env(tmp_path / "data", LOG_FORMAT="json"),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_code(tmp_path, code, LOG_FORMAT="json")
     assert result.returncode == 1
     (record,) = json_records(result.stderr)
     assert record["message"] == "unexpected error (a bug)"
@@ -129,15 +134,7 @@ def test_pyfim_engine_without_pyfim_installed_is_a_configuration_error(tmp_path:
     code = (
         "import sys; sys.modules['fim'] = None; from mining.__main__ import main; sys.exit(main())"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        env=mining_env(tmp_path / "data", MINING_ENGINE="pyfim"),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_code(tmp_path, code, MINING_ENGINE="pyfim")
     assert_one_line_error(result, 2, "playlist-recommender[fast]")
 
 
