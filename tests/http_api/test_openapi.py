@@ -9,6 +9,7 @@ lists goes untried.
 
 from __future__ import annotations
 
+import configparser
 import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -51,6 +52,11 @@ def test_info_version_follows_the_package_version() -> None:
 
 def test_the_docs_copy_is_the_packaged_file() -> None:
     assert (REPO / "docs" / "openapi.json").read_bytes() == OPENAPI_PATH.read_bytes()
+    # Declared as package data, so that pip install (and the API image) ships it.
+    setup = configparser.ConfigParser()
+    setup.read(REPO / "setup.cfg")
+    packaged = [p.strip() for p in setup["options.package_data"]["http_api"].split(",")]
+    assert OPENAPI_PATH.relative_to(OPENAPI_PATH.parent).as_posix() in packaged
 
 
 def _examples(node: object, pointer: str = "") -> Iterator[tuple[str, object, str]]:

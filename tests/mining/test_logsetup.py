@@ -6,6 +6,8 @@ import datetime as dt
 import io
 import json
 import logging
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -18,6 +20,7 @@ from mining.logsetup import (
     report_error,
 )
 from tests.helpers.logs import json_records
+from tests.helpers.processes import REPO
 
 
 @pytest.fixture
@@ -97,3 +100,31 @@ def test_a_fatal_error_is_one_line_in_either_format(capsys: pytest.CaptureFixtur
     (record,) = json_records(capsys.readouterr().err)
     assert (record["level"], record["logger"]) == ("ERROR", "mining")
     assert record["message"] == "MIN_SUPPORT='x' is not a number"
+
+
+def test_with_json_on_the_root_warnings_and_uncaught_exceptions_are_records_too() -> None:
+    code = (
+        "import threading, warnings\n"
+        "from mining.logsetup import configure_logging\n"
+        "configure_logging('json')\n"
+        "warnings.warn('old API')\n"
+        "worker = threading.Thread(target=lambda: 1 / 0, name='worker')\n"
+        "worker.start(); worker.join()\n"
+        "raise KeyError('main')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    warned, in_thread, in_main = json_records(result.stderr)
+    assert (warned["level"], warned["logger"]) == ("WARNING", "py.warnings")
+    assert "old API" in warned["message"]
+    assert in_thread["message"] == "uncaught exception in thread worker"
+    assert in_thread["exception"].endswith("ZeroDivisionError: division by zero")
+    assert (in_main["level"], in_main["message"]) == ("CRITICAL", "uncaught exception")
+    assert in_main["exception"].endswith("KeyError: 'main'")
