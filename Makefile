@@ -36,8 +36,10 @@ run: $(STAMP)
 	DATA_DIR=$(DATA_DIR) PORT=$(PORT) PY=$(BIN)/python scripts/run-demo
 
 # System packages the tests drive for real (installed only when missing).
-# Each entry is COMMAND:DEBIAN_PACKAGE.
-TEST_SYSTEM_PACKAGES := xz:xz-utils openssl:openssl chromium:chromium haproxy:haproxy
+# Each entry is COMMAND:DEBIAN_PACKAGE. prometheus: promtool checks and unit-tests the alerts, and
+# a real Prometheus scrapes a real server (tests/deploy/test_monitoring.py).
+TEST_SYSTEM_PACKAGES := xz:xz-utils openssl:openssl chromium:chromium haproxy:haproxy \
+	promtool:prometheus prometheus:prometheus
 sysdeps-test:
 	scripts/ensure-system-packages $(TEST_SYSTEM_PACKAGES)
 

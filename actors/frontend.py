@@ -27,6 +27,7 @@ from actors.messages import (
     StartDraining,
     Subscribe,
 )
+from http_api.accesslog import access_log_options
 from http_api.settings import Settings
 from http_api.state import RulesGate, Snapshot
 
@@ -248,9 +249,9 @@ class HttpFrontend(pykka.ThreadingActor):
             app,
             handle_signals=False,
             shutdown_timeout=self._settings.shutdown_timeout_seconds,
-            # Requests are counted and timed in /metrics; a log line each would cost more
-            # than the recommendation.
-            access_log=None,
+            # Off unless ACCESS_LOG=1: requests are counted and timed in /metrics, and a log
+            # line each costs more than the recommendation (docs/monitoring.md).
+            **access_log_options(self._settings.access_log),
         )
         await self._runner.setup()
         await web.SockSite(self._runner, self._listener).start()

@@ -124,6 +124,9 @@ class ServerProcess:
     data_dir: Path
     env: dict[str, str] = field(default_factory=dict)
     cpu: int | None = None
+    # Lines containing this are read (the server pays for writing them) but not kept: an
+    # access log under wrk would otherwise pile up hundreds of thousands of them.
+    discard: str | None = None
     started_at: float = 0.0
     lines: list[tuple[float, str]] = field(default_factory=list)
     process: subprocess.Popen[bytes] | None = None
@@ -156,6 +159,8 @@ class ServerProcess:
         assert self.process is not None and self.process.stderr is not None
         for raw in self.process.stderr:
             line = raw.decode(errors="replace").rstrip("\n")
+            if self.discard is not None and self.discard in line:
+                continue
             self.lines.append((time.time(), line))
             if not self.url and (match := LISTENING.search(line)):
                 self.url = f"http://127.0.0.1:{match.group(1)}"

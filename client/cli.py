@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import enum
 import json
+import logging
 import math
 import os
 import sys
@@ -13,7 +14,7 @@ from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import NoReturn, TextIO
 
 from yarl import URL
 
@@ -31,8 +32,10 @@ from client.recommend import (
 )
 from client.record import CSV_HEADER, CsvFormatError, read_samples
 from client.summary import format_summary
+from mining.logsetup import JsonFormatter, configure_logging, parse_log_format
 
 PROG = "python -m client"
+log = logging.getLogger("client")
 # How each recommended song is indented, as in the original client.
 SONG_INDENT = "    "
 
@@ -97,6 +100,10 @@ continuous output (-c), CSV with the original client's header:
                  `{PROG} plot --help` for details. To reach a host
                  literally named "plot", use --url.
 
+environment:
+  LOG_FORMAT     text (default) or json: what goes to stderr (errors, the events
+                 and summary of -c, plot's summary) as one JSON object per line
+
 exit status:
   0 success   2 usage error   3 cannot connect   4 timeout
   5 request rejected (4xx)    6 server error (5xx)
@@ -114,9 +121,36 @@ class RequestCommand:
     output: Path | None
 
 
+class _TextFormatter(logging.Formatter):
+    """stderr as the client has always written it: an error as ``error: ...``, the rest bare."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The message (and traceback, if any), ``error: `` in front from ERROR on."""
+        text = super().format(record)
+        return f"error: {text}" if record.levelno >= logging.ERROR else text
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    """argparse whose usage errors are a log record when the client logs JSON."""
+
+    def error(self, message: str) -> NoReturn:
+        """Report a usage error and exit 2."""
+        if not any(isinstance(handler.formatter, JsonFormatter) for handler in log.handlers):
+            super().error(message)
+        log.error("%s (see %s --help)", message, self.prog)
+        sys.exit(ExitCode.USAGE)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the client and return its exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        log_format = parse_log_format(os.environ.get("LOG_FORMAT"))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return ExitCode.USAGE
+    # Only the client's own logger: main() also runs inside other programs (and tests).
+    configure_logging(log_format, text_formatter=_TextFormatter(), logger=log.name)
     if args and args[0] == "plot":
         return _plot_main(args[1:])
     command = parse_request_command(args)
@@ -139,7 +173,7 @@ def _positive(kind: Callable[[str], float], what: str) -> Callable[[str], float]
 
 
 def _request_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _ArgumentParser(
         prog=PROG,
         usage=(
             f"{PROG} [options] HOST PORT SONG [SONG ...]\n"
@@ -268,7 +302,7 @@ def _endpoint(parser: argparse.ArgumentParser, host: str, port_text: str) -> URL
 
 
 def _fail(message: str, code: ExitCode) -> int:
-    print(f"error: {message}", file=sys.stderr)
+    log.error("%s", message)
     return code
 
 
@@ -301,20 +335,19 @@ def _continuous(command: RequestCommand, options: ContinuousOptions) -> int:
                 out = stack.enter_context(command.output.open("w", newline="", encoding="utf-8"))
             except OSError as err:
                 return _fail(f"cannot write {command.output}: {err.strerror}", ExitCode.FILE_ERROR)
-        summary = asyncio.run(run_until_signalled(command.query, options, out, sys.stderr))
+        summary = asyncio.run(run_until_signalled(command.query, options, out, log))
         try:
             out.flush()
         except BrokenPipeError:
             # The reader is gone; point the descriptor at /dev/null so the
             # interpreter's own flush at exit does not print a traceback.
             os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
-    print("--- summary ---", file=sys.stderr)
-    print(format_summary(summary), file=sys.stderr)
+    log.info("--- summary ---\n%s", format_summary(summary))
     return ExitCode.OK
 
 
 def _plot_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _ArgumentParser(
         prog=f"{PROG} plot",
         description="Draw a CSV recorded with -c: response time over time, failures marked, "
         "the first reply with each new version or model_date as a labelled vertical line, "
@@ -354,7 +387,7 @@ def _plot_main(args: Sequence[str]) -> int:
         return _fail(str(err), ExitCode.PLOT_UNAVAILABLE)
     except OSError as err:
         return _fail(f"cannot write {output}: {err.strerror}", ExitCode.FILE_ERROR)
-    print(format_summary(contents.summary), file=sys.stderr)
+    log.info("%s", format_summary(contents.summary))
     shaded = f", {len(contents.mixed_spans)} mixed spans shaded" if contents.mixed_spans else ""
     print(
         f"wrote {output}: {len(samples)} samples, "

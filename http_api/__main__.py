@@ -11,6 +11,7 @@ from types import FrameType
 from actors import Supervisor, bind_listener
 from http_api.app import init_app
 from http_api.settings import Settings, SettingsError
+from mining.logsetup import configure_logging, log_format_for_errors, report_error
 
 log = logging.getLogger("http_api")
 
@@ -30,6 +31,8 @@ _VARIABLES = (
     ("MAX_QUERY_SONGS", "most distinct songs in one request", Settings.max_query_songs),
     ("MAX_BODY_BYTES", "larger request bodies get 413", Settings.max_body_bytes),
     ("LOG_LEVEL", "DEBUG, INFO, WARNING, ERROR or CRITICAL", Settings.log_level),
+    ("LOG_FORMAT", "text, or json: one JSON object per line", Settings.log_format),
+    ("ACCESS_LOG", "1: log every answered request", int(Settings.access_log)),
 )
 USAGE = "\n".join(
     [
@@ -39,7 +42,8 @@ USAGE = "\n".join(
         "reloading new rules as they appear. Configured only through the environment",
         "(defaults in brackets):",
         *(f"  {name:<25} {meaning} [{default}]" for name, meaning, default in _VARIABLES),
-        "Endpoints: POST /api/recommend, GET /api/songs, /healthz, /readyz, /metrics and /.",
+        "Endpoints: POST /api/recommend, GET /api/songs, /api/openapi.json, /healthz, /readyz,",
+        "/metrics and /.",
         "SIGTERM drains for DRAIN_SECONDS first; SIGINT (Ctrl-C) stops without a drain.",
         "Exit codes: 0 stopped gracefully, 2 bad configuration, 1 cannot listen or an actor",
         "keeps dying.",
@@ -54,29 +58,27 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE)
         return 0
     if args:
-        print(
-            f"http_api: error: unexpected argument {args[0]!r}: the server is configured through "
-            "environment variables (see python -m http_api --help)",
-            file=sys.stderr,
+        report_error(
+            "http_api",
+            f"unexpected argument {args[0]!r}: the server is configured through environment "
+            "variables (see python -m http_api --help)",
+            log_format_for_errors(os.environ),
         )
         return 2
     try:
         settings = Settings.from_env()
     except SettingsError as exc:
-        print(f"http_api: error: {exc}", file=sys.stderr)
+        report_error("http_api", str(exc), log_format_for_errors(os.environ))
         return 2
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(settings.log_format, settings.log_level)
     try:
         listener = bind_listener(settings.host, settings.port)
     except OSError as exc:
-        print(
-            f"http_api: error: cannot listen on HOST={settings.host} PORT={settings.port}: "
+        report_error(
+            "http_api",
+            f"cannot listen on HOST={settings.host} PORT={settings.port}: "
             f"{os.strerror(exc.errno) if exc.errno else exc}",
-            file=sys.stderr,
+            settings.log_format,
         )
         return 1
     supervisor = Supervisor(settings, listener, app_factory=init_app)

@@ -19,6 +19,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from http_api import handlers, metrics
+from http_api.openapi import openapi_routes
 from http_api.settings import Settings
 from http_api.state import RulesGate
 from http_api.web import Route, web_routes
@@ -50,10 +51,10 @@ def add_routes(
     for path, methods in by_path.items():
         resource = app.router.add_resource(path)
         for method, handler in methods.items():
-            resource.add_route(method, _answered(path, handler, gate, settings))
+            resource.add_route(method, _answered(path, method, handler, gate, settings))
         refuse = _method_not_allowed(sorted(methods))
-        resource.add_route("*", _answered(path, refuse, gate, settings))
-    unmatched = _answered(metrics.UNMATCHED_ROUTE, _not_found, gate, settings)
+        resource.add_route("*", _answered(path, metrics.ANY_METHOD, refuse, gate, settings))
+    unmatched = _answered(metrics.UNMATCHED_ROUTE, metrics.ANY_METHOD, _not_found, gate, settings)
     app.router.add_route("*", "/{path:.*}", unmatched)
 
 
@@ -74,7 +75,9 @@ def _method_not_allowed(allowed: list[str]) -> Handler:
 async def _not_found(request: web.Request) -> web.Response:
     """404 for a path no route has."""
     return handlers.json_error(
-        404, "no such endpoint; the API is POST /api/recommend (see GET / for the page)"
+        404,
+        "no such endpoint; the API is POST /api/recommend, described at GET /api/openapi.json "
+        "(see GET / for the page)",
     )
 
 
@@ -90,11 +93,13 @@ def _error_for(exc: web.HTTPException, settings: Settings) -> web.Response:
     return handlers.json_error(exc.status, exc.reason, headers=headers)
 
 
-def _answered(route: str, handler: Handler, gate: RulesGate, settings: Settings) -> Handler:
-    """``handler`` with every error as JSON, the request counted and timed under ``route``, and
-    ``Connection: close`` while draining."""
+def _answered(
+    route: str, method: str, handler: Handler, gate: RulesGate, settings: Settings
+) -> Handler:
+    """``handler`` (answering ``method``, or every method) with every error as JSON, the request
+    counted and timed under ``route``, and ``Connection: close`` while draining."""
 
-    observe = metrics.request_observer(route)
+    observe = metrics.request_observer(route, method)
 
     async def answered(request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
@@ -108,7 +113,7 @@ def _answered(route: str, handler: Handler, gate: RulesGate, settings: Settings)
             # A bug: answer in the contract's shape, and say so loudly in the log.
             log.exception("unhandled error in %s %s", request.method, request.path)
             response = handlers.json_error(500, "internal server error")
-        observe(response.status, time.perf_counter() - started)
+        observe(request.method, response.status, time.perf_counter() - started)
         if gate.draining:
             # Tell keep-alive clients (and load balancers) to reconnect, landing on another
             # replica.
@@ -121,5 +126,6 @@ def _answered(route: str, handler: Handler, gate: RulesGate, settings: Settings)
 def init_app(gate: RulesGate, settings: Settings) -> web.Application:
     """Build the application the HttpFrontend actor runs, over ``gate`` and ``settings``."""
     app = web.Application(client_max_size=settings.max_body_bytes)
-    add_routes(app, [*api_routes(gate, settings), *web_routes(gate)], gate, settings)
+    routes = [*api_routes(gate, settings), *web_routes(gate), *openapi_routes()]
+    add_routes(app, routes, gate, settings)
     return app

@@ -100,6 +100,6 @@ class ApiHandlers:
 
     async def metrics_text(self, request: web.Request) -> web.Response:
         """``GET /metrics``: Prometheus text exposition."""
-        metrics.show_snapshot(self._gate.snapshot)
+        metrics.show_snapshot(self._gate.snapshot, draining=self._gate.draining)
         body, content_type = metrics.render()
         return web.Response(body=body, headers={"Content-Type": content_type})

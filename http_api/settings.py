@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from mining.logsetup import DEFAULT_LOG_FORMAT, parse_log_format
+
 
 class SettingsError(ValueError):
     """An environment variable has a value the server cannot use (names the variable)."""
@@ -32,6 +34,19 @@ def _integer(env: Mapping[str, str], name: str, default: int, low: int, high: in
     return int(value)
 
 
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw not in _TRUE + _FALSE:
+        raise SettingsError(f"{name}={env[name]!r} must be 1 or 0 (or true/false, yes/no, on/off)")
+    return raw in _TRUE
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything ``python -m http_api`` can be told through its environment."""
@@ -52,6 +67,9 @@ class Settings:
     max_query_songs: int = 1000
     max_body_bytes: int = 1024 * 1024
     log_level: str = "INFO"
+    log_format: str = DEFAULT_LOG_FORMAT
+    # One log line per answered request (off: it costs more than the recommendation).
+    access_log: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -64,6 +82,10 @@ class Settings:
         if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise SettingsError(f"LOG_LEVEL={log_level!r} is not a logging level")
         host = env.get("HOST", cls.host).strip() or cls.host
+        try:
+            log_format = parse_log_format(env.get("LOG_FORMAT"))
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from None
         return cls(
             host=host,
             port=_integer(env, "PORT", cls.port, 0, 65535),
@@ -80,4 +102,6 @@ class Settings:
             max_query_songs=_integer(env, "MAX_QUERY_SONGS", cls.max_query_songs, 1, 100_000),
             max_body_bytes=_integer(env, "MAX_BODY_BYTES", cls.max_body_bytes, 1024, 1 << 30),
             log_level=log_level,
+            log_format=log_format,
+            access_log=_flag(env, "ACCESS_LOG", cls.access_log),
         )

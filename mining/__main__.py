@@ -8,11 +8,13 @@ not writable; 1 anything unexpected (a bug: the traceback is printed).
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Mapping, Sequence
 
 from mining.errors import MiningError
 from mining.job import run_job
+from mining.logsetup import configure_logging, log_format_for_errors, report_error
 from mining.settings import Settings
 
 USAGE = """usage: python -m mining
@@ -26,6 +28,7 @@ through the environment (defaults in brackets):
   MAX_LEN         most songs in an itemset (antecedent + consequent) [8]
   MINING_ENGINE   mlxtend or pyfim [mlxtend]
   LOG_LEVEL       DEBUG, INFO, WARNING, ERROR or CRITICAL [INFO]
+  LOG_FORMAT      text, or json for one JSON object per line [text]
 Exit codes: 0 done or up to date, 2 bad configuration, 3 bad input data,
 4 dataset not available, 5 DATA_DIR not writable, 1 unexpected error."""
 
@@ -37,19 +40,27 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         if args[0] in ("-h", "--help"):
             print(USAGE)
             return 0
-        print(f"mining: error: unexpected argument {args[0]!r} (see --help)", file=sys.stderr)
+        report_error(
+            "mining",
+            f"unexpected argument {args[0]!r} (see --help)",
+            log_format_for_errors(os.environ if env is None else env),
+        )
         return 2
     try:
         settings = Settings.from_env(env)
-        logging.basicConfig(
-            level=settings.log_level,
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-            stream=sys.stderr,
-        )
+    except MiningError as exc:
+        report_error("mining", str(exc), log_format_for_errors(os.environ if env is None else env))
+        return exc.exit_code
+    configure_logging(settings.log_format, settings.log_level)
+    try:
         run_job(settings)
     except MiningError as exc:
-        print(f"mining: error: {exc}", file=sys.stderr)
+        report_error("mining", str(exc), settings.log_format)
         return exc.exit_code
+    except Exception:
+        # A bug: the traceback goes to the log (one JSON field with LOG_FORMAT=json).
+        logging.getLogger("mining").exception("unexpected error (a bug)")
+        return 1
     return 0
 
 

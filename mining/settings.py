@@ -12,6 +12,7 @@ from pathlib import Path
 from mining.checkpoint import normalise_dataset_url
 from mining.engines import ENGINES, engine_problem
 from mining.errors import SettingsError
+from mining.logsetup import DEFAULT_LOG_FORMAT, parse_log_format
 from mining.rulesfile import MiningParameters
 
 # Bundled with the package so that `python -m mining` works offline with no configuration.
@@ -51,6 +52,7 @@ class Settings:
     max_len: int = 8
     engine: str = "mlxtend"
     log_level: str = "INFO"
+    log_format: str = DEFAULT_LOG_FORMAT
 
     @property
     def parameters(self) -> MiningParameters:
@@ -91,6 +93,10 @@ class Settings:
         log_level = _text(env, "LOG_LEVEL", cls.log_level).upper()
         if log_level not in LOG_LEVELS:
             raise SettingsError(f"LOG_LEVEL={log_level!r} must be one of {', '.join(LOG_LEVELS)}")
+        try:
+            log_format = parse_log_format(env.get("LOG_FORMAT"))
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from None
         return cls(
             dataset_url=url,
             data_dir=Path(_text(env, "DATA_DIR", str(cls.data_dir))),
@@ -101,4 +107,5 @@ class Settings:
             max_len=max_len,
             engine=engine,
             log_level=log_level,
+            log_format=log_format,
         )

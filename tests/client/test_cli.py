@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
 from client.cli import ExitCode, main, parse_request_command
 from client.continuous import ContinuousOptions
+from tests.helpers.logs import json_records
 
 if TYPE_CHECKING:
     from conftest import FakeServer, RunClient, StartClient
@@ -164,3 +166,39 @@ async def test_ctrl_c_during_a_one_shot_request_is_one_line_not_a_traceback(
     stdout, stderr = await asyncio.wait_for(process.communicate(), 10)
     assert process.returncode == ExitCode.INTERRUPTED
     assert (stdout, stderr) == (b"", b"error: interrupted\n")
+
+
+async def test_json_logs_turn_every_stderr_line_into_a_record(
+    fake_server: FakeServer, run_client: RunClient, closed_port: int, tmp_path: Path
+) -> None:
+    refused = await run_client("127.0.0.1", str(closed_port), "Yellow", LOG_FORMAT="json")
+    assert (refused.returncode, refused.stdout) == (ExitCode.CONNECTION, "")
+    (record,) = json_records(refused.stderr)
+    assert (record["level"], record["logger"]) == ("ERROR", "client")
+    assert record["message"] == (
+        f"cannot connect to http://127.0.0.1:{closed_port}: Connection refused"
+    )
+
+    usage = await run_client("127.0.0.1", "52004", LOG_FORMAT="json")
+    assert usage.returncode == ExitCode.USAGE
+    (record,) = json_records(usage.stderr)
+    assert record["level"] == "ERROR"
+    assert record["message"].startswith("expected HOST PORT SONG")
+    assert record["message"].endswith("(see python -m client --help)")
+
+    csv_path = tmp_path / "run.csv"
+    measured = await run_client(
+        "-c", "--interval", "0.05", "--count", "3", "--output", str(csv_path),
+        "127.0.0.1", str(fake_server.port), "Yellow", LOG_FORMAT="json",
+    )  # fmt: skip
+    assert measured.returncode == ExitCode.OK, measured.stderr
+    *events, summary = json_records(measured.stderr)
+    assert [event["message"].split(" ")[:2] for event in events] == [["first", "reply"]]
+    assert summary["message"].startswith("--- summary ---\nrequests: 3, failed: 0")
+    assert csv_path.read_text().startswith("time,response_time,version,model_date\n")
+
+
+async def test_a_bad_log_format_is_a_usage_error(run_client: RunClient) -> None:
+    result = await run_client("127.0.0.1", "52004", "Yellow", LOG_FORMAT="xml")
+    assert result.returncode == ExitCode.USAGE
+    assert result.stderr == "error: LOG_FORMAT='xml' must be text or json\n"

@@ -14,10 +14,12 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import jsonschema
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 MANIFESTS = REPO / "manifests"
+SCHEMAS = Path(__file__).with_name("schemas")
 OVERLAYS = sorted(path.name for path in (MANIFESTS / "overlays").iterdir() if path.is_dir())
 DOCKERFILE = REPO / "containers" / "Dockerfile"
 
@@ -48,6 +50,53 @@ def render(directory: Path) -> list[dict[str, Any]]:
     )
     assert result.returncode == 0, result.stderr
     return [obj for obj in yaml.safe_load_all(result.stdout) if obj]
+
+
+def strict(schema: Any) -> Any:
+    """The schema with every object that lists its properties refusing any other field.
+
+    The API server prunes unknown fields of a custom resource without a word, so a misspelled
+    `selfHeal` would silently turn self-healing off; this makes such a field an error here.
+    """
+    if isinstance(schema, list):
+        return [strict(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    tightened = {key: strict(value) for key, value in schema.items()}
+    if (
+        "properties" in schema
+        and "additionalProperties" not in schema
+        and not schema.get("x-kubernetes-preserve-unknown-fields")
+    ):
+        tightened["additionalProperties"] = False
+    return tightened
+
+
+def crd_validator(path: Path, version: str) -> jsonschema.protocols.Validator:
+    """A validator for objects of the CustomResourceDefinition in ``path`` at ``version``, from
+    its openAPIV3Schema made :func:`strict`."""
+    crd = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    (served,) = [v for v in crd["spec"]["versions"] if v["name"] == version]
+    schema = strict(served["schema"]["openAPIV3Schema"])
+    validator_class = jsonschema.validators.validator_for(
+        schema, default=jsonschema.Draft7Validator
+    )
+    # Not check_schema(): it also asserts the "regex" format of every pattern, and CRD patterns
+    # are Go (RE2) expressions Python's re may refuse, e.g. the Prometheus Operator's
+    # "^(?i)(abort|warn)?$".
+    problems = [
+        error.message for error in validator_class(validator_class.META_SCHEMA).iter_errors(schema)
+    ]
+    assert problems == [], f"{path} does not hold a valid schema: {problems[:3]}"
+    return validator_class(schema)
+
+
+def schema_errors(validator: jsonschema.protocols.Validator, document: dict[str, Any]) -> list[str]:
+    """Every schema violation in ``document``, one line each."""
+    return [
+        f"{'.'.join(map(str, error.absolute_path))}: {error.message}"
+        for error in validator.iter_errors(document)
+    ]
 
 
 class Rendered:

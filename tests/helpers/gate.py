@@ -13,9 +13,9 @@ from contextlib import asynccontextmanager
 
 from aiohttp import web
 
-from http_api.app import init_app
 from http_api.settings import Settings
 from http_api.state import Snapshot
+from tests.helpers.openapi import checked_app
 
 
 class Gate:
@@ -46,8 +46,9 @@ class Gate:
 
 @asynccontextmanager
 async def serve(gate: Gate, settings: Settings, port: int = 0) -> AsyncIterator[str]:
-    """Run the application on 127.0.0.1 (``port`` 0: a free one); yield its base URL."""
-    runner = web.AppRunner(init_app(gate, settings), shutdown_timeout=0.1)
+    """Run the application on 127.0.0.1 (``port`` 0: a free one), every response checked
+    against the OpenAPI document; yield its base URL."""
+    runner = web.AppRunner(checked_app(gate, settings), shutdown_timeout=0.1)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:

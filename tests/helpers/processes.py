@@ -1,9 +1,9 @@
 """The project's command-line programs as real subprocesses, free ports, and polling.
 
 ``run_mining`` and ``mine`` run ``python -m mining`` from the checkout into a DATA_DIR, in the
-environment ``mining_env`` builds; ``stop`` ends a server the way Kubernetes does (SIGTERM,
-then SIGKILL after a grace period); ``wait_until`` polls a plain or async condition within a
-bounded time.
+environment ``mining_env`` builds; ``stop`` (``terminate`` outside an event loop) ends a server
+the way Kubernetes does (SIGTERM, then SIGKILL after a grace period); ``wait_until`` polls a
+plain or async condition within a bounded time.
 """
 
 from __future__ import annotations
@@ -75,6 +75,19 @@ async def stop(process: asyncio.subprocess.Process, grace: float) -> None:
     except TimeoutError:
         process.kill()
         await process.wait()
+
+
+def terminate(process: subprocess.Popen[bytes], grace: float) -> None:
+    """SIGTERM ``process`` if it still runs; SIGKILL it if it has not exited after ``grace`` s
+    (the blocking twin of :func:`stop`)."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 async def wait_until(

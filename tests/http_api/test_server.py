@@ -34,6 +34,7 @@ from mining.checkpoint import (
 )
 from mining.rulesfile import RULES_FILENAME, encode_rules, write_rules
 from tests.helpers.load import generate_load
+from tests.helpers.logs import json_records
 from tests.helpers.processes import REPO, mine, stop, wait_until
 from tests.helpers.rules import (
     FIRST_NS,
@@ -94,6 +95,20 @@ def server_env(data_dir: Path, **env: str) -> dict[str, str]:
     }
 
 
+def run_to_exit(data_dir: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``python -m http_api ARGS`` that is expected to exit by itself (a usage or setting
+    error); its status and output."""
+    return subprocess.run(
+        [sys.executable, "-m", "http_api", *args],
+        cwd=REPO,
+        env=server_env(data_dir, **env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 @pytest.fixture
 async def start_server() -> AsyncIterator[Callable[..., asyncio.Future[Server]]]:
     """Start ``python -m http_api`` subprocesses; any still running at teardown is stopped."""
@@ -146,36 +161,30 @@ def checkpoint_written_at(data_dir: Path) -> float:
         ("PORT", "http", "http_api: error: PORT='http' is not a number"),
         ("DRAIN_SECONDS", "-1", "http_api: error: DRAIN_SECONDS='-1' must be between 0 and 600"),
         ("WATCHER", "fanotify", "http_api: error: WATCHER='fanotify' must be auto, inotify or"),
+        ("LOG_FORMAT", "xml", "http_api: error: LOG_FORMAT='xml' must be text or json"),
+        ("ACCESS_LOG", "maybe", "http_api: error: ACCESS_LOG='maybe' must be 1 or 0"),
     ],
 )
 def test_a_bad_setting_is_one_line_naming_it_and_status_2(
     tmp_path: Path, variable: str, value: str, message: str
 ) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "http_api"],
-        cwd=REPO,
-        env=server_env(tmp_path, **{variable: value}),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_to_exit(tmp_path, **{variable: value})
     assert result.returncode == 2
     assert result.stderr.startswith(message)
     assert result.stderr.count("\n") == 1
 
 
+def test_with_json_logs_a_bad_setting_is_one_json_record(tmp_path: Path) -> None:
+    result = run_to_exit(tmp_path, PORT="http", LOG_FORMAT="json")
+    assert result.returncode == 2
+    (record,) = json_records(result.stderr)
+    assert (record["level"], record["logger"]) == ("ERROR", "http_api")
+    assert record["message"] == "PORT='http' is not a number"
+
+
 def test_help_lists_every_variable_and_an_argument_is_refused(tmp_path: Path) -> None:
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "http_api", *args],
-            cwd=REPO,
-            env=server_env(tmp_path),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        return run_to_exit(tmp_path, *args)
 
     helped = run("--help")
     assert helped.returncode == 0
@@ -192,15 +201,7 @@ def test_help_lists_every_variable_and_an_argument_is_refused(tmp_path: Path) ->
 def test_a_port_in_use_is_one_line_and_status_1(tmp_path: Path) -> None:
     with bind_listener("127.0.0.1", 0) as taken:
         port = taken.getsockname()[1]
-        result = subprocess.run(
-            [sys.executable, "-m", "http_api"],
-            cwd=REPO,
-            env=server_env(tmp_path, PORT=str(port)),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        result = run_to_exit(tmp_path, PORT=str(port))
     assert result.returncode == 1
     assert result.stderr == (
         f"http_api: error: cannot listen on HOST=127.0.0.1 PORT={port}: Address already in use\n"
@@ -259,6 +260,56 @@ async def test_data_dir_missing_at_start_is_served_once_created(
     write_model(data_dir, small_ruleset())
     await wait_until(lambda: _status_is(server, "/readyz", 200), 5, "/readyz 200")
     assert server.logged("does not exist (yet)")
+
+
+async def test_json_logs_and_the_access_log_from_start_to_exit(
+    tmp_path: Path, start_server: Callable[..., asyncio.Future[Server]]
+) -> None:
+    write_model(tmp_path, small_ruleset())
+    server = await start_server(tmp_path, LOG_FORMAT="json", ACCESS_LOG="1")
+    await wait_until(lambda: _status_is(server, "/readyz", 200), 30, "/readyz 200")
+    agent = 'tester "quoted" \\ 1.0'
+    async with aiohttp.ClientSession(headers={"User-Agent": agent}) as session:
+        async with session.post(f"{server.url}/api/recommend", json=BODY) as response:
+            assert response.status == 200
+            size = len(await response.read())
+        async with session.get(f"{server.url}/nowhere?x=1") as response:
+            assert response.status == 404
+    await wait_until(lambda: server.logged("/nowhere"), 10, "the access log of the 404")
+    await stop(server.process, grace=30)
+    await wait_until(lambda: server.logged("exiting with status 0"), 10, "the last line")
+
+    records = json_records(server.log())
+    assert {"actors.supervisor", "actors.rule_server", "http_api"} <= {r["logger"] for r in records}
+    access = {r["path"]: r for r in records if r["logger"] == "http_api.access"}
+    posted = access["/api/recommend"]
+    assert posted["method"] == "POST"
+    assert (posted["status"], posted["protocol"]) == (200, "HTTP/1.1")
+    assert size < posted["bytes"] < size + 400  # the bytes written, headers included
+    assert (posted["remote"], posted["user_agent"]) == ("127.0.0.1", agent)
+    assert 0 < posted["duration_seconds"] < 5
+    assert posted["message"].startswith('127.0.0.1 "POST /api/recommend HTTP/1.1" 200 ')
+    assert (access["/nowhere?x=1"]["method"], access["/nowhere?x=1"]["status"]) == ("GET", 404)
+
+
+async def test_the_access_log_is_off_by_default_and_one_text_line_per_request_when_on(
+    tmp_path: Path, start_server: Callable[..., asyncio.Future[Server]]
+) -> None:
+    write_model(tmp_path, small_ruleset())
+    quiet = await start_server(tmp_path)
+    loud = await start_server(tmp_path, ACCESS_LOG="1")
+    for server in (quiet, loud):
+        await wait_until(functools.partial(_status_is, server, "/readyz", 200), 30, "/readyz 200")
+        assert (await server.recommend())[0] == 200
+    line = re.compile(
+        r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO http_api\.access: 127\.0\.0\.1 "
+        r'"POST /api/recommend HTTP/1\.1" 200 \d+ \d+\.\d{6} s "Python/3\.\d+ aiohttp/[\d.]+"$'
+    )
+    await wait_until(lambda: loud.logged("POST /api/recommend"), 10, "the access log line")
+    (logged,) = loud.logged("POST /api/recommend")
+    assert line.match(logged), logged
+    # The quiet server answered the same requests (readyz polls included) without a line.
+    assert quiet.logged("http_api.access") == []
 
 
 # -- reloads under load --------------------------------------------------------------------

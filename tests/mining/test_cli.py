@@ -13,6 +13,7 @@ from aiohttp import web
 
 from mining.checkpoint import CHECKPOINT_FILENAME
 from mining.rulesfile import RULES_FILENAME
+from tests.helpers.logs import json_records
 from tests.helpers.processes import REPO, mining_env, run_mining
 
 SMALL = (
@@ -24,6 +25,19 @@ SMALL = (
 
 def run(tmp_path: Path, *args: str, **env: str | Path) -> subprocess.CompletedProcess[str]:
     return run_mining(tmp_path / "data", *args, **env)
+
+
+def run_code(tmp_path: Path, code: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``python -c CODE`` from the checkout, in the job's environment (DATA_DIR in tmp_path)."""
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        env=mining_env(tmp_path / "data", **env),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int, text: str) -> None:
@@ -55,6 +69,48 @@ def test_success_logs_one_line_per_phase_with_counts(tmp_path: Path) -> None:
     assert "Traceback" not in log
 
 
+def test_json_logs_are_one_object_per_line_from_start_to_error(tmp_path: Path) -> None:
+    dataset = tmp_path / "small.csv"
+    dataset.write_text(SMALL)
+    done = run(
+        tmp_path, DATASET_URL=dataset, MIN_SUPPORT="0.5", MINING_ENGINE="pyfim", LOG_FORMAT="json"
+    )
+    assert done.returncode == 0, done.stderr
+    records = json_records(done.stderr)
+    assert {record["logger"] for record in records} == {"mining"}
+    assert {record["level"] for record in records} == {"INFO"}
+    assert records[-1]["message"].startswith("done: 6 rules in ")
+    # Errors before the settings are read, and after, are records too.
+    for env, code, text in [
+        ({"MAX_LEN": "1"}, 2, "MAX_LEN='1' must be at least 2"),
+        ({"DATASET_URL": str(tmp_path / "missing.csv")}, 4, "missing.csv"),
+    ]:
+        failed = run(tmp_path, LOG_FORMAT="json", MINING_ENGINE="pyfim", **env)
+        assert failed.returncode == code, failed.stderr
+        *_, last = json_records(failed.stderr)
+        assert (last["level"], last["logger"]) == ("ERROR", "mining")
+        assert text in last["message"]
+
+
+def test_a_bug_is_logged_with_its_traceback_as_one_json_field(tmp_path: Path) -> None:
+    code = (
+        "import sys, mining.__main__ as job\n"
+        "def broken(settings): raise ZeroDivisionError('a bug')\n"
+        "job.run_job = broken\n"
+        "sys.exit(job.main([]))"
+    )
+    result = run_code(tmp_path, code, LOG_FORMAT="json")
+    assert result.returncode == 1
+    (record,) = json_records(result.stderr)
+    assert record["message"] == "unexpected error (a bug)"
+    assert record["exception"].startswith("Traceback (most recent call last):")
+    assert record["exception"].endswith("ZeroDivisionError: a bug")
+
+
+def test_a_bad_log_format_is_a_configuration_error(tmp_path: Path) -> None:
+    assert_one_line_error(run(tmp_path, LOG_FORMAT="xml"), 2, "LOG_FORMAT='xml' must be text")
+
+
 def test_help_and_unexpected_arguments(tmp_path: Path) -> None:
     shown = run(tmp_path, "--help")
     assert shown.returncode == 0
@@ -78,15 +134,7 @@ def test_pyfim_engine_without_pyfim_installed_is_a_configuration_error(tmp_path:
     code = (
         "import sys; sys.modules['fim'] = None; from mining.__main__ import main; sys.exit(main())"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        env=mining_env(tmp_path / "data", MINING_ENGINE="pyfim"),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_code(tmp_path, code, MINING_ENGINE="pyfim")
     assert_one_line_error(result, 2, "playlist-recommender[fast]")
 
 
