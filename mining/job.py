@@ -22,7 +22,8 @@ import numpy as np
 
 from mining.atomicfile import fsync_directory, write_temporary
 from mining.checkpoint import CHECKPOINT_FILENAME, Checkpoint, CheckpointError, read_checkpoint
-from mining.errors import DatasetUnavailableError, OutputError
+from mining.errors import DatasetUnavailableError, MiningInputError, OutputError
+from mining.quoting import redact_url
 from mining.rulesfile import (
     RULES_FILENAME,
     MiningParameters,
@@ -80,7 +81,7 @@ def check_freshness(settings: Settings) -> Freshness:
         return Freshness(False, f"checkpoint is from version {checkpoint.version}")
     url = settings.normalised_url
     if checkpoint.dataset_url != url:
-        return Freshness(False, f"dataset URL changed (was {checkpoint.dataset_url})")
+        return Freshness(False, f"dataset URL changed (was {redact_url(checkpoint.dataset_url)})")
     try:
         header = read_rules(data_dir / RULES_FILENAME).header
     except RulesFileError as exc:
@@ -95,7 +96,7 @@ def check_freshness(settings: Settings) -> Freshness:
         return Freshness(False, f"parameters changed (were {_describe(header.parameters)})")
     return Freshness(
         True,
-        f"{header.rule_count} rules from {url} mined at {checkpoint.model_date} UTC "
+        f"{header.rule_count} rules from {redact_url(url)} mined at {checkpoint.model_date} UTC "
         f"with {_describe(header.parameters)}",
         header,
     )
@@ -131,11 +132,21 @@ def _remove_leftovers(data_dir: Path) -> None:
 def _fetch(settings: Settings) -> tuple[Path, bool]:
     """The local dataset file, and whether it was downloaded into DATA_DIR (ours to delete)."""
     # Imported here: aiohttp is only needed when the job really mines.
-    from mining.download import DownloadError, resolve_dataset  # noqa: PLC0415
+    from mining.download import (  # noqa: PLC0415
+        DownloadError,
+        DownloadTooLargeError,
+        resolve_dataset,
+    )
 
     started = time.perf_counter()
     try:
-        path = resolve_dataset(settings.dataset_url, settings.data_dir)
+        path = resolve_dataset(
+            settings.dataset_url, settings.data_dir, max_bytes=settings.max_download_bytes
+        )
+    except DownloadTooLargeError as exc:
+        raise MiningInputError(
+            f"{exc}; raise MAX_DOWNLOAD_SIZE if the dataset is really that large"
+        ) from exc
     except DownloadError as exc:
         raise DatasetUnavailableError(str(exc)) from exc
     size, seconds = path.stat().st_size, time.perf_counter() - started
@@ -177,7 +188,7 @@ def _mine(settings: Settings, url: str) -> JobOutcome:
     path, downloaded = _fetch(settings)
 
     started = time.perf_counter()
-    playlist_file = read_playlists(path)
+    playlist_file = read_playlists(path, settings.max_input_bytes)
     if downloaded:
         # Read into memory now; the shared volume keeps only the rules (a later run that must
         # mine downloads afresh anyway).
