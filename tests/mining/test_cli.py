@@ -292,3 +292,22 @@ def test_an_unbalanced_quote_exits_3_instead_of_merging_rows(tmp_path: Path) -> 
     dataset.write_text(rows)
     result = run(tmp_path, DATASET_URL=dataset, MIN_SUPPORT="0.2", MINING_ENGINE="pyfim")
     assert_one_line_error(result, 3, "row 2 after the header: its 'track_name' value spans lines")
+
+
+def test_zero_rules_exit_3_keeping_the_previous_rules_unless_allowed(tmp_path: Path) -> None:
+    good, lonely = tmp_path / "small.csv", tmp_path / "lonely.csv"
+    good.write_text(SMALL)
+    # No two songs share a playlist: no rule at any support.
+    lonely.write_text("pid,track_name\n1,a\n2,b\n3,c\n")
+    env = {"MINING_ENGINE": "pyfim"}
+    assert run(tmp_path, DATASET_URL=good, MIN_SUPPORT="0.5", **env).returncode == 0
+    data = tmp_path / "data"
+    before = {name: (data / name).read_bytes() for name in (RULES_FILENAME, CHECKPOINT_FILENAME)}
+    refused = run(tmp_path, DATASET_URL=lonely, MIN_SUPPORT="0.3", **env)
+    assert_one_line_error(refused, 3, "the dataset gives 0 rules with min_support=0.3")
+    assert "stay in place" in refused.stderr and "ALLOW_EMPTY_RULES=1" in refused.stderr
+    assert {name: (data / name).read_bytes() for name in before} == before
+
+    allowed = run(tmp_path, DATASET_URL=lonely, MIN_SUPPORT="0.3", ALLOW_EMPTY_RULES="1", **env)
+    assert allowed.returncode == 0, allowed.stderr
+    assert "done: 0 rules" in allowed.stderr
