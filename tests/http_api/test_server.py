@@ -454,8 +454,8 @@ async def test_a_rules_file_whose_permission_is_fixed_is_loaded_at_once(
     server = await start_server(tmp_path, *without_permission_override())
     await wait_until(lambda: _status_is(server, "/readyz", 200), 10, "/readyz 200")
     # A new model whose rules file the server may not read.
-    new = small_ruleset(FIRST_NS + 1)
-    generation = tmp_path / generation_filename(FIRST_NS + 1)
+    new = small_ruleset(FIRST_NS + 1_000_000_000)
+    generation = tmp_path / generation_filename(new.header.generated_ns)
     write_rules(generation, new)
     generation.chmod(0o000)
     write_checkpoint(tmp_path / CHECKPOINT_FILENAME, checkpoint_of(new))
