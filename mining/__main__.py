@@ -1,8 +1,9 @@
 """``python -m mining``: mine the dataset named by the environment into DATA_DIR.
 
 Exit codes: 0 rules written or already up to date; 2 bad configuration; 3 bad
-input data (also: over a size limit, or no rule found); 4 dataset not available (missing file, download failed); 5 DATA_DIR
-not writable; 1 anything unexpected (a bug: the traceback is printed).
+input data (also: over a size limit, or no rule found); 4 dataset not available
+(missing file, download failed); 5 DATA_DIR not writable; 1 anything unexpected
+(a bug: the traceback is printed).
 """
 
 from __future__ import annotations
