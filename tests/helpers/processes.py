@@ -138,12 +138,12 @@ _LISTENING = re.compile(r"listening on (http://127\.0\.0\.1:\d+)")
 
 @contextlib.contextmanager
 def http_api_servers(data_dirs: Sequence[Path], **env: str) -> Iterator[list[str]]:
-    """Start ``python -m http_api`` on a free port for each DATA_DIR, all at once; yield their
-    base URLs in the same order; SIGTERM (then SIGKILL) them all on the way out."""
+    """Start ``python -m http_api`` (``capped``) on a free port for each DATA_DIR, all at once;
+    yield their base URLs in the same order; SIGTERM (then SIGKILL) them all on the way out."""
     base_env = {**os.environ, "HOST": "127.0.0.1", "PORT": "0", "DRAIN_SECONDS": "0", **env}
     servers = [
         subprocess.Popen(
-            [sys.executable, "-m", "http_api"],
+            capped(sys.executable, "-m", "http_api"),
             env={**base_env, "DATA_DIR": str(data_dir)},
             cwd=REPO,
             stdout=subprocess.DEVNULL,
