@@ -235,8 +235,10 @@ def _commit(settings: Settings, ruleset: RuleSet, checkpoint: Checkpoint) -> int
     try:
         data = encode_rules(ruleset)
     except RulesFileError as exc:
+        # What a reader would refuse is never written (see rulesfile.check_size).
         raise MiningInputError(
-            f"{exc}: raise MIN_SUPPORT or MIN_CONFIDENCE for fewer rules"
+            f"these rules cannot be written: {exc}; raise MIN_SUPPORT or MIN_CONFIDENCE for "
+            "fewer rules"
         ) from exc
     data_dir = settings.data_dir
     try:
