@@ -1,8 +1,9 @@
 """``python -m mining``: mine the dataset named by the environment into DATA_DIR.
 
 Exit codes: 0 rules written or already up to date; 2 bad configuration; 3 bad
-input data; 4 dataset not available (missing file, download failed); 5 DATA_DIR
-not writable; 1 anything unexpected (a bug: the traceback is printed).
+input data (also: over a size limit, or no rule found); 4 dataset not available
+(missing file, download failed); 5 DATA_DIR not writable; 1 anything unexpected
+(a bug: the traceback is printed).
 """
 
 from __future__ import annotations
@@ -27,10 +28,14 @@ through the environment (defaults in brackets):
   MIN_CONFIDENCE  minimum rule confidence [0.7]
   MAX_LEN         most songs in an itemset (antecedent + consequent) [8]
   MINING_ENGINE   mlxtend or pyfim [mlxtend]
+  MAX_DOWNLOAD_SIZE  largest http(s) dataset downloaded, e.g. 2GiB [512MiB]
+  MAX_INPUT_SIZE  most CSV text read, after decompression [512MiB]
+  ALLOW_EMPTY_RULES  1: commit a dataset that gives no rule at all [0]
   LOG_LEVEL       DEBUG, INFO, WARNING, ERROR or CRITICAL [INFO]
   LOG_FORMAT      text, or json for one JSON object per line [text]
-Exit codes: 0 done or up to date, 2 bad configuration, 3 bad input data,
-4 dataset not available, 5 DATA_DIR not writable, 1 unexpected error."""
+Exit codes: 0 done or up to date, 2 bad configuration, 3 bad input data (also:
+over a size limit, no rule found), 4 dataset not available, 5 DATA_DIR not
+writable, 1 unexpected error."""
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:

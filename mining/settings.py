@@ -14,10 +14,17 @@ from mining.engines import ENGINES, engine_problem
 from mining.errors import SettingsError
 from mining.logsetup import DEFAULT_LOG_FORMAT, parse_log_format
 from mining.rulesfile import MiningParameters
+from mining.sizes import parse_size
 
 # Bundled with the package so that `python -m mining` works offline with no configuration.
 SAMPLE_DATASET = Path(__file__).with_name("data") / "sample_playlists.csv.gz"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# Bounds on the input (the mining input's limits): an http(s) dataset larger than this is not
+# downloaded (the default leaves room in the manifests' 1 GiB volume), and the CSV text read
+# after decompression is bounded too, so a small compressed file cannot expand without end.
+DEFAULT_MAX_DOWNLOAD_BYTES = 512 * 1024**2
+DEFAULT_MAX_INPUT_BYTES = 512 * 1024**2
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
 def _text(env: Mapping[str, str], name: str, default: str) -> str:
@@ -41,6 +48,23 @@ def _fraction_setting(
     return value
 
 
+def _size_setting(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return parse_size(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name}={raw!r} {exc}") from None
+
+
+def _flag_setting(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in _TRUE or raw in _FALSE or not raw:
+        return raw in _TRUE
+    raise SettingsError(f"{name}={raw!r} must be 1 or 0 (also true/false, yes/no, on/off)")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything ``python -m mining`` can be told through its environment."""
@@ -53,6 +77,9 @@ class Settings:
     engine: str = "mlxtend"
     log_level: str = "INFO"
     log_format: str = DEFAULT_LOG_FORMAT
+    max_download_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES
+    max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES
+    allow_empty_rules: bool = False
 
     @property
     def parameters(self) -> MiningParameters:
@@ -108,4 +135,7 @@ class Settings:
             engine=engine,
             log_level=log_level,
             log_format=log_format,
+            max_download_bytes=_size_setting(env, "MAX_DOWNLOAD_SIZE", cls.max_download_bytes),
+            max_input_bytes=_size_setting(env, "MAX_INPUT_SIZE", cls.max_input_bytes),
+            allow_empty_rules=_flag_setting(env, "ALLOW_EMPTY_RULES"),
         )

@@ -32,10 +32,11 @@ from mining.checkpoint import (
     read_checkpoint,
     write_checkpoint,
 )
+from mining.datadir import generation_filename
 from mining.rulesfile import RULES_FILENAME, encode_rules, write_rules
 from tests.helpers.load import generate_load
 from tests.helpers.logs import json_records
-from tests.helpers.processes import REPO, mine, stop, wait_until
+from tests.helpers.processes import REPO, capped, mine, stop, wait_until
 from tests.helpers.rules import (
     FIRST_NS,
     checkpoint_of,
@@ -120,8 +121,10 @@ async def start_server() -> AsyncIterator[Callable[..., asyncio.Future[Server]]]
         async for raw in server.process.stderr:
             server.lines.append((time.time(), raw.decode(errors="replace").rstrip("\n")))
 
-    async def start(data_dir: Path, **env: str) -> Server:
+    async def start(data_dir: Path, *prefix: str, **env: str) -> Server:
+        """Start the server (``prefix``: a command that runs it, such as a resource limit)."""
         process = await asyncio.create_subprocess_exec(
+            *prefix,
             sys.executable,
             "-m",
             "http_api",
@@ -398,6 +401,29 @@ def unknown_format_version(data_dir: Path, ns: int) -> None:
     write_model_checkpoint(data_dir, ns)
 
 
+def _replace_with_fifo(path: Path) -> None:
+    fifo = path.with_name("fifo")
+    os.mkfifo(fifo)
+    os.replace(fifo, path)
+
+
+def fifo_as_checkpoint(data_dir: Path, ns: int) -> None:
+    _replace_with_fifo(data_dir / CHECKPOINT_FILENAME)
+
+
+def fifo_as_rules(data_dir: Path, ns: int) -> None:
+    # A new checkpoint whose generation has no file: rules.cbor, now a FIFO, is the one read.
+    _replace_with_fifo(data_dir / RULES_FILENAME)
+    write_model_checkpoint(data_dir, ns)
+
+
+def endless_rules(data_dir: Path, ns: int) -> None:
+    link = data_dir / "link"
+    link.symlink_to("/dev/zero")
+    os.replace(link, data_dir / RULES_FILENAME)
+    write_model_checkpoint(data_dir, ns)
+
+
 def data_dir_deleted(data_dir: Path, ns: int) -> None:
     shutil.rmtree(data_dir)
 
@@ -408,9 +434,12 @@ def write_model_checkpoint(data_dir: Path, ns: int) -> None:
 
 FAULTS = [
     (truncated_rules, "not valid CBOR"),
-    (garbage_checkpoint, "checkpoint unusable"),
+    (garbage_checkpoint, "checkpoint unusable: checkpoint line must be"),
     (header_disagreeing_with_checkpoint, "does not match the checkpoint"),
     (unknown_format_version, "format version 2 is not supported"),
+    (fifo_as_checkpoint, f"{CHECKPOINT_FILENAME}: a FIFO, not a regular file"),
+    (fifo_as_rules, f"{RULES_FILENAME}: a FIFO, not a regular file"),
+    (endless_rules, f"{RULES_FILENAME}: a character device, not a regular file"),
     (data_dir_deleted, "the checkpoint has gone"),
 ]
 
@@ -420,7 +449,8 @@ async def test_every_fault_is_survived_under_load_and_the_next_good_write_is_ser
 ) -> None:
     data_dir = tmp_path / "data"
     write_model(data_dir, small_ruleset(FIRST_NS))
-    server = await start_server(data_dir)
+    # Capped: a server that read a rules file linked to /dev/zero would grow without end.
+    server = await start_server(data_dir, *capped())
     await wait_until(lambda: _status_is(server, "/readyz", 200), 10, "/readyz 200")
     stop = asyncio.Event()
     load = asyncio.create_task(generate_load(f"{server.url}/api/recommend", stop))
@@ -451,6 +481,51 @@ async def test_every_fault_is_survived_under_load_and_the_next_good_write_is_ser
 async def _model_date_is(server: Server, model_date: str) -> bool:
     status, body, _ = await server.recommend()
     return status == 200 and body["model_date"] == model_date
+
+
+async def _reload_failures(server: Server) -> float:
+    async with aiohttp.ClientSession() as session, session.get(f"{server.url}/metrics") as got:
+        text = await got.text()
+    [value] = re.findall(r"^recommender_rule_reload_failures_total (\S+)$", text, re.MULTILINE)
+    return float(value)
+
+
+def without_permission_override() -> tuple[str, ...]:
+    """A command prefix under which file permissions apply, even to root (as in the tests here):
+    the capabilities that bypass them are dropped."""
+    if os.geteuid() != 0:
+        return ()
+    return ("setpriv", "--bounding-set=-dac_override,-dac_read_search")
+
+
+async def test_a_rules_file_whose_permission_is_fixed_is_loaded_at_once(
+    tmp_path: Path, start_server: Callable[..., asyncio.Future[Server]]
+) -> None:
+    write_model(tmp_path, small_ruleset(FIRST_NS))
+    server = await start_server(tmp_path, *without_permission_override())
+    await wait_until(lambda: _status_is(server, "/readyz", 200), 10, "/readyz 200")
+    # A new model whose rules file the server may not read.
+    new = small_ruleset(FIRST_NS + 1_000_000_000)
+    generation = tmp_path / generation_filename(new.header.generated_ns)
+    write_rules(generation, new)
+    generation.chmod(0o000)
+    write_checkpoint(tmp_path / CHECKPOINT_FILENAME, checkpoint_of(new))
+    await wait_until(functools.partial(server.logged, "Permission denied"), 5, "the failure")
+    # Four failed attempts: at once, then 0.5, 1 and 2 s later; the next is due 4 s later.
+    fourth_failure_seen = await wait_until(
+        lambda: _reload_failures_are(server, 4), 10, "four attempts"
+    )
+    generation.chmod(0o644)
+    new_date = checkpoint_of(new).model_date
+    loaded = await wait_until(functools.partial(_model_date_is, server, new_date), 10, "the load")
+    # Loaded on the change itself (an inotify attribute event, or the periodic check), well
+    # before the backoff timer's next attempt, due 4 s after the fourth failure.
+    assert loaded - fourth_failure_seen < 4.0 / 2
+    assert len(server.logged("Permission denied")) == 1
+
+
+async def _reload_failures_are(server: Server, count: float) -> bool:
+    return await _reload_failures(server) >= count
 
 
 # -- shutdown ------------------------------------------------------------------------------
