@@ -1,11 +1,12 @@
 """The project's command-line programs as real subprocesses, free ports, and polling.
 
 ``run_mining`` and ``mine`` run ``python -m mining`` from the checkout into a DATA_DIR, in the
-environment ``mining_env`` builds; ``stop`` (``terminate`` outside an event loop) ends a server the way Kubernetes does (SIGTERM,
-then SIGKILL after a grace period); ``wait_until`` polls a plain or async condition within a
-bounded time; ``capped`` bounds the memory a child that may grow can take (prlimit);
-``run_python`` runs a snippet in such a child, with a timeout; ``http_api_servers`` starts
-fresh ``python -m http_api`` processes, one per DATA_DIR, for synchronous tests.
+environment ``mining_env`` builds; ``stop`` (``terminate`` outside an event loop) ends a server
+the way Kubernetes does (SIGTERM, then SIGKILL after a grace period); ``wait_until`` polls a
+plain or async condition within a bounded time; ``capped`` bounds the memory a child that may
+grow can take (prlimit); ``run_python`` runs a snippet in such a child, with a timeout;
+``http_api_servers`` starts fresh ``python -m http_api`` processes, one per DATA_DIR, for
+synchronous tests.
 """
 
 from __future__ import annotations
