@@ -134,9 +134,11 @@ class FixedAnswer(Recommender):
 
     answer: bytes = b"[]"
 
-    def recommend_json(self, songs: Sequence[str], limit: int = 10) -> bytes:
-        """The fixed list, whatever the query."""
-        return self.answer
+    def explain_json(
+        self, songs: Sequence[str], limit: int = 10, *, ranking: str | None = None
+    ) -> tuple[bytes, int, list[str]]:
+        """The fixed list, none of it from rules, whatever the query."""
+        return self.answer, 0, []
 
 
 class LoadedGate:

@@ -29,6 +29,7 @@ _VARIABLES = (
     ("WATCHER", "auto, inotify or polling", Settings.watcher),
     ("MAX_QUERY_SONGS", "most distinct songs in one request", Settings.max_query_songs),
     ("MAX_BODY_BYTES", "larger request bodies get 413", Settings.max_body_bytes),
+    ("RANKING", "best (rule) or sum (of the rules' confidences)", Settings.ranking),
     ("LOG_LEVEL", "DEBUG, INFO, WARNING, ERROR or CRITICAL", Settings.log_level),
 )
 USAGE = "\n".join(
@@ -78,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+    log.info("recommendations ranked by %s (RANKING)", settings.ranking)
     supervisor = Supervisor(settings, listener, app_factory=init_app)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from http_api.recommender import DEFAULT_RANKING, RANKINGS
+
 
 class SettingsError(ValueError):
     """An environment variable has a value the server cannot use (names the variable)."""
@@ -52,6 +54,8 @@ class Settings:
     max_query_songs: int = 1000
     max_body_bytes: int = 1024 * 1024
     log_level: str = "INFO"
+    # How candidates are ranked: one of http_api.recommender.RANKINGS.
+    ranking: str = DEFAULT_RANKING
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -63,6 +67,9 @@ class Settings:
         log_level = env.get("LOG_LEVEL", cls.log_level).strip().upper() or cls.log_level
         if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise SettingsError(f"LOG_LEVEL={log_level!r} is not a logging level")
+        ranking = env.get("RANKING", cls.ranking).strip().lower() or cls.ranking
+        if ranking not in RANKINGS:
+            raise SettingsError(f"RANKING={ranking!r} must be {' or '.join(RANKINGS)}")
         host = env.get("HOST", cls.host).strip() or cls.host
         return cls(
             host=host,
@@ -80,4 +87,5 @@ class Settings:
             max_query_songs=_integer(env, "MAX_QUERY_SONGS", cls.max_query_songs, 1, 100_000),
             max_body_bytes=_integer(env, "MAX_BODY_BYTES", cls.max_body_bytes, 1024, 1 << 30),
             log_level=log_level,
+            ranking=ranking,
         )

@@ -24,6 +24,7 @@ import cbor2
 import pytest
 
 from actors import bind_listener
+from http_api.recommender import DEFAULT_RANKING
 from http_api.settings import Settings
 from mining.atomicfile import atomic_write_bytes
 from mining.checkpoint import (
@@ -146,6 +147,7 @@ def checkpoint_written_at(data_dir: Path) -> float:
         ("PORT", "http", "http_api: error: PORT='http' is not a number"),
         ("DRAIN_SECONDS", "-1", "http_api: error: DRAIN_SECONDS='-1' must be between 0 and 600"),
         ("WATCHER", "fanotify", "http_api: error: WATCHER='fanotify' must be auto, inotify or"),
+        ("RANKING", "max", "http_api: error: RANKING='max' must be best or sum"),
     ],
 )
 def test_a_bad_setting_is_one_line_naming_it_and_status_2(
@@ -163,6 +165,12 @@ def test_a_bad_setting_is_one_line_naming_it_and_status_2(
     assert result.returncode == 2
     assert result.stderr.startswith(message)
     assert result.stderr.count("\n") == 1
+
+
+def test_ranking_is_read_from_the_environment_and_defaults_to_the_one_constant() -> None:
+    assert Settings.from_env({}).ranking == Settings().ranking == DEFAULT_RANKING == "sum"
+    assert Settings.from_env({"RANKING": " BEST "}).ranking == "best"
+    assert Settings.from_env({"RANKING": ""}).ranking == DEFAULT_RANKING
 
 
 def test_help_lists_every_variable_and_an_argument_is_refused(tmp_path: Path) -> None:
