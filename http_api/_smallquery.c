@@ -48,11 +48,16 @@
  * (the index refuses one). */
 #define EXCLUDED UINT64_MAX
 
+/* What the sum ranking gathers for one song: side by side, one cache line. */
+typedef struct {
+    uint64_t sum;  /* the sum of the fixed-point confidences of its rules that fired */
+    uint64_t best; /* the best key among them (0: none; EXCLUDED: a query song) */
+} Tally;
+
 /* Per-song scratch of the sum ranking, all zero between queries. */
 typedef struct {
-    uint64_t *sums;    /* the sum of the fixed-point confidences of the rules for the song */
-    uint64_t *best;    /* the best key among them (0: none; EXCLUDED: a query song) */
-    uint32_t *touched; /* the songs whose entries are not zero, to read and reset them */
+    Tally *tallies;
+    uint32_t *touched; /* the songs whose tallies are not zero, to read and reset them */
 } Scratch;
 
 typedef struct {
@@ -244,20 +249,17 @@ static int
 allocate_scratch(Scratch *scratch, Py_ssize_t n_songs)
 {
     size_t n = n_songs > 0 ? (size_t)n_songs : 1;
-    scratch->sums = PyMem_RawCalloc(n, sizeof(uint64_t));
-    scratch->best = PyMem_RawCalloc(n, sizeof(uint64_t));
+    scratch->tallies = PyMem_RawCalloc(n, sizeof(Tally));
     scratch->touched = PyMem_RawMalloc(n * sizeof(uint32_t));
-    return scratch->sums != NULL && scratch->best != NULL && scratch->touched != NULL ? 0 : -1;
+    return scratch->tallies != NULL && scratch->touched != NULL ? 0 : -1;
 }
 
 static void
 free_scratch(Scratch *scratch)
 {
-    PyMem_RawFree(scratch->sums);
-    PyMem_RawFree(scratch->best);
+    PyMem_RawFree(scratch->tallies);
     PyMem_RawFree(scratch->touched);
-    scratch->sums = NULL;
-    scratch->best = NULL;
+    scratch->tallies = NULL;
     scratch->touched = NULL;
 }
 
@@ -420,9 +422,31 @@ heap_offer(Scored *heap, Py_ssize_t *size, Py_ssize_t capacity, Scored candidate
     }
 }
 
+/* Add the rules at [start, stop) to the tallies of their consequents, held as `type`;
+ * songs tallied for the first time join `touched`. */
+#define TALLY_RUN(type)                                                                       \
+    do {                                                                                      \
+        const type *consequents = (const type *)self->consequents.buf;                        \
+        for (int64_t at = start; at < stop; at++) {                                           \
+            Tally *tally = &tallies[consequents[at]];                                         \
+            if (tally->best == EXCLUDED) {                                                    \
+                continue;                                                                     \
+            }                                                                                 \
+            if (tally->best == 0) {                                                           \
+                /* Distinct songs, at most n_songs of them: `touched` has room. */            \
+                touched[n_touched++] = (uint32_t)consequents[at];                             \
+            }                                                                                 \
+            /* At most 2^31 per rule (confidence <= 1), one term per rule: no overflow. */    \
+            tally->sum += weights[at];                                                        \
+            if (keys[at] > tally->best) {                                                     \
+                tally->best = keys[at];                                                       \
+            }                                                                                 \
+        }                                                                                     \
+    } while (0)
+
 /* The sum ranking over the runs `hits`: the best `capacity` candidates outside Q, best first,
- * into `heap`; returns how many. Every touched scratch entry is reset before returning. No
- * Python API in here: the GIL stays held, so the index's scratch is this call's alone. */
+ * into `heap`; returns how many. Every touched tally is reset before returning. No Python
+ * API in here: the GIL stays held, so the index's scratch is this call's alone. */
 static Py_ssize_t
 sum_ranking(const SmallQueryIndex *self, const int64_t *hits, Py_ssize_t n_hits,
             const int64_t *query, Py_ssize_t n_query, Scored *heap, Py_ssize_t capacity)
@@ -430,41 +454,41 @@ sum_ranking(const SmallQueryIndex *self, const int64_t *hits, Py_ssize_t n_hits,
     const int64_t *starts = (const int64_t *)self->starts.buf;
     const uint64_t *keys = (const uint64_t *)self->keys.buf;
     const uint32_t *weights = (const uint32_t *)self->weights.buf;
-    uint64_t *sums = self->scratch.sums, *best = self->scratch.best;
+    Tally *tallies = self->scratch.tallies;
     uint32_t *touched = self->scratch.touched;
     Py_ssize_t n_touched = 0;
     for (Py_ssize_t i = 0; i < n_query; i++) {
-        best[query[i]] = EXCLUDED;
-        touched[n_touched++] = (uint32_t)query[i];
+        tallies[query[i]].best = EXCLUDED;
     }
     for (Py_ssize_t h = 0; h < n_hits; h++) {
-        for (int64_t at = starts[hits[h]]; at < starts[hits[h] + 1]; at++) {
-            uint64_t song = song_at(&self->consequents, at);
-            uint64_t seen = best[song];
-            if (seen == EXCLUDED) {
-                continue;
-            }
-            if (seen == 0) {
-                /* Distinct songs, at most n_songs of them: `touched` has room. */
-                touched[n_touched++] = (uint32_t)song;
-            }
-            /* At most weight 2^31 per rule (confidence <= 1) and one term per rule: no
-             * overflow below 2^33 rules. */
-            sums[song] += weights[at];
-            if (keys[at] > seen) {
-                best[song] = keys[at];
-            }
+        int64_t start = starts[hits[h]], stop = starts[hits[h] + 1];
+        /* The loop specialised by id width: no switch per rule. */
+        switch (self->consequents.itemsize) {
+        case 1:
+            TALLY_RUN(uint8_t);
+            break;
+        case 2:
+            TALLY_RUN(uint16_t);
+            break;
+        case 4:
+            TALLY_RUN(uint32_t);
+            break;
+        default:
+            TALLY_RUN(uint64_t);
         }
     }
     Py_ssize_t size = 0;
-    for (Py_ssize_t t = n_query; t < n_touched && capacity > 0; t++) {
-        uint32_t song = touched[t];
-        Scored candidate = {sums[song], best[song], (int64_t)song};
-        heap_offer(heap, &size, capacity, candidate);
-    }
     for (Py_ssize_t t = 0; t < n_touched; t++) {
-        sums[touched[t]] = 0;
-        best[touched[t]] = 0;
+        Tally *tally = &tallies[touched[t]];
+        Scored candidate = {tally->sum, tally->best, (int64_t)touched[t]};
+        tally->sum = 0;
+        tally->best = 0;
+        if (capacity > 0) {
+            heap_offer(heap, &size, capacity, candidate);
+        }
+    }
+    for (Py_ssize_t i = 0; i < n_query; i++) {
+        tallies[query[i]].best = 0;
     }
     /* Heap sort: each weakest goes to the end, leaving the best first. */
     for (Py_ssize_t end = size - 1; end > 0; end--) {
@@ -475,6 +499,8 @@ sum_ranking(const SmallQueryIndex *self, const int64_t *hits, Py_ssize_t n_hits,
     }
     return size;
 }
+
+#undef TALLY_RUN
 
 /* answer(query, limit, summed): (song ids, how many of them came from rules), as
  * Recommender._few_query_ids. */
@@ -725,7 +751,7 @@ SmallQueryIndex_get_allocated_bytes(SmallQueryIndex *self, void *closure)
     uint64_t slots = self->table_mask + 1;
     uint64_t songs = self->n_songs > 0 ? (uint64_t)self->n_songs : 1;
     return PyLong_FromUnsignedLongLong(slots * (sizeof(uint64_t) + sizeof(int64_t)) +
-                                       songs * (2 * sizeof(uint64_t) + sizeof(uint32_t)));
+                                       songs * (sizeof(Tally) + sizeof(uint32_t)));
 }
 
 static PyMethodDef SmallQueryIndex_methods[] = {
