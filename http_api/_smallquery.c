@@ -10,9 +10,11 @@
  * - best: the first `limit + |Q|` keys of each run found, sorted best first,
  *   consequents read off the keys, Q and repeats skipped;
  * - sum: every rule of every run found adds its fixed-point confidence to its
- *   consequent's sum (and keeps the consequent's best key, the tie-break) in
- *   scratch arrays over songs, of which only the songs touched are read and
- *   reset; a heap of `limit` entries keeps the best (sum, key) pairs;
+ *   consequent's sum (and keeps the consequent's best key, the tie-break) in a
+ *   small hash table of this query's own, sized to the rules read (on the stack
+ *   up to 512 candidates, so it stays in the L1 cache even when the server's
+ *   own work has evicted everything else); a heap of `limit` entries keeps the
+ *   best (sum, key) pairs;
  * then the most popular songs. The Python path is the reference and the tests
  * compare the two on random rule sets.
  *
@@ -24,11 +26,8 @@
  *
  * The index keeps a buffer view of each array it reads (numpy arrays marked
  * read-only by the recommender), so it never copies them and never sees them
- * change. Queries only read them. The one thing a query writes, the scratch of
- * the sum ranking, is used only inside sum_ranking(), which calls no Python API
- * and so runs under the GIL from start to end: no other query can be inside it
- * at the same time (a free-threaded Python keeps the GIL on for this module, as
- * it does not declare Py_mod_gil). So one index serves any number of threads.
+ * change. Queries only read them and write only their own memory, so one index
+ * serves any number of threads.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -43,22 +42,29 @@
 #define STACK_POOL 1024
 #define STACK_SET 512
 #define STACK_HEAP 128
+#define STACK_TALLY_SLOTS 1024
 #define EMPTY_SLOT (-1)
-/* Marks a query song in the sum ranking's scratch: never a candidate. No key is this large
+/* Marks a query song's tally in the sum ranking: never a candidate. No key is this large
  * (the index refuses one). */
 #define EXCLUDED UINT64_MAX
+/* An empty slot of the sum ranking's table: no song has this id (at most 2^32 - 1 songs). */
+#define NO_SONG UINT32_MAX
 
-/* What the sum ranking gathers for one song: side by side, one cache line. */
+/* What the sum ranking gathers for one song. */
 typedef struct {
     uint64_t sum;  /* the sum of the fixed-point confidences of its rules that fired */
-    uint64_t best; /* the best key among them (0: none; EXCLUDED: a query song) */
+    uint64_t best; /* the best key among them (EXCLUDED: a query song) */
 } Tally;
 
-/* Per-song scratch of the sum ranking, all zero between queries. */
+/* One query's tallies: open addressing over song ids, at most half full. */
 typedef struct {
-    Tally *tallies;
-    uint32_t *touched; /* the songs whose tallies are not zero, to read and reset them */
-} Scratch;
+    Tally *tallies;    /* per slot, valid once the slot has a song */
+    uint32_t *songs;   /* per slot: its song, or NO_SONG */
+    uint32_t *claimed; /* the slots taken, in the order they were taken */
+    Py_ssize_t n_claimed;
+    int shift; /* 64 - log2(slots): a song's first slot is the top bits of its hash */
+    uint64_t mask;
+} TallyTable;
 
 typedef struct {
     PyObject_HEAD
@@ -78,7 +84,6 @@ typedef struct {
     uint64_t *table_hashes;
     int64_t *table_groups;
     uint64_t table_mask;
-    Scratch scratch;
 } SmallQueryIndex;
 
 /* A native-order, C-contiguous, one-dimensional view of `array` whose items are one of the
@@ -244,25 +249,6 @@ check_and_fill_table(SmallQueryIndex *self, const uint64_t *group_hashes)
     return NULL;
 }
 
-/* Zeroed scratch for `n_songs` songs (at least one, so that NULL means "not allocated"). */
-static int
-allocate_scratch(Scratch *scratch, Py_ssize_t n_songs)
-{
-    size_t n = n_songs > 0 ? (size_t)n_songs : 1;
-    scratch->tallies = PyMem_RawCalloc(n, sizeof(Tally));
-    scratch->touched = PyMem_RawMalloc(n * sizeof(uint32_t));
-    return scratch->tallies != NULL && scratch->touched != NULL ? 0 : -1;
-}
-
-static void
-free_scratch(Scratch *scratch)
-{
-    PyMem_RawFree(scratch->tallies);
-    PyMem_RawFree(scratch->touched);
-    scratch->tallies = NULL;
-    scratch->touched = NULL;
-}
-
 static void
 release_all(SmallQueryIndex *self)
 {
@@ -278,7 +264,6 @@ release_all(SmallQueryIndex *self)
     PyMem_RawFree(self->table_groups);
     self->table_hashes = NULL;
     self->table_groups = NULL;
-    free_scratch(&self->scratch);
 }
 
 static void
@@ -342,8 +327,7 @@ SmallQueryIndex_init(SmallQueryIndex *self, PyObject *args, PyObject *kwargs)
     }
     self->table_hashes = PyMem_RawMalloc(capacity * sizeof(uint64_t));
     self->table_groups = PyMem_RawMalloc(capacity * sizeof(int64_t));
-    if (self->table_hashes == NULL || self->table_groups == NULL ||
-        allocate_scratch(&self->scratch, self->n_songs) < 0) {
+    if (self->table_hashes == NULL || self->table_groups == NULL) {
         PyErr_NoMemory();
         goto fail;
     }
@@ -422,19 +406,36 @@ heap_offer(Scored *heap, Py_ssize_t *size, Py_ssize_t capacity, Scored candidate
     }
 }
 
-/* Add the rules at [start, stop) to the tallies of their consequents, held as `type`;
- * songs tallied for the first time join `touched`. */
+/* The tally of `song`, a zero one taken for it if it has none yet. */
+static inline Tally *
+tally_of(TallyTable *table, uint32_t song)
+{
+    /* Fibonacci hashing: the top bits of the product spread consecutive ids. */
+    uint64_t slot = ((uint64_t)song * 0x9E3779B97F4A7C15ULL) >> table->shift;
+    for (;;) {
+        uint32_t held = table->songs[slot];
+        if (held == song) {
+            return &table->tallies[slot];
+        }
+        if (held == NO_SONG) {
+            table->songs[slot] = song;
+            table->tallies[slot].sum = 0;
+            table->tallies[slot].best = 0;
+            table->claimed[table->n_claimed++] = (uint32_t)slot;
+            return &table->tallies[slot];
+        }
+        slot = (slot + 1) & table->mask;
+    }
+}
+
+/* Add the rules at [start, stop) to the tallies of their consequents, held as `type`. */
 #define TALLY_RUN(type)                                                                       \
     do {                                                                                      \
         const type *consequents = (const type *)self->consequents.buf;                        \
         for (int64_t at = start; at < stop; at++) {                                           \
-            Tally *tally = &tallies[consequents[at]];                                         \
+            Tally *tally = tally_of(table, (uint32_t)consequents[at]);                        \
             if (tally->best == EXCLUDED) {                                                    \
                 continue;                                                                     \
-            }                                                                                 \
-            if (tally->best == 0) {                                                           \
-                /* Distinct songs, at most n_songs of them: `touched` has room. */            \
-                touched[n_touched++] = (uint32_t)consequents[at];                             \
             }                                                                                 \
             /* At most 2^31 per rule (confidence <= 1), one term per rule: no overflow. */    \
             tally->sum += weights[at];                                                        \
@@ -444,21 +445,19 @@ heap_offer(Scored *heap, Py_ssize_t *size, Py_ssize_t capacity, Scored candidate
         }                                                                                     \
     } while (0)
 
-/* The sum ranking over the runs `hits`: the best `capacity` candidates outside Q, best first,
- * into `heap`; returns how many. Every touched tally is reset before returning. No Python
- * API in here: the GIL stays held, so the index's scratch is this call's alone. */
+/* The sum ranking over the runs `hits`, tallied in `table` (empty, with room for Q and every
+ * consequent): the best `capacity` candidates outside Q, best first, into `heap`; returns
+ * how many. */
 static Py_ssize_t
-sum_ranking(const SmallQueryIndex *self, const int64_t *hits, Py_ssize_t n_hits,
-            const int64_t *query, Py_ssize_t n_query, Scored *heap, Py_ssize_t capacity)
+sum_ranking(const SmallQueryIndex *self, TallyTable *table, const int64_t *hits,
+            Py_ssize_t n_hits, const int64_t *query, Py_ssize_t n_query, Scored *heap,
+            Py_ssize_t capacity)
 {
     const int64_t *starts = (const int64_t *)self->starts.buf;
     const uint64_t *keys = (const uint64_t *)self->keys.buf;
     const uint32_t *weights = (const uint32_t *)self->weights.buf;
-    Tally *tallies = self->scratch.tallies;
-    uint32_t *touched = self->scratch.touched;
-    Py_ssize_t n_touched = 0;
     for (Py_ssize_t i = 0; i < n_query; i++) {
-        tallies[query[i]].best = EXCLUDED;
+        tally_of(table, (uint32_t)query[i])->best = EXCLUDED;
     }
     for (Py_ssize_t h = 0; h < n_hits; h++) {
         int64_t start = starts[hits[h]], stop = starts[hits[h] + 1];
@@ -478,17 +477,13 @@ sum_ranking(const SmallQueryIndex *self, const int64_t *hits, Py_ssize_t n_hits,
         }
     }
     Py_ssize_t size = 0;
-    for (Py_ssize_t t = 0; t < n_touched; t++) {
-        Tally *tally = &tallies[touched[t]];
-        Scored candidate = {tally->sum, tally->best, (int64_t)touched[t]};
-        tally->sum = 0;
-        tally->best = 0;
-        if (capacity > 0) {
+    for (Py_ssize_t c = 0; c < table->n_claimed && capacity > 0; c++) {
+        uint32_t slot = table->claimed[c];
+        const Tally *tally = &table->tallies[slot];
+        if (tally->best != EXCLUDED) {
+            Scored candidate = {tally->sum, tally->best, (int64_t)table->songs[slot]};
             heap_offer(heap, &size, capacity, candidate);
         }
-    }
-    for (Py_ssize_t i = 0; i < n_query; i++) {
-        tallies[query[i]].best = 0;
     }
     /* Heap sort: each weakest goes to the end, leaving the best first. */
     for (Py_ssize_t end = size - 1; end > 0; end--) {
@@ -572,9 +567,12 @@ SmallQueryIndex_answer(SmallQueryIndex *self, PyObject *const *args, Py_ssize_t 
     uint64_t subsets_on_stack[STACK_SUBSETS], pool_on_stack[STACK_POOL];
     int64_t hits_on_stack[STACK_SUBSETS], set_on_stack[STACK_SET];
     Scored heap_on_stack[STACK_HEAP];
+    Tally tallies_on_stack[STACK_TALLY_SLOTS];
+    uint32_t songs_on_stack[STACK_TALLY_SLOTS], claimed_on_stack[STACK_TALLY_SLOTS / 2];
     uint64_t *subsets = subsets_on_stack, *pool = pool_on_stack;
     int64_t *hits = hits_on_stack;
     Scored *heap = heap_on_stack;
+    TallyTable table = {tallies_on_stack, songs_on_stack, claimed_on_stack, 0, 0, 0};
     SongSet listed = {set_on_stack, 0};
     if (((Py_ssize_t)1 << n_query) > STACK_SUBSETS) {
         subsets = PyMem_Malloc(((size_t)1 << n_query) * sizeof(uint64_t));
@@ -663,7 +661,31 @@ SmallQueryIndex_answer(SmallQueryIndex *self, PyObject *const *args, Py_ssize_t 
                 goto done;
             }
         }
-        Py_ssize_t ranked = sum_ranking(self, hits, n_hits, query, n_query, heap, capacity);
+        /* Room for Q and every distinct consequent, at most half full. */
+        uint64_t most_songs = (uint64_t)(pool_size < n_songs ? pool_size : n_songs) + n_query;
+        uint64_t slots = 16;
+        int bits = 4;
+        while (slots < 2 * most_songs) {
+            slots *= 2;
+            bits++;
+        }
+        if (slots > STACK_TALLY_SLOTS) {
+            /* One block: the tallies first, for their alignment. */
+            char *block = PyMem_Malloc(slots * (sizeof(Tally) + sizeof(uint32_t)) +
+                                       slots / 2 * sizeof(uint32_t));
+            if (block == NULL) {
+                PyErr_NoMemory();
+                goto done;
+            }
+            table.tallies = (Tally *)block;
+            table.songs = (uint32_t *)(table.tallies + slots);
+            table.claimed = table.songs + slots;
+        }
+        table.shift = 64 - bits;
+        table.mask = slots - 1;
+        memset(table.songs, 0xFF, slots * sizeof(uint32_t)); /* every slot NO_SONG */
+        Py_ssize_t ranked =
+            sum_ranking(self, &table, hits, n_hits, query, n_query, heap, capacity);
         for (Py_ssize_t r = 0; r < ranked; r++) {
             song_set_add(&listed, heap[r].song);
             if (append_song(chosen, heap[r].song) < 0) {
@@ -735,23 +757,20 @@ done:
     if (heap != heap_on_stack) {
         PyMem_Free(heap);
     }
+    if (table.tallies != tallies_on_stack) {
+        PyMem_Free(table.tallies);
+    }
     if (listed.slots != set_on_stack) {
         PyMem_Free(listed.slots);
     }
     return answer;
 }
 
-/* Bytes of the hash table and of the sum ranking's scratch. */
 static PyObject *
-SmallQueryIndex_get_allocated_bytes(SmallQueryIndex *self, void *closure)
+SmallQueryIndex_get_table_bytes(SmallQueryIndex *self, void *closure)
 {
-    if (self->table_groups == NULL) {
-        return PyLong_FromLong(0);
-    }
-    uint64_t slots = self->table_mask + 1;
-    uint64_t songs = self->n_songs > 0 ? (uint64_t)self->n_songs : 1;
-    return PyLong_FromUnsignedLongLong(slots * (sizeof(uint64_t) + sizeof(int64_t)) +
-                                       songs * (sizeof(Tally) + sizeof(uint32_t)));
+    uint64_t slots = self->table_groups == NULL ? 0 : self->table_mask + 1;
+    return PyLong_FromUnsignedLongLong(slots * (sizeof(uint64_t) + sizeof(int64_t)));
 }
 
 static PyMethodDef SmallQueryIndex_methods[] = {
@@ -762,8 +781,8 @@ static PyMethodDef SmallQueryIndex_methods[] = {
 };
 
 static PyGetSetDef SmallQueryIndex_getset[] = {
-    {"allocated_bytes", (getter)SmallQueryIndex_get_allocated_bytes, NULL,
-     "Bytes held by the antecedent hash table and the sum ranking's scratch.", NULL},
+    {"table_bytes", (getter)SmallQueryIndex_get_table_bytes, NULL,
+     "Bytes held by the antecedent hash table.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

@@ -25,5 +25,5 @@ class SmallQueryIndex:
         """The answer's song ids for a few distinct known song ids, and how many came from
         rules (the rest are popular fill); ``summed``: the sum ranking, else the best rule."""
     @property
-    def allocated_bytes(self) -> int:
-        """Bytes held by the antecedent hash table and the sum ranking's scratch."""
+    def table_bytes(self) -> int:
+        """Bytes held by the antecedent hash table."""

@@ -64,8 +64,8 @@ the runs are memoryviews of the numpy arrays.
 
 That path also exists compiled (``http_api/_smallquery.c``, built by ``pip install`` when a C
 compiler is there): the same steps over the same arrays, with its own open-addressing table of
-antecedent hashes instead of the dict, and for ``sum`` an accumulator over songs of which only
-the songs touched are read and reset, plus a heap of the ``limit`` best. It is what the server
+antecedent hashes instead of the dict, and for ``sum`` a small hash table of the query's own
+(song → sum and best key) plus a heap of the ``limit`` best. It is what the server
 uses when it is built: in the server every interpreted step pays for caches cooled by aiohttp's
 own code, and a recommendation costs ~12 µs of server CPU per request on the Python path
 against ~4 µs with the compiled one (benchmarks/serve_throughput.py --split). The Python path
@@ -498,8 +498,8 @@ class Recommender:
             *self._columns,
         )
         views = (self._group_starts, self._group_rows)
-        own = 0 if self._compiled is None else self._compiled.allocated_bytes
-        return sum(a.nbytes for a in arrays) + sum(v.nbytes for v in views) + own
+        table = 0 if self._compiled is None else self._compiled.table_bytes
+        return sum(a.nbytes for a in arrays) + sum(v.nbytes for v in views) + table
 
     def match(self, songs: Sequence[str]) -> list[int]:
         """The distinct song ids a query names (exact name, else normalised form; unknown: none)."""
