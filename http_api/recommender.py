@@ -170,14 +170,20 @@ def _confidence_ranks(rule_counts: IntArray, antecedent_counts: IntArray) -> I64
         return np.zeros(0, dtype=np.int64)
     pairs = (rule_counts.astype(np.uint64) << np.uint64(32)) | antecedent_counts.astype(np.uint64)
     # np.unique(return_inverse=True) by hand: numpy's holds the GIL for tens of ms on 300k rules.
+    # Temporaries of a rule's size are dropped as soon as they are used: on a million rules
+    # each is 8 MB, and the build's peak is what a reload adds to the server's memory.
+    n_rules = len(pairs)
     by_pair = np.argsort(pairs, kind="stable")
     sorted_pairs = pairs[by_pair]
-    first = np.empty(len(pairs), dtype=np.bool_)
+    del pairs
+    first = np.empty(n_rules, dtype=np.bool_)
     first[0] = True
     np.not_equal(sorted_pairs[1:], sorted_pairs[:-1], out=first[1:])
     distinct = sorted_pairs[first]
-    rule_pair = np.empty(len(pairs), dtype=np.int64)
+    del sorted_pairs
+    rule_pair = np.empty(n_rules, dtype=np.int64)
     rule_pair[by_pair] = np.cumsum(first) - 1
+    del by_pair, first
     numerators = distinct >> np.uint64(32)
     denominators = distinct & np.uint64(0xFFFFFFFF)
     values = numerators.astype(np.float64) / denominators.astype(np.float64)
@@ -252,6 +258,7 @@ def _group_by_antecedent(
             hashes ^= codes[column]
         by_hash = np.argsort(hashes)
         sorted_hashes = hashes[by_hash]
+        del hashes
         same_hash = sorted_hashes[1:] == sorted_hashes[:-1]
         # Two antecedents sharing a hash leave two different neighbours inside its run.
         sorted_antecedents = antecedents[by_hash]
@@ -263,20 +270,36 @@ def _group_by_antecedent(
     del sorted_antecedents, differ
     first = np.ones(n_rules, dtype=np.bool_)
     np.logical_not(same_hash, out=first[1:])
+    group_hashes = sorted_hashes[first]
+    del sorted_hashes, same_hash
     group = np.empty(n_rules, dtype=np.int64)
     group[by_hash] = np.cumsum(first) - 1
     # Antecedents in list order, then each one's rules by key, best first: one sort of
     # (antecedent position << 32 | key position), which fits as rule counts are uint32.
+    # (In place where possible, each temporary dropped once used: see _confidence_ranks.)
     in_list_order = np.argsort(list_key[by_hash[first]])
+    del by_hash
     position = np.empty(len(in_list_order), dtype=np.uint64)
     position[in_list_order] = np.arange(len(in_list_order), dtype=np.uint64)
-    key_position = np.empty(n_rules, dtype=np.uint64)
-    key_position[np.argsort(~keys)] = np.arange(n_rules, dtype=np.uint64)
-    order = np.argsort((position[group] << np.uint64(32)) | key_position)
+    by_key = np.argsort(~keys)
+    sort_key = np.empty(n_rules, dtype=np.uint64)
+    sort_key[by_key] = np.arange(n_rules, dtype=np.uint64)
+    del by_key
+    shifted = position[group]
+    shifted <<= np.uint64(32)
+    sort_key |= shifted
+    del shifted
+    order = np.argsort(sort_key)
+    del sort_key
     # The same rule twice (a rules file may hold it): keep its first, best-keyed entry, so that
     # an antecedent's run names each consequent once (the small-query path relies on that).
-    pairs = group[order].astype(np.uint64) * np.uint64(n_songs + 1) + consequents[order]
-    if bool(np.any(np.diff(np.sort(pairs)) == 0)):
+    pairs = group[order].view(np.uint64)
+    pairs *= np.uint64(n_songs + 1)
+    pairs += consequents[order]
+    sorted_pairs = np.sort(pairs)
+    repeated = bool(np.any(sorted_pairs[1:] == sorted_pairs[:-1]))
+    del sorted_pairs
+    if repeated:
         by_pair = np.argsort(pairs, kind="stable")
         repeat = np.zeros(n_rules, dtype=np.bool_)
         repeat[by_pair[1:]] = pairs[by_pair[1:]] == pairs[by_pair[:-1]]
@@ -284,7 +307,7 @@ def _group_by_antecedent(
     ordered_groups = group[order]
     starts = np.flatnonzero(np.diff(ordered_groups, prepend=-1))
     starts = np.append(starts, len(order))
-    return order, starts, sorted_hashes[first][in_list_order], codes
+    return order, starts, group_hashes[in_list_order], codes
 
 
 @dataclass(frozen=True, eq=False)
@@ -396,10 +419,15 @@ class Recommender:
             lengths = np.count_nonzero(rows != n_songs, axis=1)
         del repeated
         rows = by_rarity[rows]
-        listed = rows[:, 0].astype(np.int64)
-        list_key = listed * (width + 1) + lengths
-        ranks = _confidence_ranks(ruleset.rule_counts, ruleset.antecedent_counts)
-        keys = ranks.astype(np.uint64) * np.uint64(n_songs) + tie_break[ruleset.consequents]
+        list_key = rows[:, 0].astype(np.int64)
+        list_key *= width + 1
+        list_key += lengths
+        del offsets, lengths
+        # Temporaries of a rule's size dropped once used, products in place: see
+        # _confidence_ranks.
+        keys = _confidence_ranks(ruleset.rule_counts, ruleset.antecedent_counts).view(np.uint64)
+        keys *= np.uint64(n_songs)
+        keys += tie_break[ruleset.consequents]
         weights = _confidence_weights(ruleset.rule_counts, ruleset.antecedent_counts)
         order, group_starts, group_hashes, codes = _group_by_antecedent(
             rows, list_key, keys, ruleset.consequents, n_songs
