@@ -174,7 +174,7 @@ def test_ranking_is_read_from_the_environment_and_defaults_to_the_one_constant()
     assert Settings.from_env({"RANKING": ""}).ranking == DEFAULT_RANKING
 
 
-# Frees 90 of 100 one-MiB arrays, keeping every tenth, after a freed 16 MiB mapping has raised
+# Frees 45 of 50 two-MiB arrays, keeping every tenth, after a freed 16 MiB mapping has raised
 # glibc's mmap threshold; prints how many MiB stay resident.
 HOLES = r"""
 import re, sys
@@ -188,7 +188,7 @@ def rss():
 mapped = np.ones(16 << 20, dtype=np.uint8)
 del mapped
 before = rss()
-blocks = [np.ones(1 << 20, dtype=np.uint8) for _ in range(100)]
+blocks = [np.ones(2 << 20, dtype=np.uint8) for _ in range(50)]
 kept = blocks[::10]
 del blocks
 print((rss() - before) // 1024)
