@@ -22,7 +22,7 @@ song list fixed (the recommender not consulted). Their differences split the rea
 CPU per request into aiohttp itself, the HTTP layer, the recommendation and the actor system.
 
     .venv/bin/python -m benchmarks.serve_throughput [--duration 10] [--rounds 3] [--split]
-        [--access-log]
+        [--access-log] [--data-dir DIR --dataset CSV] [--ranking best|sum]
 
 Exit status 1 when the req/s ratio is below the target or any request failed.
 """
@@ -56,12 +56,13 @@ from benchmarks._server import (
     ROOT,
     ServerProcess,
     WrkResult,
+    add_model_options,
     cpu_pair,
     draw_bodies,
     http_get,
-    mined_rules,
     pinned,
     run_wrk,
+    served_model,
 )
 from http_api.app import init_app
 from http_api.recommender import Recommender
@@ -141,9 +142,11 @@ class FixedAnswer(Recommender):
 
     answer: bytes = b"[]"
 
-    def recommend_json(self, songs: Sequence[str], limit: int = 10) -> bytes:
-        """The fixed list, whatever the query."""
-        return self.answer
+    def explain_json(
+        self, songs: Sequence[str], limit: int = 10, *, ranking: str | None = None
+    ) -> tuple[bytes, int, list[str]]:
+        """The fixed list, none of it from rules, whatever the query."""
+        return self.answer, 0, []
 
 
 class LoadedGate:
@@ -169,7 +172,8 @@ def run_app_server(port: int, data_dir: Path, fixed_answer: Path | None) -> None
             answer=fixed_answer.read_bytes(),
         )
         snapshot = dataclasses.replace(snapshot, recommender=fixed)
-    app = init_app(LoadedGate(snapshot), Settings())
+    # From the environment, as the real server reads it (RANKING included).
+    app = init_app(LoadedGate(snapshot), Settings.from_env())
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
 
 
@@ -242,7 +246,7 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=10, help="seconds per wrk run")
     parser.add_argument("--rounds", type=int, default=3, help="baseline/real pairs")
     parser.add_argument("--connections", type=int, default=50)
-    parser.add_argument("--min-support", type=float, default=0.025)
+    add_model_options(parser)
     parser.add_argument("--queries", type=int, default=2000, help="distinct bodies cycled")
     parser.add_argument(
         "--split",
@@ -270,9 +274,9 @@ def main() -> int:
         return 0
     server_cpu, wrk_cpu = cpu_pair()
     started = time.monotonic()
-    data_dir = mined_rules(args.min_support)
+    data_dir, ranking = served_model(args)
     print(f"miner: {time.monotonic() - started:.1f} s (a skip when the cache is current)")
-    bodies = draw_bodies(args.queries, seed=1)
+    bodies = draw_bodies(args.queries, seed=1, dataset=args.dataset)
     names = ["bare", "app-fixed", "app", "recommend"] if args.split else ["bare", "recommend"]
     names += ["logged"] if args.access_log else []
     results: dict[str, list[Run]] = {name: [] for name in names}
@@ -292,7 +296,10 @@ def main() -> int:
             if args.access_log:
                 logged.wait_ready()
             ready = json.loads(urllib.request.urlopen(f"{real.url}/readyz").read())
-            print(f"real server: {ready.get('rules')} rules, {ready.get('songs')} songs")
+            print(
+                f"real server: {ready.get('rules')} rules, {ready.get('songs')} songs, "
+                f"RANKING={ranking}"
+            )
             answers = [post(f"{real.url}/api/recommend", body) for body in bodies[:200]]
             if any(status != 200 for status, _ in answers):
                 print("the real server refused a sample query", file=sys.stderr)

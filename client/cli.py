@@ -70,6 +70,8 @@ one-shot output:
   Song recommendations:
   {SONG_INDENT}one song per line, indented by {len(SONG_INDENT)} spaces
   (--json prints the server's JSON reply instead, on one line).
+  On stderr, "note: ..." lines when the server says query songs were not in
+  its model, or that no rule matched them (every song is merely popular).
 
 continuous output (-c), CSV with the original client's header:
   {",".join(CSV_HEADER)}
@@ -324,7 +326,23 @@ def _one_shot(command: RequestCommand) -> int:
         print("Song recommendations:")
         for song in reply.songs:
             print(SONG_INDENT + song)
+        for note in answer_notes(reply):
+            print(f"note: {note}", file=sys.stderr)
     return ExitCode.OK
+
+
+def answer_notes(reply: Recommendation) -> list[str]:
+    """What a user should know about an answer: query songs the model does not know, and no
+    rule matching (every song is merely popular). Empty when the server does not say."""
+    notes = []
+    if reply.unknown:
+        listed = ", ".join(json.dumps(song, ensure_ascii=False) for song in reply.unknown)
+        notes.append(f"not in the model, ignored: {listed}")
+    if reply.from_rules == 0 and reply.songs:
+        notes.append(
+            "no rule matched these songs: the recommendations are just the most popular songs"
+        )
+    return notes
 
 
 def _continuous(command: RequestCommand, options: ContinuousOptions) -> int:

@@ -58,6 +58,10 @@ class Recommendation:
     response_time_ms: float
     # The decoded reply as the server sent it, extra fields included (for --json).
     reply: dict[str, Any]
+    # How many of `songs`, from the start, came from rules (None: the server does not say).
+    from_rules: int | None = None
+    # Query songs the server's model does not know (at most the first 20 it reports).
+    unknown: tuple[str, ...] = ()
 
 
 def endpoint_for(host: str, port: int) -> URL:
@@ -174,7 +178,26 @@ def _interpret(
         )
     version = _text_field(decoded, "version", response_time_ms)
     model_date = _text_field(decoded, "model_date", response_time_ms)
-    return Recommendation(tuple(songs), version, model_date, response_time_ms, decoded)
+    # Added to the contract later: a server may send neither.
+    from_rules = decoded.get("from_rules")
+    if from_rules is not None and (
+        isinstance(from_rules, bool)
+        or not isinstance(from_rules, int)
+        or not 0 <= from_rules <= len(songs)
+    ):
+        raise RequestError(
+            FailureKind.BAD_REPLY,
+            f"reply's 'from_rules' is not a count of its {len(songs)} songs",
+            response_time_ms,
+        )
+    unknown = decoded.get("unknown", [])
+    if not isinstance(unknown, list) or not all(isinstance(song, str) for song in unknown):
+        raise RequestError(
+            FailureKind.BAD_REPLY, "reply's 'unknown' is not a list of song names", response_time_ms
+        )
+    return Recommendation(
+        tuple(songs), version, model_date, response_time_ms, decoded, from_rules, tuple(unknown)
+    )
 
 
 def _text_field(reply: dict[str, Any], name: str, response_time_ms: float) -> str:

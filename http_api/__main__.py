@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
@@ -30,6 +31,7 @@ _VARIABLES = (
     ("WATCHER", "auto, inotify or polling", Settings.watcher),
     ("MAX_QUERY_SONGS", "most distinct songs in one request", Settings.max_query_songs),
     ("MAX_BODY_BYTES", "larger request bodies get 413", Settings.max_body_bytes),
+    ("RANKING", "best (rule) or sum (of the rules' confidences)", Settings.ranking),
     ("LOG_LEVEL", "DEBUG, INFO, WARNING, ERROR or CRITICAL", Settings.log_level),
     ("LOG_FORMAT", "text, or json: one JSON object per line", Settings.log_format),
     ("ACCESS_LOG", "1: log every answered request", int(Settings.access_log)),
@@ -51,6 +53,29 @@ USAGE = "\n".join(
 )
 
 
+# glibc's mallopt parameter for the size from which a block gets its own mapping. 1 MiB: the
+# index's arrays of a large rule set are above it, a query's temporaries (an array over the
+# songs, at most a few hundred KiB) below, so they keep being served from the heap.
+M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD_BYTES = 1 << 20
+
+
+def return_freed_memory_at_once() -> None:
+    """Give every freed block of 1 MiB or more back to the kernel at once (glibc only).
+
+    glibc raises its mmap threshold each time such a block is freed (up to 32 MiB), so once an
+    index build has freed its large arrays, the next ones come from the heap, and the holes
+    they leave stay resident: serving 954,516 rules, the server held 132 MiB after start and
+    191 MiB after two reloads, against 89 and 98 MiB with the threshold set (which also turns
+    the adjustment off). Elsewhere (musl, macOS) nothing happens.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
+    except (OSError, AttributeError):
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the server; the exit status is 0 after a graceful stop."""
     args = sys.argv[1:] if argv is None else argv
@@ -70,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         report_error("http_api", str(exc), log_format_for_errors(os.environ))
         return 2
+    return_freed_memory_at_once()
     configure_logging(settings.log_format, settings.log_level)
     try:
         listener = bind_listener(settings.host, settings.port)
@@ -81,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             settings.log_format,
         )
         return 1
+    log.info("recommendations ranked by %s (RANKING)", settings.ranking)
     supervisor = Supervisor(settings, listener, app_factory=init_app)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

@@ -74,8 +74,10 @@ class ApiHandlers:
                     f"no rules loaded yet (waited {settings.rules_wait_seconds:g} s); retry later",
                     headers={"Retry-After": str(retry_after)},
                 )
-        songs = snapshot.recommender.recommend_json(parsed.songs, parsed.limit)
-        body = b'{"songs": ' + songs + snapshot.answer_tail
+        songs, from_rules, unknown = snapshot.recommender.explain_json(
+            parsed.songs, parsed.limit, ranking=settings.ranking
+        )
+        body = b'{"songs": ' + songs + snapshot.answer_tail(from_rules, unknown)
         return web.Response(body=body, content_type="application/json")
 
     async def healthz(self, request: web.Request) -> web.Response:

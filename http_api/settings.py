@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from http_api.recommender import DEFAULT_RANKING, RANKINGS
 from mining.logsetup import DEFAULT_LOG_FORMAT, parse_log_format
 
 
@@ -70,6 +71,8 @@ class Settings:
     log_format: str = DEFAULT_LOG_FORMAT
     # One log line per answered request (off: it costs more than the recommendation).
     access_log: bool = False
+    # How candidates are ranked: one of http_api.recommender.RANKINGS.
+    ranking: str = DEFAULT_RANKING
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -81,6 +84,9 @@ class Settings:
         log_level = env.get("LOG_LEVEL", cls.log_level).strip().upper() or cls.log_level
         if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise SettingsError(f"LOG_LEVEL={log_level!r} is not a logging level")
+        ranking = env.get("RANKING", cls.ranking).strip().lower() or cls.ranking
+        if ranking not in RANKINGS:
+            raise SettingsError(f"RANKING={ranking!r} must be {' or '.join(RANKINGS)}")
         host = env.get("HOST", cls.host).strip() or cls.host
         try:
             log_format = parse_log_format(env.get("LOG_FORMAT"))
@@ -104,4 +110,5 @@ class Settings:
             log_level=log_level,
             log_format=log_format,
             access_log=_flag(env, "ACCESS_LOG", cls.access_log),
+            ranking=ranking,
         )

@@ -44,6 +44,55 @@ async def test_one_shot_prints_version_model_date_and_indented_songs(
     assert fake_server.bodies == [{"songs": ["Yellow"], "limit": 2}]
 
 
+@pytest.mark.parametrize(
+    ("extra", "notes"),
+    [
+        # A server that says nothing about where songs come from (older ones): no note.
+        ({}, ""),
+        ({"from_rules": 1, "unknown": []}, ""),
+        ({"from_rules": 2, "unknown": []}, ""),
+        (
+            {"from_rules": 0, "unknown": ["Nope", 'Say "Ñ"']},
+            'note: not in the model, ignored: "Nope", "Say \\"Ñ\\""\n'
+            "note: no rule matched these songs: the recommendations are just the most popular "
+            "songs\n",
+        ),
+        ({"from_rules": 1, "unknown": ["Nope"]}, 'note: not in the model, ignored: "Nope"\n'),
+    ],
+)
+async def test_one_shot_notes_unknown_songs_and_answers_without_rules(
+    fake_server: FakeServer, run_client: RunClient, extra: dict[str, object], notes: str
+) -> None:
+    fake_server.extra = extra
+    result = await run_client("127.0.0.1", str(fake_server.port), "Yellow", "--limit", "2")
+    assert result.returncode == 0, result.stderr
+    # The original client's output, unchanged; the notes go to stderr.
+    assert result.stdout.splitlines()[1:] == [
+        "Song recommendations:",
+        "    Yellow (remix 0)",
+        "    Yellow (remix 1)",
+    ]
+    assert result.stderr == notes
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"from_rules": 3}, "error: reply's 'from_rules' is not a count of its 2 songs\n"),
+        ({"from_rules": True}, "error: reply's 'from_rules' is not a count of its 2 songs\n"),
+        ({"from_rules": -1}, "error: reply's 'from_rules' is not a count of its 2 songs\n"),
+        ({"unknown": "Nope"}, "error: reply's 'unknown' is not a list of song names\n"),
+        ({"unknown": [1]}, "error: reply's 'unknown' is not a list of song names\n"),
+    ],
+)
+async def test_malformed_origin_fields_are_a_bad_reply(
+    fake_server: FakeServer, run_client: RunClient, extra: dict[str, object], message: str
+) -> None:
+    fake_server.extra = extra
+    result = await run_client("127.0.0.1", str(fake_server.port), "Yellow", "--limit", "2")
+    assert (result.returncode, result.stdout, result.stderr) == (ExitCode.BAD_REPLY, "", message)
+
+
 async def test_json_prints_the_reply_and_url_keeps_a_path_prefix(
     fake_server: FakeServer, run_client: RunClient
 ) -> None:

@@ -147,6 +147,18 @@ async def test_one_shot_against_the_real_server(
     assert reply["songs"] == [song.strip() for song in songs]
     assert (reply["version"], reply["model_date"]) == (__version__, model_date)
 
+    # SONG has rules, so at least its first recommendation comes from one.
+    assert 1 <= reply["from_rules"] <= 10
+    assert reply["unknown"] == []
+    assert result.stderr == ""
+
+    unknown = await run_client("127.0.0.1", port, "no such song", "--limit", "3")
+    assert unknown.returncode == 0, unknown.stderr
+    assert unknown.stderr.splitlines() == [
+        'note: not in the model, ignored: "no such song"',
+        "note: no rule matched these songs: the recommendations are just the most popular songs",
+    ]
+
     rejected = await run_client("--limit", "1000", "127.0.0.1", port, SONG)
     assert rejected.returncode == 5
     assert rejected.stderr.startswith("error: server rejected the request (400 Bad Request): ")

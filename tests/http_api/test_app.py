@@ -7,6 +7,7 @@ to end); the snapshots are built from rules written and read back through mining
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gzip
 import json
 import re
@@ -144,6 +145,8 @@ async def test_recommend_answers_the_rules_with_version_and_model_date(
         "songs": ["Tyler, The Creator", "DNA.", "Ünïcödé"],
         "version": __version__,
         "model_date": "2023-11-14 22:13:20.123456",
+        "from_rules": 2,
+        "unknown": [],
     }
     status, answer = await post_json(http, url, {"songs": [" humble. ", "ÜNÏCÖDÉ"], "limit": 2})
     assert (status, answer["songs"]) == (200, ["City Of Stars", "Tyler, The Creator"])
@@ -152,6 +155,47 @@ async def test_recommend_answers_the_rules_with_version_and_model_date(
     assert answer["songs"] == list(SONGS)  # all popular fill, most popular first
     status, answer = await post_json(http, url, {"songs": ["DNA.", "DNA."], "limit": 1})
     assert (status, answer["songs"]) == (200, ["HUMBLE."])
+
+
+async def test_the_answer_says_how_many_songs_came_from_rules_and_which_songs_are_unknown(
+    start: Start, snapshot: Snapshot
+) -> None:
+    url = await start(Gate(snapshot))
+    unknown = ['not "here"', "Ünknown\u2028", "x" * 1000]
+    document = {"songs": ["HUMBLE.", *unknown, unknown[0], "dna."], "limit": 4}
+    request = http_post("/api/recommend", json.dumps(document).encode())
+    status, _, body, _ = await raw_request(url, request)
+    answer = json.loads(body)
+    assert status == 200
+    # One rule-based song (the others' rules give songs in the query), then the fill; the
+    # unknown songs once each, in request order.
+    assert answer["songs"] == ["Tyler, The Creator", "Ünïcödé", "City Of Stars", "plain"]
+    assert (answer["from_rules"], answer["unknown"]) == (1, unknown)
+    # Written as json.dumps writes it, like every other answer.
+    assert body == json.dumps(answer).encode()
+    for songs, from_rules in ((["plain"], 0), (["DNA."], 1), (["HUMBLE.", "Ünïcödé"], 3)):
+        request = http_post("/api/recommend", json.dumps({"songs": songs, "limit": 3}).encode())
+        status, _, body, _ = await raw_request(url, request)
+        answer = json.loads(body)
+        assert (status, answer["from_rules"], answer["unknown"]) == (200, from_rules, [])
+        assert body == json.dumps(answer).encode()
+
+
+async def test_ranking_is_the_servers_setting(start: Start, tmp_path: Path) -> None:
+    # HUMBLE. → Tyler 0.8 is the best rule; "plain" has two weaker ones, 0.6 + 0.5 = 1.1.
+    more = [((0,), 5, 57, 95), ((1,), 5, 45, 90)]
+    fields = HeaderFields(version=__version__, dataset_url="file:///data/playlists.csv")
+    write_model(tmp_path, build_ruleset(SONGS, COUNTS, RULES + more, fields))
+    gate = Gate(read_model(tmp_path))
+    query = {"songs": ["HUMBLE.", "DNA."], "limit": 2}
+    async with ClientSession() as http:
+        for ranking, expected in (
+            ("best", ["Tyler, The Creator", "plain"]),
+            ("sum", ["plain", "Tyler, The Creator"]),
+        ):
+            url = await start(gate, dataclasses.replace(SETTINGS, ranking=ranking))
+            status, answer = await post_json(http, url, query)
+            assert (status, answer["songs"], answer["from_rules"]) == (200, expected, 2)
 
 
 async def test_content_type_is_not_required(start: Start, snapshot: Snapshot) -> None:
