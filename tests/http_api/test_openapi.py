@@ -199,7 +199,13 @@ def _problems(method: str, path: str, status: int, headers: dict[str, str], body
 
 
 JSON = {"Content-Type": "application/json; charset=utf-8"}
-ANSWER = {"songs": ["a"], "version": "1.0.0", "model_date": "2026-11-28 19:54:49.072040"}
+ANSWER = {
+    "songs": ["a"],
+    "version": "1.0.0",
+    "model_date": "2026-11-28 19:54:49.072040",
+    "from_rules": 1,
+    "unknown": [],
+}
 
 
 @pytest.mark.parametrize(
