@@ -10,6 +10,7 @@ from types import FrameType
 
 from actors import Supervisor, bind_listener
 from http_api.app import init_app
+from http_api.connections import descriptor_limit, max_connections_problem
 from http_api.settings import Settings, SettingsError
 
 log = logging.getLogger("http_api")
@@ -29,6 +30,13 @@ _VARIABLES = (
     ("WATCHER", "auto, inotify or polling", Settings.watcher),
     ("MAX_QUERY_SONGS", "most distinct songs in one request", Settings.max_query_songs),
     ("MAX_BODY_BYTES", "larger request bodies get 413", Settings.max_body_bytes),
+    ("MAX_CONNECTIONS", "most open connections; auto: descriptor limit - 64", "auto"),
+    (
+        "IDLE_TIMEOUT_SECONDS",
+        "close a connection with no request after",
+        Settings.idle_timeout_seconds,
+    ),
+    ("BODY_TIMEOUT_SECONDS", "a request body must arrive within", Settings.body_timeout_seconds),
     ("LOG_LEVEL", "DEBUG, INFO, WARNING, ERROR or CRITICAL", Settings.log_level),
 )
 USAGE = "\n".join(
@@ -63,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings.from_env()
     except SettingsError as exc:
         print(f"http_api: error: {exc}", file=sys.stderr)
+        return 2
+    problem = max_connections_problem(settings, descriptor_limit())
+    if problem is not None:
+        print(f"http_api: error: {problem}", file=sys.stderr)
         return 2
     logging.basicConfig(
         level=settings.log_level,
