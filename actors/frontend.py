@@ -245,8 +245,19 @@ class HttpFrontend(pykka.ThreadingActor):
         try:
             self._loop.run_forever()
         finally:
+            self._cancel_leftover_tasks()
             self._loop.run_until_complete(self._loop.shutdown_asyncgens())
             self._loop.close()
+
+    def _cancel_leftover_tasks(self) -> None:
+        """Cancel what still runs once the server is stopped, as ``asyncio.run`` does: aiohttp
+        leaves the task of a connection closed by its client while it discards the rest of a
+        refused body, which would be logged as "Task was destroyed but it is pending"."""
+        leftover = asyncio.all_tasks(self._loop)
+        for task in leftover:
+            task.cancel()
+        if leftover:
+            self._loop.run_until_complete(asyncio.gather(*leftover, return_exceptions=True))
 
     async def _start_serving(self) -> None:
         app = self._app_factory(self._gate, self._settings)

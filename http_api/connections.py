@@ -29,6 +29,7 @@ request-head timeout in one (``IDLE_TIMEOUT_SECONDS``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import os
@@ -51,8 +52,8 @@ log = logging.getLogger(__name__)
 # Descriptors kept for everything but client connections: the listener, the event loop, the
 # watcher, rules files being read, /proc for the metrics, logging. Measured: ~25 in use at start.
 DESCRIPTOR_RESERVE = 64
-# The default cap where descriptors are plentiful: an idle connection costs ~10 KiB of memory
-# (measured), so this bounds them to ~40 MiB.
+# The default cap where descriptors are plentiful: an open connection costs the server 5-9 KiB
+# (measured with 3,000 connections, before and after a request each), so ~36 MiB at most.
 MAX_DEFAULT_CONNECTIONS = 4096
 # Errors of one connection that died while queued (accept(2) says: retry at once).
 _TRANSIENT_ACCEPT_ERRORS = frozenset(
@@ -70,6 +71,10 @@ _TRANSIENT_ACCEPT_ERRORS = frozenset(
     }
 )
 _OUT_OF_DESCRIPTORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+# An accept error or the cap is one episode until it has not recurred for this long.
+EPISODE_QUIET_SECONDS = 10.0
+# At the cap with no idle connection, how often to look for one that became idle.
+BUSY_RECHECK_SECONDS = 0.05
 ACCEPT_RETRY_MIN_SECONDS = 0.01
 ACCEPT_RETRY_MAX_SECONDS = 1.0
 # Malformed requests are logged once per client and cause; this many pairs are remembered.
@@ -104,29 +109,34 @@ def max_connections_problem(settings: Settings, limit: int | None) -> str | None
 
 
 class _Episode:
-    """A condition logged once when it starts and once when it ends, however often it recurs."""
+    """A recurring condition, logged once when it starts and once when it is over: when it has
+    not recurred for ``quiet_seconds``, however often it recurred before."""
 
-    def __init__(self) -> None:
+    def __init__(self, quiet_seconds: float = EPISODE_QUIET_SECONDS) -> None:
+        self._quiet = quiet_seconds
         self._since: float | None = None
+        self._last = 0.0
         self._count = 0
-
-    @property
-    def ongoing(self) -> bool:
-        """True between the first occurrence and :meth:`end`."""
-        return self._since is not None
 
     def occurred(self, message: str, *args: object) -> None:
         """Count one occurrence; the first of an episode logs ``message`` as a warning."""
+        self._last = time.monotonic()
         self._count += 1
         if self._since is None:
-            self._since = time.monotonic()
+            self._since = self._last
             log.warning(message, *args)
 
-    def end(self, message: str) -> None:
-        """Close an ongoing episode with an info line saying how long and how often."""
-        if self._since is None:
+    def check_over(self, message: str) -> None:
+        """Log ``message`` once, with how long and how often, if the episode is over."""
+        if self._since is None or time.monotonic() - self._last < self._quiet:
             return
-        log.info("%s (%d times over %.1f s)", message, self._count, time.monotonic() - self._since)
+        log.info(
+            "%s (%d times from %.1f s to %.1f s ago)",
+            message,
+            self._count,
+            time.monotonic() - self._since,
+            time.monotonic() - self._last,
+        )
         self._since, self._count = None, 0
 
 
@@ -271,11 +281,17 @@ class ConnectionPool:
         self.closed_for_room += 1
         return True
 
-    async def make_room(self) -> None:
-        """Return once one more connection may be accepted."""
+    @property
+    def full(self) -> bool:
+        """True at the cap (and otherwise tells a past episode at the cap is over)."""
         if len(self._open) < self.max_connections:
-            self._at_cap.end("below the connection cap again")
-            return
+            self._at_cap.check_over("below the connection cap again")
+            return False
+        return True
+
+    async def make_room(self) -> None:
+        """Return once one more connection may be accepted: at the cap, after closing the
+        connection idle the longest, or after waiting for one to end or become idle."""
         while len(self._open) >= self.max_connections:
             self._at_cap.occurred(
                 "at the connection cap (%d, MAX_CONNECTIONS): each new connection closes the "
@@ -284,8 +300,11 @@ class ConnectionPool:
             )
             if self.close_longest_idle():
                 return
+            # Every connection has a request in progress: wait for one to end, or to finish its
+            # request and become idle (aiohttp tells no one, so look again shortly).
             self._freed.clear()
-            await self._freed.wait()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._freed.wait(), BUSY_RECHECK_SECONDS)
 
 
 class CappedSite(web.BaseSite):
@@ -333,11 +352,29 @@ class CappedSite(web.BaseSite):
         self._sock.close()
         await super().stop()
 
+    async def _queued(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Return once a connection waits in the listen backlog."""
+        queued: asyncio.Future[None] = loop.create_future()
+        fd = self._sock.fileno()
+
+        def readable() -> None:
+            if not queued.done():
+                queued.set_result(None)
+
+        loop.add_reader(fd, readable)
+        try:
+            await queued
+        finally:
+            loop.remove_reader(fd)
+
     async def _accept_forever(self) -> None:
         loop = asyncio.get_running_loop()
         retry = ACCEPT_RETRY_MIN_SECONDS
         while True:
-            await self._pool.make_room()
+            if self._pool.full:
+                # Make room only for a connection that is there: none is closed in advance.
+                await self._queued(loop)
+                await self._pool.make_room()
             try:
                 conn, _address = await loop.sock_accept(self._sock)
             except OSError as exc:
@@ -350,15 +387,16 @@ class CappedSite(web.BaseSite):
                     len(self._pool),
                     descriptor_limit(),
                 )
-                if exc.errno in _OUT_OF_DESCRIPTORS:
-                    # An idle connection's descriptor is the one a waiting client can have.
-                    self._pool.close_longest_idle()
-                await asyncio.sleep(retry)
-                retry = min(2 * retry, ACCEPT_RETRY_MAX_SECONDS)
+                if exc.errno in _OUT_OF_DESCRIPTORS and self._pool.close_longest_idle():
+                    # An idle connection's descriptor is the one a waiting client can have: it
+                    # is released on the loop's next turn.
+                    await asyncio.sleep(0)
+                else:
+                    await asyncio.sleep(retry)
+                    retry = min(2 * retry, ACCEPT_RETRY_MAX_SECONDS)
                 continue
             retry = ACCEPT_RETRY_MIN_SECONDS
-            if self._accept_failures.ongoing:
-                self._accept_failures.end("accepting connections again")
+            self._accept_failures.check_over("accepting connections again")
             try:
                 await loop.connect_accepted_socket(self._factory, conn)
             except OSError:

@@ -34,12 +34,17 @@ def body_too_large(settings: Settings) -> web.Response:
     return response
 
 
-def body_timed_out(settings: Settings) -> web.Response:
-    """408 for a body still incomplete ``body_timeout_seconds`` after its head; then close."""
+async def body_timed_out(request: web.Request, settings: Settings) -> web.Response:
+    """408 for a body still incomplete ``body_timeout_seconds`` after its head, sent at once,
+    and the connection closed: nothing is coming, so no point in aiohttp's lingering read of the
+    rest of the body (up to 10 s) that follows any other early answer."""
     response = json_error(
         408, f"the request body did not arrive within {settings.body_timeout_seconds:g} s"
     )
     response.force_close()
+    await response.prepare(request)
+    await response.write_eof()
+    request.protocol.force_close()
     return response
 
 
@@ -87,7 +92,7 @@ class ApiHandlers:
         except web.HTTPRequestEntityTooLarge:
             return body_too_large(settings)
         except TimeoutError:
-            return body_timed_out(settings)
+            return await body_timed_out(request, settings)
         except (web.RequestPayloadError, ConnectionError) as exc:
             return json_error(400, f"request body could not be read: {exc}")
         # Bodies arrive as sent (connections.py turns aiohttp's decompression off): inflated

@@ -180,12 +180,12 @@ def _inflate(data: bytes, coding: str, wbits: int, limit: int) -> bytes | Reques
 
 
 def quote(text: str, limit: int = MAX_QUOTE_CHARS) -> str:
-    """``text`` quoted for an error message: one line, at most ``limit`` characters, with
-    control and other unprintable characters escaped (``repr``)."""
-    line = " ".join(text.split())
-    if len(line) > limit:
-        line = line[: limit - 3] + "..."
-    return repr(line)
+    """``text`` quoted for an error message: one line, control and other unprintable
+    characters escaped (``repr``), at most ``limit`` characters between the quotes."""
+    quoted = repr(" ".join(text.split()))
+    if len(quoted) > limit + 2:
+        quoted = quoted[: limit - 2] + "..." + quoted[0]
+    return quoted
 
 
 def _kind(value: object) -> str:
