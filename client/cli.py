@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import enum
-import json
 import math
 import os
 import sys
@@ -20,6 +19,7 @@ from yarl import URL
 from client.continuous import ContinuousOptions, run_until_signalled
 from client.plot import PlotUnavailableError, plot_run
 from client.recommend import (
+    DEFAULT_TIMEOUT_SECONDS,
     FailureKind,
     Query,
     Recommendation,
@@ -28,6 +28,7 @@ from client.recommend import (
     endpoint_from_url,
     new_session,
     recommend,
+    reply_as_json,
 )
 from client.record import CSV_HEADER, CsvFormatError, read_samples
 from client.summary import format_summary
@@ -170,9 +171,10 @@ def _request_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--timeout",
         type=_positive(float, "a positive number of seconds"),
-        default=1.0,
+        default=DEFAULT_TIMEOUT_SECONDS,
         metavar="SECONDS",
-        help="seconds allowed for each whole request (default 1)",
+        help=f"seconds allowed for each whole request (default {DEFAULT_TIMEOUT_SECONDS:g}: "
+        "longer than the server's wait for its first rules, so its answer arrives)",
     )
     parser.add_argument(
         "--json", action="store_true", help="one-shot: print the server's JSON reply"
@@ -284,7 +286,7 @@ def _one_shot(command: RequestCommand) -> int:
     except KeyboardInterrupt:
         return _fail("interrupted", ExitCode.INTERRUPTED)
     if command.as_json:
-        print(json.dumps(reply.reply, ensure_ascii=False))
+        print(reply_as_json(reply.reply))
     else:
         print(f"Recommendation server v{reply.version} with model from {reply.model_date}.")
         print("Song recommendations:")

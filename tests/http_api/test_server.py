@@ -12,15 +12,12 @@ import functools
 import gzip
 import os
 import re
-import resource
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import time
-import zlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +36,7 @@ from mining.checkpoint import (
     write_checkpoint,
 )
 from mining.rulesfile import RULES_FILENAME, encode_rules, write_rules
+from tests.helpers.bombs import gzip_bomb
 from tests.helpers.load import generate_load
 from tests.helpers.processes import REPO, mine, stop, wait_until
 from tests.helpers.rawhttp import exchange, port_of
@@ -113,11 +111,9 @@ async def start_server() -> AsyncIterator[Callable[..., asyncio.Future[Server]]]
             server.lines.append((time.time(), raw.decode(errors="replace").rstrip("\n")))
 
     async def start(data_dir: Path, nofile: int | None = None, **env: str) -> Server:
-        def limit_descriptors() -> None:
-            if nofile is not None:
-                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
-
+        limit = [] if nofile is None else ["prlimit", f"--nofile={nofile}:{nofile}"]
         process = await asyncio.create_subprocess_exec(
+            *limit,
             sys.executable,
             "-m",
             "http_api",
@@ -125,7 +121,6 @@ async def start_server() -> AsyncIterator[Callable[..., asyncio.Future[Server]]]
             env=server_env(data_dir, **env),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
-            preexec_fn=limit_descriptors,
         )
         server = Server(process)
         servers.append(server)
@@ -541,25 +536,6 @@ async def test_300_silent_connections_under_ulimit_256_never_lock_out_healthz(
 
 GZIP_BOMB_MIB = 1000
 BUSY_LAG = re.compile(r"event loop lag: .* busy max ([\d.]+) ms")
-
-
-@functools.cache
-def gzip_bomb(mebibytes: int) -> bytes:
-    """A valid gzip member inflating to ``mebibytes`` MiB of zeros, about 1 KiB per MiB.
-
-    Built without compressing it all: after a full flush, deflate starts afresh, so every
-    further MiB of zeros compresses to the same bytes.
-    """
-    mib = bytes(1 << 20)
-    compressor = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
-    first = compressor.compress(mib) + compressor.flush(zlib.Z_FULL_FLUSH)
-    again = compressor.compress(mib) + compressor.flush(zlib.Z_FULL_FLUSH)
-    last_block = compressor.flush()[:-8]  # without the trailer for the 2 MiB compressed here
-    crc = 0
-    for _ in range(mebibytes):
-        crc = zlib.crc32(mib, crc)
-    trailer = struct.pack("<II", crc, (mebibytes << 20) & 0xFFFFFFFF)
-    return first + again * (mebibytes - 1) + last_block + trailer
 
 
 def test_the_gzip_bomb_is_what_it_claims() -> None:
