@@ -15,11 +15,19 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
+from http_api.encoding import (
+    CONTENT_CODINGS,
+    ContentCodingError,
+    InflatedTooLargeError,
+    UnsupportedCodingError,
+    decode_content,
+)
+
 ENDPOINT_PATH = "/api/recommend"
 # How much of a non-JSON body to quote in an error line.
 _QUOTE_CHARS = 80
-# The longest reply read (after decompression): a full answer of 100 songs with long names is
-# well under it, a runaway or hostile one stops there.
+# The longest reply read, as sent and once inflated: a full answer of 100 songs with long names
+# is well under it, a runaway or hostile one stops there.
 MAX_REPLY_BYTES = 1 << 20
 # Longer than the server's RULES_WAIT_SECONDS default (5 s), so that its own 503 "no rules
 # loaded yet" reaches the user instead of a timeout.
@@ -106,14 +114,19 @@ def endpoint_from_url(text: str) -> URL:
 
 
 def new_session() -> aiohttp.ClientSession:
-    """A session that opens a new connection per request.
+    """A session that opens a new connection per request, and leaves replies compressed.
 
     Like the original client's one curl per request, every request then goes
     through connection setup and load-balancer routing the way a new user's
     does, and a server being replaced is seen at once rather than through a
-    stale keep-alive connection.
+    stale keep-alive connection. Replies are inflated by :func:`recommend`, up
+    to MAX_REPLY_BYTES.
     """
-    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True))
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(force_close=True),
+        auto_decompress=False,
+        headers={"Accept-Encoding": ", ".join(CONTENT_CODINGS)},
+    )
 
 
 async def recommend(session: aiohttp.ClientSession, query: Query) -> Recommendation:
@@ -127,43 +140,45 @@ async def recommend(session: aiohttp.ClientSession, query: Query) -> Recommendat
     def elapsed_ms() -> float:
         return (time.perf_counter() - started) * 1000
 
+    def failure(kind: FailureKind, message: str) -> RequestError:
+        return RequestError(kind, message, elapsed_ms())
+
+    origin = _origin(url)
     try:
         # asyncio.timeout bounds the whole exchange: connect, send, and the body.
         async with (
             asyncio.timeout(timeout),
             session.post(url, json=payload, allow_redirects=False) as response,
         ):
-            body = await _read_bounded(response, MAX_REPLY_BYTES)
-    except _ReplyTooLargeError:
-        raise RequestError(
-            FailureKind.BAD_REPLY,
-            f"reply from {_origin(url)} is larger than {MAX_REPLY_BYTES} bytes: not read further",
-            elapsed_ms(),
-        ) from None
+            raw = await _read_bounded(response, MAX_REPLY_BYTES)
+            body = decode_content(
+                raw, response.headers.get("Content-Encoding", ""), MAX_REPLY_BYTES
+            )
+    except (_ReplyTooLargeError, InflatedTooLargeError):
+        message = f"reply from {origin} is larger than {MAX_REPLY_BYTES} bytes: not read further"
+        raise failure(FailureKind.BAD_REPLY, message) from None
+    except UnsupportedCodingError as err:
+        message = (
+            f"reply from {origin} has a Content-Encoding the client does not decode "
+            f"({err.coding[:40]!r}; it asks for {', '.join(CONTENT_CODINGS)})"
+        )
+        raise failure(FailureKind.BAD_REPLY, message) from None
+    except ContentCodingError as err:
+        raise failure(FailureKind.BAD_REPLY, f"reply from {origin} is {err}") from None
     except TimeoutError:
-        raise RequestError(
-            FailureKind.TIMEOUT, f"no reply from {_origin(url)} within {timeout:g} s", elapsed_ms()
-        ) from None
+        message = f"no reply from {origin} within {timeout:g} s"
+        raise failure(FailureKind.TIMEOUT, message) from None
     except aiohttp.ClientConnectorError as err:
-        raise RequestError(
-            FailureKind.CONNECTION,
-            f"cannot connect to {_origin(url)}: {_os_reason(err.os_error)}",
-            elapsed_ms(),
-        ) from None
+        message = f"cannot connect to {origin}: {_os_reason(err.os_error)}"
+        raise failure(FailureKind.CONNECTION, message) from None
     except aiohttp.ClientResponseError as err:
         # The reply's status line or headers could not be parsed.
-        raise RequestError(
-            FailureKind.BAD_REPLY,
-            f"reply from {_origin(url)} is not valid HTTP: {_parser_words(err.message)}",
-            elapsed_ms(),
-        ) from None
+        message = f"reply from {origin} is not valid HTTP: {_parser_words(err.message)}"
+        raise failure(FailureKind.BAD_REPLY, message) from None
     except aiohttp.ClientError as err:
         # ServerDisconnectedError, ClientPayloadError, ...: the connection broke mid-way.
-        raise RequestError(
-            FailureKind.CONNECTION,
-            f"connection to {_origin(url)} failed: {err.__class__.__name__}: {err}",
-            elapsed_ms(),
-        ) from None
+        message = f"connection to {origin} failed: {err.__class__.__name__}: {err}"
+        raise failure(FailureKind.CONNECTION, message) from None
     response_time_ms = elapsed_ms()
     return _interpret(response, body, response_time_ms)
 
@@ -173,7 +188,7 @@ class _ReplyTooLargeError(Exception):
 
 
 async def _read_bounded(response: aiohttp.ClientResponse, limit: int) -> bytes:
-    """The reply's body (decompressed), read piece by piece up to ``limit`` bytes."""
+    """The reply's body as sent, read piece by piece up to ``limit`` bytes."""
     if response.content_length is not None and response.content_length > limit:
         raise _ReplyTooLargeError
     pieces, size = [], 0

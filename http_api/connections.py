@@ -174,10 +174,11 @@ class MalformedRequests:
         return response
 
 
-def describe_parse_error(exc: BaseException | None, status: int) -> tuple[int, str]:
-    """The status and a one-line cause for a request aiohttp's parser refused."""
+def describe_parse_error(exc: BaseException | None, status: int, max_line: int) -> tuple[int, str]:
+    """The status and a one-line cause for a request aiohttp's parser refused (its lines
+    limited to ``max_line`` bytes)."""
     if isinstance(exc, LineTooLong):
-        return 431, "a request line or header field is longer than the server accepts"
+        return 431, f"a request line or header field is longer than {max_line} bytes"
     if isinstance(exc, HttpProcessingError):
         # aiohttp words it as "Title:\n  Detail:\n\n  b'<the bytes>'\n    ^": keep the words.
         words = exc.message.split("\n\n", 1)[0]
@@ -241,7 +242,7 @@ class JsonErrorRequestHandler(web.RequestHandler):
             response = json_error(status, "internal server error")
             response.force_close()
             return response
-        status, cause = describe_parse_error(exc, status)
+        status, cause = describe_parse_error(exc, status, self.max_field_size)
         return self._malformed.answer(request.remote, status, cause)
 
 
@@ -281,9 +282,8 @@ class ConnectionPool:
         self.closed_for_room += 1
         return True
 
-    @property
-    def full(self) -> bool:
-        """True at the cap (and otherwise tells a past episode at the cap is over)."""
+    def is_full(self) -> bool:
+        """True at the cap; below it, a past episode at the cap is logged as over."""
         if len(self._open) < self.max_connections:
             self._at_cap.check_over("below the connection cap again")
             return False
@@ -371,7 +371,7 @@ class CappedSite(web.BaseSite):
         loop = asyncio.get_running_loop()
         retry = ACCEPT_RETRY_MIN_SECONDS
         while True:
-            if self._pool.full:
+            if self._pool.is_full():
                 # Make room only for a connection that is there: none is closed in advance.
                 await self._queued(loop)
                 await self._pool.make_room()
@@ -416,8 +416,9 @@ def _paths_only(
         return malformed.answer(request.remote, 400, cause)
 
     def handle_request(request: web.BaseRequest) -> Awaitable[web.StreamResponse]:
-        # A plain function handing on the app's coroutine: no extra frame per request.
-        if request.path[:1] == "/":
+        # A plain function handing on the app's coroutine: no extra frame per request. The
+        # router reads the same cached path_safe next.
+        if request.rel_url.path_safe[:1] == "/":
             return handle(request)
         return not_a_path(request)
 

@@ -8,14 +8,10 @@ import math
 from aiohttp import web
 
 from http_api import metrics
+from http_api.encoding import CONTENT_CODINGS
 from http_api.settings import Settings
 from http_api.state import RulesGate
-from http_api.validation import (
-    CONTENT_CODINGS,
-    RequestError,
-    decode_content,
-    parse_recommend_request,
-)
+from http_api.validation import RequestError, decode_content, parse_recommend_request
 
 
 def json_error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:

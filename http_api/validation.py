@@ -12,23 +12,18 @@ Decisions (documented in the README):
 from __future__ import annotations
 
 import json
-import zlib
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import orjson
+
+from http_api import encoding
 
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 100
 # The longest track name in the course datasets is 141 characters; 1,000 leaves room for long
 # classical titles while keeping a capped query (1,000 songs) within the default 1 MiB body.
 MAX_SONG_NAME_CHARS = 1000
-# Content-Encoding values a request body may have ("x-gzip" is gzip's old name, RFC 9110 8.4.1).
-CONTENT_CODINGS = ("gzip", "deflate", "identity")
-_CODING_ALIASES = {"x-gzip": "gzip"}
-# A gzip body may be several members back to back (RFC 1952); each costs a decompressor, so a
-# body of thousands of empty members cannot keep the loop busy.
-MAX_GZIP_MEMBERS = 16
 # How much of a client's text an error message quotes.
 MAX_QUOTE_CHARS = 60
 
@@ -137,46 +132,20 @@ def decode_content(body: bytes, content_encoding: str, limit: int) -> bytes | Re
     """``body`` with its ``Content-Encoding`` undone, or what is wrong with it: 415 for a coding
     this server does not decode, 413 once more than ``limit`` bytes come out (inflating stops
     there), 400 for data that is not what its coding says."""
-    codings = [c.strip().lower() for c in content_encoding.split(",") if c.strip()]
-    codings = [_CODING_ALIASES.get(c, c) for c in codings if c != "identity"]
-    unknown = [c for c in codings if c not in CONTENT_CODINGS]
-    if unknown:
+    try:
+        return encoding.decode_content(body, content_encoding, limit)
+    except encoding.UnsupportedCodingError as exc:
+        if "," in exc.coding:
+            return RequestError(415, str(exc))
         return RequestError(
             415,
-            f"Content-Encoding {quote(unknown[0])} is not supported; "
-            f"send {', '.join(CONTENT_CODINGS)}",
+            f"Content-Encoding {quote(exc.coding)} is not supported; "
+            f"send {', '.join(encoding.CONTENT_CODINGS)}",
         )
-    if len(codings) > 1:
-        return RequestError(415, "a body may be compressed once only (one Content-Encoding)")
-    if not codings:
-        return body
-    if codings[0] == "gzip":
-        return _inflate(body, "gzip", zlib.MAX_WBITS | 16, limit)
-    # "deflate" is the zlib format (RFC 9110 8.4.1.2), but some clients send raw deflate: a zlib
-    # stream's first byte names method 8 in its low bits.
-    wbits = zlib.MAX_WBITS if body[:1] and body[0] & 0x0F == 8 else -zlib.MAX_WBITS
-    return _inflate(body, "deflate", wbits, limit)
-
-
-def _inflate(data: bytes, coding: str, wbits: int, limit: int) -> bytes | RequestError:
-    """Decompress ``data`` (several gzip members in turn), stopping past ``limit`` bytes."""
-    out = bytearray()
-    for _member in range(MAX_GZIP_MEMBERS):
-        decompressor = zlib.decompressobj(wbits)
-        try:
-            out += decompressor.decompress(data, limit + 1 - len(out))
-        except zlib.error:
-            return _bad(f"body is not valid {coding} data")
-        if len(out) > limit:
-            return RequestError(413, f"request body is larger than {limit} bytes")
-        if not decompressor.eof:
-            return _bad(f"body is not valid {coding} data: it ends early")
-        data = decompressor.unused_data
-        if not data:
-            return bytes(out)
-        if coding != "gzip":
-            return _bad(f"body is not valid {coding} data: bytes follow its end")
-    return _bad(f"body has more than {MAX_GZIP_MEMBERS} gzip members")
+    except encoding.InflatedTooLargeError:
+        return RequestError(413, f"request body is larger than {limit} bytes")
+    except encoding.ContentCodingError as exc:
+        return _bad(f"body is {exc}")
 
 
 def quote(text: str, limit: int = MAX_QUOTE_CHARS) -> str:

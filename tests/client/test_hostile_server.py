@@ -9,6 +9,7 @@ the machine down.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import os
 import subprocess
@@ -141,7 +142,8 @@ async def test_a_gzip_bomb_reply_is_read_no_further_than_the_reply_limit(
 ) -> None:
     bomb = gzip_bomb(500)  # 0.5 MB that inflate to 500 MiB
     raw_server.reply = http_reply(bomb, headers="Content-Encoding: gzip\r\n")
-    result = await run_limited("127.0.0.1", str(raw_server.port), "Yellow")
+    # Time enough to inflate it all, were the reading not bounded.
+    result = await run_limited("--timeout", "60", "127.0.0.1", str(raw_server.port), "Yellow")
     assert result.returncode == ExitCode.BAD_REPLY
     assert result.stderr == (
         f"error: reply from http://127.0.0.1:{raw_server.port} is larger than 1048576 bytes: "
@@ -229,3 +231,30 @@ async def test_a_status_outside_http_is_a_bad_reply_not_a_server_error(
     result = await run_limited("127.0.0.1", str(raw_server.port), "Yellow")
     assert result.returncode == ExitCode.BAD_REPLY
     assert result.stderr == "error: reply status 999 is not an HTTP status\n"
+
+
+@pytest.mark.parametrize(
+    ("coding", "body", "message"),
+    [
+        ("br", b"{}", "has a Content-Encoding the client does not decode ('br'; it asks for"),
+        ("gzip", b"not gzip", "is not valid gzip data"),
+    ],
+)
+async def test_a_reply_the_client_cannot_inflate_is_a_bad_reply(
+    raw_server: RawServer, run_limited: RunLimited, coding: str, body: bytes, message: str
+) -> None:
+    raw_server.reply = http_reply(body, headers=f"Content-Encoding: {coding}\r\n")
+    result = await run_limited("127.0.0.1", str(raw_server.port), "Yellow")
+    assert result.returncode == ExitCode.BAD_REPLY
+    assert result.stderr.startswith(f"error: reply from http://127.0.0.1:{raw_server.port} ")
+    assert message in result.stderr
+
+
+async def test_a_compressed_reply_is_read(raw_server: RawServer, run_limited: RunLimited) -> None:
+    reply = {"songs": ["Fix You"], "version": "1.0", "model_date": "2026-01-01 00:00:00.000000"}
+    raw_server.reply = http_reply(
+        gzip.compress(json.dumps(reply).encode()), headers="Content-Encoding: gzip\r\n"
+    )
+    result = await run_limited("127.0.0.1", str(raw_server.port), "Yellow")
+    assert result.returncode == ExitCode.OK, result.stderr
+    assert result.stdout.endswith("    Fix You\n")

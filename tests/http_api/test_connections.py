@@ -97,12 +97,12 @@ MALFORMED = {
     "a header over 8190 bytes": (
         f"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Long: {TOO_LONG}\r\n\r\n".encode(),
         431,
-        "longer than",
+        "longer than 8190 bytes",
     ),
     "a target over 8190 bytes": (
         f"GET /{TOO_LONG} HTTP/1.1\r\nHost: t\r\n\r\n".encode(),
         431,
-        "longer than",
+        "longer than 8190 bytes",
     ),
     "200 headers": (
         b"GET /healthz HTTP/1.1\r\nHost: t\r\n"
@@ -152,7 +152,7 @@ async def test_a_malformed_request_is_a_json_error_counted_and_logged_once(
 
 def test_a_parse_error_quotes_no_more_than_a_short_sanitised_excerpt() -> None:
     exc = BadHttpMessage("Bad \x1b[31mthing\x07: " + "y" * 500 + ":\n\n  b'raw bytes'\n   ^")
-    status, cause = connections.describe_parse_error(exc, 400)
+    status, cause = connections.describe_parse_error(exc, 400, 8190)
     assert status == 400
     assert "\x1b" not in cause and "\x07" not in cause and "raw bytes" not in cause
     assert cause.startswith("Bad \\x1b[31mthing\\x07: yyy")
@@ -243,7 +243,7 @@ async def test_each_supported_content_encoding_is_decoded(
     [
         ("gzip", gzip.compress(RECOMMEND)[:-6], "body is not valid gzip data: it ends early"),
         ("gzip", gzip.compress(RECOMMEND) + b"junk", "body is not valid gzip data"),
-        ("gzip", gzip.compress(b"") * 40, "body has more than 16 gzip members"),
+        ("gzip", gzip.compress(b"") * 40, "body is made of more than 16 gzip members"),
         ("deflate", _deflate(RECOMMEND, 15) + b"x", "body is not valid deflate data: bytes follow"),
         ("deflate", b"\x78\x9c not zlib", "body is not valid deflate data"),
     ],
