@@ -101,7 +101,8 @@ continuous output (-c), CSV with the original client's header:
 exit status:
   0 success   2 usage error   3 cannot connect   4 timeout
   5 request rejected (4xx)    6 server error (5xx)
-  7 reply is not the expected JSON   8 file cannot be read or written
+  7 bad reply (not the HTTP and JSON expected, or over 1 MiB)
+  8 file cannot be read or written
   9 matplotlib missing (plot)   130 one-shot request interrupted (Ctrl-C)"""
 
 
