@@ -75,6 +75,8 @@ _OUT_OF_DESCRIPTORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errn
 EPISODE_QUIET_SECONDS = 10.0
 # At the cap with no idle connection, how often to look for one that became idle.
 BUSY_RECHECK_SECONDS = 0.05
+# Connections accepted in a row before the loop runs anything else.
+ACCEPT_BATCH = 32
 ACCEPT_RETRY_MIN_SECONDS = 0.01
 ACCEPT_RETRY_MAX_SECONDS = 1.0
 # Malformed requests are logged once per client and cause; this many pairs are remembered.
@@ -252,13 +254,14 @@ class ConnectionPool:
 
     def __init__(self, max_connections: int) -> None:
         self.max_connections = max_connections
-        self.closed_for_room = 0
+        # Accepted, their transport not made yet.
+        self.pending = 0
         self._open: set[JsonErrorRequestHandler] = set()
         self._freed = asyncio.Event()
         self._at_cap = _Episode()
 
     def __len__(self) -> int:
-        return len(self._open)
+        return len(self._open) + self.pending
 
     def opened(self, connection: JsonErrorRequestHandler) -> None:
         """Count a new connection."""
@@ -279,23 +282,18 @@ class ConnectionPool:
         # chosen twice.
         self._open.discard(connection)
         connection.force_close()
-        self.closed_for_room += 1
-        return True
-
-    def is_full(self) -> bool:
-        """True at the cap; below it, a past episode at the cap is logged as over."""
-        if len(self._open) < self.max_connections:
-            self._at_cap.check_over("below the connection cap again")
-            return False
         return True
 
     async def make_room(self) -> None:
-        """Return once one more connection may be accepted: at the cap, after closing the
-        connection idle the longest, or after waiting for one to end or become idle."""
-        while len(self._open) >= self.max_connections:
+        """Return once one more connection may be served: at once below the cap; at it, after
+        closing the connection idle the longest, or after waiting for one to end or go idle."""
+        if len(self) < self.max_connections:
+            self._at_cap.check_over("below the connection cap again")
+            return
+        while len(self) >= self.max_connections:
             self._at_cap.occurred(
                 "at the connection cap (%d, MAX_CONNECTIONS): each new connection closes the "
-                "one idle the longest; when none is idle, new ones wait in the listen backlog",
+                "one idle the longest; when none is idle, new ones wait",
                 self.max_connections,
             )
             if self.close_longest_idle():
@@ -310,7 +308,7 @@ class ConnectionPool:
 class CappedSite(web.BaseSite):
     """Serves a runner's app on a listening socket through the pool's cap (see the module)."""
 
-    __slots__ = ("_accept_failures", "_factory", "_name", "_pool", "_sock", "_task")
+    __slots__ = ("_accept_failures", "_connecting", "_factory", "_name", "_pool", "_sock", "_task")
 
     def __init__(
         self,
@@ -324,6 +322,7 @@ class CappedSite(web.BaseSite):
         self._pool = pool
         self._factory = protocol_factory
         self._task: asyncio.Task[None] | None = None
+        self._connecting: set[asyncio.Task[None]] = set()
         self._accept_failures = _Episode()
         host, port = sock.getsockname()[:2]
         self._name = f"http://{host}:{port}"
@@ -352,30 +351,13 @@ class CappedSite(web.BaseSite):
         self._sock.close()
         await super().stop()
 
-    async def _queued(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Return once a connection waits in the listen backlog."""
-        queued: asyncio.Future[None] = loop.create_future()
-        fd = self._sock.fileno()
-
-        def readable() -> None:
-            if not queued.done():
-                queued.set_result(None)
-
-        loop.add_reader(fd, readable)
-        try:
-            await queued
-        finally:
-            loop.remove_reader(fd)
-
     async def _accept_forever(self) -> None:
         loop = asyncio.get_running_loop()
         retry = ACCEPT_RETRY_MIN_SECONDS
+        accepted = 0
         while True:
-            if self._pool.is_full():
-                # Make room only for a connection that is there: none is closed in advance.
-                await self._queued(loop)
-                await self._pool.make_room()
             try:
+                # At once when a connection is queued: accept() is tried before any wait.
                 conn, _address = await loop.sock_accept(self._sock)
             except OSError as exc:
                 if exc.errno in _TRANSIENT_ACCEPT_ERRORS:
@@ -397,11 +379,31 @@ class CappedSite(web.BaseSite):
                 continue
             retry = ACCEPT_RETRY_MIN_SECONDS
             self._accept_failures.check_over("accepting connections again")
-            try:
-                await loop.connect_accepted_socket(self._factory, conn)
-            except OSError:
-                # The client left before its connection could be set up.
-                conn.close()
+            # Accepted first (the descriptor reserve covers one over the cap), so that only a
+            # connection that is really there ever closes another.
+            await self._pool.make_room()
+            self._serve(loop, conn)
+            accepted += 1
+            if accepted % ACCEPT_BATCH == 0:
+                # A flood of queued connections is taken without waiting: let the rest run too.
+                await asyncio.sleep(0)
+
+    def _serve(self, loop: asyncio.AbstractEventLoop, conn: socket.socket) -> None:
+        """Make the connection's transport and protocol (in a task: the next accept need not
+        wait for it)."""
+        self._pool.pending += 1
+        task = loop.create_task(self._connect(loop, conn))
+        self._connecting.add(task)
+        task.add_done_callback(self._connecting.discard)
+
+    async def _connect(self, loop: asyncio.AbstractEventLoop, conn: socket.socket) -> None:
+        try:
+            await loop.connect_accepted_socket(self._factory, conn)
+        except OSError:
+            # The client left before its connection could be set up.
+            conn.close()
+        finally:
+            self._pool.pending -= 1
 
 
 def _paths_only(

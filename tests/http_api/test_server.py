@@ -503,14 +503,15 @@ def _closed_by_peer(sock: socket.socket) -> bool:
 
 @pytest.mark.parametrize(
     ("max_connections", "at_cap", "accept_errors"),
-    [("auto", 1, 0), ("250", 0, 1)],
+    # At 250 the cap may be reached too, or not before accept() fails: one line each at most.
+    [("auto", (1, 1), 0), ("250", (0, 1), 1)],
     ids=["cap below the limit", "cap at the limit: accept fails"],
 )
 async def test_300_silent_connections_under_ulimit_256_never_lock_out_healthz(
     tmp_path: Path,
     start_server: Callable[..., asyncio.Future[Server]],
     max_connections: str,
-    at_cap: int,
+    at_cap: tuple[int, int],
     accept_errors: int,
 ) -> None:
     write_model(tmp_path, small_ruleset())
@@ -536,7 +537,7 @@ async def test_300_silent_connections_under_ulimit_256_never_lock_out_healthz(
     assert len(timings) >= 10
     assert max(timings) < 1.0, timings
     assert len(server.lines) < 100, server.log()
-    assert len(server.logged("at the connection cap")) == at_cap, server.log()
+    assert at_cap[0] <= len(server.logged("at the connection cap")) <= at_cap[1], server.log()
     assert len(server.logged("cannot accept connections")) == accept_errors, server.log()
     assert "Traceback" not in server.log()
 
