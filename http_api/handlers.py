@@ -11,7 +11,7 @@ from http_api import metrics
 from http_api.encoding import CONTENT_CODINGS
 from http_api.settings import Settings
 from http_api.state import RulesGate
-from http_api.validation import RequestError, decode_content, parse_recommend_request
+from http_api.validation import RequestError, decode_content, parse_recommend_request, quote
 
 
 def json_error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -90,9 +90,9 @@ class ApiHandlers:
         except TimeoutError:
             return await body_timed_out(request, settings)
         except (web.RequestPayloadError, ConnectionError) as exc:
-            return json_error(400, f"request body could not be read: {exc}")
-        # Bodies arrive as sent (connections.py turns aiohttp's decompression off): inflated
-        # here, only up to the body limit.
+            return json_error(400, f"request body could not be read: {quote(str(exc), 120)}")
+        # Bodies arrive as sent (the app turns aiohttp's decompression off): inflated here,
+        # only up to the body limit.
         content_encoding = request.headers.get("Content-Encoding")
         if content_encoding is not None:
             decoded = decode_content(body, content_encoding, settings.max_body_bytes)
