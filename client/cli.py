@@ -21,6 +21,7 @@ from yarl import URL
 from client.continuous import ContinuousOptions, run_until_signalled
 from client.plot import PlotUnavailableError, plot_run
 from client.recommend import (
+    DEFAULT_TIMEOUT_SECONDS,
     FailureKind,
     Query,
     Recommendation,
@@ -29,6 +30,7 @@ from client.recommend import (
     endpoint_from_url,
     new_session,
     recommend,
+    reply_as_json,
 )
 from client.record import CSV_HEADER, CsvFormatError, read_samples
 from client.summary import format_summary
@@ -109,7 +111,8 @@ environment:
 exit status:
   0 success   2 usage error   3 cannot connect   4 timeout
   5 request rejected (4xx)    6 server error (5xx)
-  7 reply is not the expected JSON   8 file cannot be read or written
+  7 bad reply (not the HTTP and JSON expected, or over 1 MiB)
+  8 file cannot be read or written
   9 matplotlib missing (plot)   130 one-shot request interrupted (Ctrl-C)"""
 
 
@@ -206,9 +209,10 @@ def _request_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--timeout",
         type=_positive(float, "a positive number of seconds"),
-        default=1.0,
+        default=DEFAULT_TIMEOUT_SECONDS,
         metavar="SECONDS",
-        help="seconds allowed for each whole request (default 1)",
+        help=f"seconds allowed for each whole request (default {DEFAULT_TIMEOUT_SECONDS:g}: "
+        "longer than the server's wait for its first rules, so its answer arrives)",
     )
     parser.add_argument(
         "--json", action="store_true", help="one-shot: print the server's JSON reply"
@@ -320,7 +324,7 @@ def _one_shot(command: RequestCommand) -> int:
     except KeyboardInterrupt:
         return _fail("interrupted", ExitCode.INTERRUPTED)
     if command.as_json:
-        print(json.dumps(reply.reply, ensure_ascii=False))
+        print(reply_as_json(reply.reply))
     else:
         print(f"Recommendation server v{reply.version} with model from {reply.model_date}.")
         print("Song recommendations:")

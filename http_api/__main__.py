@@ -11,6 +11,7 @@ from types import FrameType
 
 from actors import Supervisor, bind_listener
 from http_api.app import init_app
+from http_api.connections import descriptor_limit, max_connections_problem
 from http_api.settings import Settings, SettingsError
 from mining.logsetup import configure_logging, log_format_for_errors, report_error
 
@@ -32,6 +33,13 @@ _VARIABLES = (
     ("MAX_QUERY_SONGS", "most distinct songs in one request", Settings.max_query_songs),
     ("MAX_BODY_BYTES", "larger request bodies get 413", Settings.max_body_bytes),
     ("RANKING", "best (rule) or sum (of the rules' confidences)", Settings.ranking),
+    ("MAX_CONNECTIONS", "most open connections; auto: descriptor limit - 64", "auto"),
+    (
+        "IDLE_TIMEOUT_SECONDS",
+        "close a connection with no request after",
+        Settings.idle_timeout_seconds,
+    ),
+    ("BODY_TIMEOUT_SECONDS", "a request body must arrive within", Settings.body_timeout_seconds),
     ("LOG_LEVEL", "DEBUG, INFO, WARNING, ERROR or CRITICAL", Settings.log_level),
     ("LOG_FORMAT", "text, or json: one JSON object per line", Settings.log_format),
     ("ACCESS_LOG", "1: log every answered request", int(Settings.access_log)),
@@ -94,6 +102,10 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings.from_env()
     except SettingsError as exc:
         report_error("http_api", str(exc), log_format_for_errors(os.environ))
+        return 2
+    problem = max_connections_problem(settings, descriptor_limit())
+    if problem is not None:
+        report_error("http_api", problem, settings.log_format)
         return 2
     return_freed_memory_at_once()
     configure_logging(settings.log_format, settings.log_level)

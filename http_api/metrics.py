@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 
 # Requests that matched no route share one label, so random paths cannot grow the series.
 UNMATCHED_ROUTE = "unmatched"
+# Requests refused before routing (unparsable, or a target that is not a path) share another.
+MALFORMED_ROUTE = "malformed"
 
 REGISTRY = CollectorRegistry()
 ProcessCollector(registry=REGISTRY)

@@ -48,6 +48,13 @@ def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     return raw in _TRUE
 
 
+def _auto_or_integer(env: Mapping[str, str], name: str, low: int, high: int) -> int | None:
+    raw = env.get(name, "").strip()
+    if raw.lower() in ("", "auto"):
+        return None
+    return _integer(env, name, low, low, high)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything ``python -m http_api`` can be told through its environment."""
@@ -67,6 +74,15 @@ class Settings:
     watcher: str = "auto"
     max_query_songs: int = 1000
     max_body_bytes: int = 1024 * 1024
+    # Most open client connections; None: as many as the descriptor limit leaves room for
+    # (http_api.connections.default_max_connections).
+    max_connections: int | None = None
+    # A connection with no request in progress is closed after this long: one that never sends
+    # a complete request head (so this is also the header timeout), or a keep-alive one between
+    # requests. Longer than the 60 s idle timeout of common proxies' upstream pools.
+    idle_timeout_seconds: float = 75.0
+    # A request body that has not fully arrived this long after its head gets a 408.
+    body_timeout_seconds: float = 10.0
     log_level: str = "INFO"
     log_format: str = DEFAULT_LOG_FORMAT
     # One log line per answered request (off: it costs more than the recommendation).
@@ -107,6 +123,13 @@ class Settings:
             watcher=watcher,
             max_query_songs=_integer(env, "MAX_QUERY_SONGS", cls.max_query_songs, 1, 100_000),
             max_body_bytes=_integer(env, "MAX_BODY_BYTES", cls.max_body_bytes, 1024, 1 << 30),
+            max_connections=_auto_or_integer(env, "MAX_CONNECTIONS", 1, 1_000_000),
+            idle_timeout_seconds=_number(
+                env, "IDLE_TIMEOUT_SECONDS", cls.idle_timeout_seconds, 0.1, 86_400
+            ),
+            body_timeout_seconds=_number(
+                env, "BODY_TIMEOUT_SECONDS", cls.body_timeout_seconds, 0.1, 3600
+            ),
             log_level=log_level,
             log_format=log_format,
             access_log=_flag(env, "ACCESS_LOG", cls.access_log),

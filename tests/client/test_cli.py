@@ -192,7 +192,7 @@ def test_usage_errors_exit_2_naming_the_problem(
 def test_options_after_songs_and_defaults_are_understood() -> None:
     command = parse_request_command(["h", "52004", "A", "--limit", "5", "B", "-c", "--count", "2"])
     assert command.query.songs == ("A", "B")
-    assert (command.query.limit, command.query.timeout) == (5, 1.0)
+    assert (command.query.limit, command.query.timeout) == (5, 10.0)
     assert str(command.query.url) == "http://h:52004/api/recommend"
     assert command.continuous == ContinuousOptions(
         interval=1.0, count=2, duration=None, changes_only=False
