@@ -18,6 +18,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from evaluation.mine import mine_fold
 from evaluation.protocol import Baselines, Fold, Scores, make_folds
 from evaluation.report import Row, render_table
 from http_api.recommender import RANKINGS, Recommender
@@ -97,18 +98,14 @@ def evaluate(
     folds: Sequence[Fold], combos: Sequence[Settings], rankings: Sequence[str], k: int
 ) -> list[Row]:
     """Score the baselines and every (settings, ranking) over all folds' queries."""
-    # Imported here: the child processes that mine are forked from this one, so it keeps the
-    # mining engines out of the parent until the first run needs them.
-    from evaluation.mine import mine_fold  # noqa: PLC0415
-
     popularity, knn = Scores(k), Scores(k)
     for fold in folds:
         baselines = Baselines(fold.train)
         for query in fold.queries:
             limit = max(k, len(query.truth))
             popularity.add(baselines.popularity(query.seed, limit), query.truth, fired=False)
-            answer, found = baselines.knn(query.seed, limit)
-            knn.add(answer, query.truth, fired=found)
+            neighbours, found = baselines.knn(query.seed, limit)
+            knn.add(neighbours, query.truth, fired=found)
     rows = [Row("popularity", "", popularity.mean()), Row("item kNN (cosine)", "", knn.mean())]
     for settings in combos:
         scores = {ranking: Scores(k) for ranking in rankings}

@@ -1,19 +1,21 @@
 """``python -m mining``: mine the dataset named by the environment into DATA_DIR.
 
-Exit codes: 0 rules written or already up to date; 2 bad configuration; 3 bad input
-data; 4 dataset not available (missing file, download failed); 5 DATA_DIR not
-writable; 6 the memory budget would be or was exceeded; 1 anything unexpected (a bug:
-the traceback is printed).
+Exit codes: 0 rules written or already up to date; 2 bad configuration; 3 bad
+input data (also: over a size limit, or no rule found); 4 dataset not available
+(missing file, download failed); 5 DATA_DIR not writable; 6 the memory budget would
+be or was exceeded; 1 anything unexpected (a bug: the traceback is printed).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Mapping, Sequence
 
 from mining.errors import MiningError
 from mining.job import run_job
+from mining.logsetup import configure_logging, log_format_for_errors, report_error
 from mining.memory import DEFAULT_SHARE
 from mining.settings import (
     DEFAULT_AUTO_FLOOR,
@@ -45,10 +47,15 @@ through the environment (defaults in brackets):
   AUTO_MAX_RULES       most rules MIN_SUPPORT=auto may keep [{DEFAULT_AUTO_MAX_RULES}]
   MINING_HEARTBEAT_SECONDS  a progress line this often in long phases
                        [{DEFAULT_HEARTBEAT_SECONDS:g}]
+  MAX_DOWNLOAD_SIZE    largest http(s) dataset downloaded, e.g. 2GiB [512MiB]
+  MAX_INPUT_SIZE       most CSV text read, after decompression [512MiB]
+  ALLOW_EMPTY_RULES    1: commit a dataset that gives no rule at all [0]
   LOG_LEVEL            DEBUG, INFO, WARNING, ERROR or CRITICAL [INFO]
-Exit codes: 0 done or up to date, 2 bad configuration, 3 bad input data,
-4 dataset not available, 5 DATA_DIR not writable, 6 over the memory budget
-(raise MIN_SUPPORT, lower MAX_LEN or raise MINING_MEMORY_LIMIT), 1 unexpected error."""
+  LOG_FORMAT           text, or json for one JSON object per line [text]
+Exit codes: 0 done or up to date, 2 bad configuration, 3 bad input data (also:
+over a size limit, no rule found), 4 dataset not available, 5 DATA_DIR not
+writable, 6 over the memory budget (raise MIN_SUPPORT, lower MAX_LEN or raise
+MINING_MEMORY_LIMIT), 1 unexpected error."""
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
@@ -58,19 +65,27 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         if args[0] in ("-h", "--help"):
             print(USAGE)
             return 0
-        print(f"mining: error: unexpected argument {args[0]!r} (see --help)", file=sys.stderr)
+        report_error(
+            "mining",
+            f"unexpected argument {args[0]!r} (see --help)",
+            log_format_for_errors(os.environ if env is None else env),
+        )
         return 2
     try:
         settings = Settings.from_env(env)
-        logging.basicConfig(
-            level=settings.log_level,
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-            stream=sys.stderr,
-        )
+    except MiningError as exc:
+        report_error("mining", str(exc), log_format_for_errors(os.environ if env is None else env))
+        return exc.exit_code
+    configure_logging(settings.log_format, settings.log_level)
+    try:
         run_job(settings)
     except MiningError as exc:
-        print(f"mining: error: {exc}", file=sys.stderr)
+        report_error("mining", str(exc), settings.log_format)
         return exc.exit_code
+    except Exception:
+        # A bug: the traceback goes to the log (one JSON field with LOG_FORMAT=json).
+        logging.getLogger("mining").exception("unexpected error (a bug)")
+        return 1
     return 0
 
 

@@ -1,29 +1,47 @@
 """The mining job: skip when up to date, else fetch, read, mine, derive rules, commit.
 
-The rules file and the checkpoint are both staged (written and fsynced under
-temporary names) before either is renamed into place, rules first: the
-checkpoint is the commit marker, and a kill at any moment leaves the previous
-pair in place except in the window between two back-to-back renames.
+The commit (``mining.datadir``) writes the rules under their generation's name, then the
+checkpoint (the commit marker), then makes ``rules.cbor`` name them and removes the previous
+generation: a kill between any two steps leaves a checkpoint whose rules are on disk, and the
+next run completes an interrupted commit.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import logging
 import os
+import signal
 import time
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from mining.atomicfile import fsync_directory, write_temporary
 from mining.checkpoint import CHECKPOINT_FILENAME, Checkpoint, CheckpointError, read_checkpoint
-from mining.errors import DatasetUnavailableError, MemoryBudgetError, OutputError
+from mining.datadir import (
+    NotCommittedError,
+    StepHook,
+    commit_rules,
+    finish_commit,
+    generation_files,
+    generation_of,
+    read_committed_rules,
+    temporary_files,
+)
+from mining.errors import (
+    DatasetUnavailableError,
+    MemoryBudgetError,
+    MiningInputError,
+    OutputError,
+    SettingsError,
+)
 from mining.guard import report, run_guarded
 from mining.memory import DEFAULT_SHARE, memory_limits, release_free_memory, tree_memory
 from mining.pipeline import ADVICE, MinedRules, memory_budget, mine_ruleset
+from mining.quoting import redact_url
 from mining.rulesfile import (
     RULES_FILENAME,
     MiningParameters,
@@ -31,7 +49,6 @@ from mining.rulesfile import (
     RulesFileError,
     RulesHeader,
     encode_rules,
-    read_rules,
 )
 from mining.settings import Settings
 from mining.sizes import format_size
@@ -47,6 +64,12 @@ LOCK_FILENAME = ".mining.lock"
 # for the CBOR tag, and the encoded document.
 ENCODE_COPIES = 3
 
+# A test hook, not a setting: with MINING_TEST_KILL_AT_COMMIT_STEP=k the job SIGKILLs itself
+# right after step k of the commit (0: before anything is written), so that tests can show that
+# a kill between any two steps leaves rules to serve. It can do nothing an outside `kill -9`
+# cannot, and the commit is built to survive that at every step.
+KILL_HOOK_VARIABLE = "MINING_TEST_KILL_AT_COMMIT_STEP"
+
 
 @dataclass(frozen=True)
 class Freshness:
@@ -54,8 +77,9 @@ class Freshness:
 
     up_to_date: bool
     detail: str
-    # The header of the rules in place, when they are up to date.
+    # The header of the rules in place, and the file they were read from, when up to date.
     header: RulesHeader | None = None
+    rules_path: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -90,24 +114,22 @@ def check_freshness(settings: Settings) -> Freshness:
         return Freshness(False, f"checkpoint is from version {checkpoint.version}")
     url = settings.normalised_url
     if checkpoint.dataset_url != url:
-        return Freshness(False, f"dataset URL changed (was {checkpoint.dataset_url})")
+        return Freshness(False, f"dataset URL changed (was {redact_url(checkpoint.dataset_url)})")
     try:
-        header = read_rules(data_dir / RULES_FILENAME).header
+        rules_path, ruleset = read_committed_rules(data_dir, checkpoint)
+    except NotCommittedError:
+        return Freshness(False, "rules file does not match the checkpoint (an interrupted run?)")
     except RulesFileError as exc:
         return Freshness(False, f"rules file unusable ({exc})")
-    if (header.generated_ns, header.dataset_url, header.package_version) != (
-        checkpoint.generated_ns,
-        checkpoint.dataset_url,
-        checkpoint.version,
-    ):
-        return Freshness(False, "rules file does not match the checkpoint (an interrupted run?)")
+    header = ruleset.header
     if header.parameters != settings.parameters:
         return Freshness(False, f"parameters changed (were {_describe(header.parameters)})")
     return Freshness(
         True,
-        f"{header.rule_count} rules from {url} mined at {checkpoint.model_date} UTC "
+        f"{header.rule_count} rules from {redact_url(url)} mined at {checkpoint.model_date} UTC "
         f"with {_describe(header.parameters)}",
         header,
+        rules_path,
     )
 
 
@@ -131,21 +153,48 @@ def _exclusive(data_dir: Path) -> Iterator[None]:
 
 def _remove_leftovers(data_dir: Path) -> None:
     """Delete temporary files of runs that were killed (safe: we hold the lock)."""
-    for name in (RULES_FILENAME, CHECKPOINT_FILENAME):
-        for leftover in data_dir.glob(f"{name}.tmp-*"):
-            with contextlib.suppress(FileNotFoundError):
-                leftover.unlink()
-                logger.info("removed %s, left by an interrupted run", leftover.name)
+    for leftover in temporary_files(data_dir):
+        with contextlib.suppress(FileNotFoundError):
+            leftover.unlink()
+            logger.info("removed %s, left by an interrupted run", leftover.name)
+
+
+def _finish_interrupted_commit(data_dir: Path, committed: Path) -> None:
+    """Complete the commit of a killed run: ``rules.cbor``, older generations, temporaries."""
+    _remove_leftovers(data_dir)
+    try:
+        if generation_of(committed.name) is not None:
+            changed = finish_commit(data_dir, committed)
+        else:
+            # rules.cbor itself is committed (an older job wrote it): no generation is.
+            changed = []
+            for orphan in generation_files(data_dir):
+                orphan.unlink(missing_ok=True)
+                changed.append(f"removed {orphan.name}")
+    except OSError as exc:
+        raise OutputError(f"cannot write to {data_dir}: {exc.strerror or exc}") from exc
+    if changed:
+        logger.info("finished the commit of an interrupted run: %s", "; ".join(changed))
 
 
 def _fetch(settings: Settings) -> tuple[Path, bool]:
     """The local dataset file, and whether it was downloaded into DATA_DIR (ours to delete)."""
     # Imported here: aiohttp is only needed when the job really mines.
-    from mining.download import DownloadError, resolve_dataset  # noqa: PLC0415
+    from mining.download import (  # noqa: PLC0415
+        DownloadError,
+        DownloadTooLargeError,
+        resolve_dataset,
+    )
 
     started = time.perf_counter()
     try:
-        path = resolve_dataset(settings.dataset_url, settings.data_dir)
+        path = resolve_dataset(
+            settings.dataset_url, settings.data_dir, max_bytes=settings.max_download_bytes
+        )
+    except DownloadTooLargeError as exc:
+        raise MiningInputError(
+            f"{exc}; raise MAX_DOWNLOAD_SIZE if the dataset is really that large"
+        ) from exc
     except DownloadError as exc:
         raise DatasetUnavailableError(str(exc)) from exc
     size, seconds = path.stat().st_size, time.perf_counter() - started
@@ -157,23 +206,57 @@ def _fetch(settings: Settings) -> tuple[Path, bool]:
     return path, downloaded
 
 
-def _commit(data_dir: Path, ruleset: RuleSet, checkpoint: Checkpoint) -> int:
-    """Stage rules and checkpoint, then rename rules, then checkpoint; return the rules' bytes."""
-    rules_path, checkpoint_path = data_dir / RULES_FILENAME, data_dir / CHECKPOINT_FILENAME
-    data = encode_rules(ruleset)
-    staged: list[Path] = []
+def _kill_hook() -> StepHook:
+    """The commit's step hook: SIGKILL after the step KILL_HOOK_VARIABLE names, if set."""
+    raw = os.environ.get(KILL_HOOK_VARIABLE, "").strip()
+    if not raw:
+        return lambda _step: None
+    if not raw.isdigit():
+        raise SettingsError(f"{KILL_HOOK_VARIABLE}={raw!r} is not a step number (a test hook)")
+    target, steps = int(raw), itertools.count()
+
+    def after_step(step: str) -> None:
+        if next(steps) == target:
+            logger.warning("test hook %s: killing the job after step %s", KILL_HOOK_VARIABLE, step)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return after_step
+
+
+def _refuse_empty(settings: Settings, ruleset: RuleSet) -> None:
+    """Zero rules is almost always a support or confidence set too high: say so, change nothing."""
+    if ruleset.header.rule_count or settings.allow_empty_rules:
+        return
     try:
-        staged.append(write_temporary(rules_path, data))
-        staged.append(write_temporary(checkpoint_path, checkpoint.to_line().encode("utf-8")))
-        os.replace(staged[0], rules_path)
-        os.replace(staged[1], checkpoint_path)
-        fsync_directory(data_dir)
+        kept = f"the rules of {read_checkpoint(settings.data_dir / CHECKPOINT_FILENAME).model_date}"
+        kept += " stay in place"
+    except CheckpointError:
+        kept = "nothing was written"
+    h = ruleset.header
+    raise MiningInputError(
+        f"the dataset gives 0 rules with {_describe(h.parameters)} ({h.transactions} playlists, "
+        f"{h.song_count} songs): {kept}; lower MIN_SUPPORT or MIN_CONFIDENCE, or set "
+        "ALLOW_EMPTY_RULES=1 to commit an empty rule set (the server then answers with the most "
+        "popular songs only)"
+    )
+
+
+def _commit(settings: Settings, ruleset: RuleSet, checkpoint: Checkpoint) -> int:
+    """Commit the rules and the checkpoint (see mining.datadir); return the rules' bytes."""
+    _refuse_empty(settings, ruleset)
+    try:
+        data = encode_rules(ruleset)
+    except RulesFileError as exc:
+        # What a reader would refuse is never written (see rulesfile.check_size).
+        raise MiningInputError(
+            f"these rules cannot be written: {exc}; raise MIN_SUPPORT or MIN_CONFIDENCE for "
+            "fewer rules"
+        ) from exc
+    data_dir = settings.data_dir
+    try:
+        commit_rules(data_dir, data, checkpoint, _kill_hook())
     except OSError as exc:
         raise OutputError(f"cannot write to {data_dir}: {exc.strerror or exc}") from exc
-    finally:
-        for path in staged:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
     return len(data)
 
 
@@ -183,7 +266,7 @@ def _read_and_mine(path: Path, downloaded: bool, settings: Settings, limit: int)
 
     report("read", f"reading {path}")
     started = time.perf_counter()
-    playlist_file = read_playlists(path)
+    playlist_file = read_playlists(path, settings.max_input_bytes)
     if downloaded:
         # Read into memory now; the shared volume keeps only the rules (a later run that must
         # mine downloads afresh anyway).
@@ -263,7 +346,7 @@ def _mine(settings: Settings, url: str) -> JobOutcome:
     ruleset = replace(
         mined.ruleset, header=replace(mined.ruleset.header, generated_ns=generated_ns)
     )
-    size = _commit(settings.data_dir, ruleset, Checkpoint(__version__, url, generated_ns))
+    size = _commit(settings, ruleset, Checkpoint(__version__, url, generated_ns))
     logger.info(
         "write: %d bytes to %s, then %s, in %.2f s",
         size,
@@ -280,7 +363,8 @@ def run_job(settings: Settings) -> JobOutcome:
     url = settings.normalised_url
     with _exclusive(settings.data_dir):
         freshness = check_freshness(settings)
-        if freshness.header is not None:
+        if freshness.header is not None and freshness.rules_path is not None:
+            _finish_interrupted_commit(settings.data_dir, freshness.rules_path)
             logger.info("up to date: %s; nothing to do", freshness.detail)
             return JobOutcome(True, freshness.header.rule_count, freshness.header.generated_ns)
         logger.info("not up to date, mining: %s", freshness.detail)

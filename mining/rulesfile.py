@@ -8,6 +8,8 @@ of numpy arrays instead of millions of Python objects. See docs/rules-format.md.
 
 from __future__ import annotations
 
+import errno
+import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mining.atomicfile import atomic_write_bytes
+from mining.regularfile import UnsafeFileError, open_regular, read_exactly
 from mining.support import (
     SupportSpec,
     SupportSpecError,
@@ -34,9 +37,23 @@ TAG_UINT32_LE = 70
 
 U32 = npt.NDArray[np.uint32]
 
+# Bounds a reader checks before reading the whole file (see docs/rules-format.md): 30 million
+# rules fit in 1 GiB, ~90 times the largest real rule set; "format", "format_version" and
+# "header" come first and fit in the first 64 KiB; the song names average at most 1 KiB.
+MAX_RULES_FILE_BYTES = 1 << 30
+HEADER_PREFIX_BYTES = 64 * 1024
+MAX_MEAN_SONG_NAME_BYTES = 1024
+# Besides the arrays and the names: the header (inside the prefix), and the other map keys and
+# CBOR heads (well under 1 KiB).
+_OVERHEAD_BYTES = HEADER_PREFIX_BYTES + 1024
+
 
 class RulesFileError(ValueError):
     """The rules file is unreadable, truncated, inconsistent or of an unknown format."""
+
+
+class RulesFileMissingError(RulesFileError):
+    """There is no file under that name."""
 
 
 @dataclass(frozen=True)
@@ -161,7 +178,7 @@ def _typed(array: U32) -> cbor2.CBORTag:
 
 
 def encode_rules(ruleset: RuleSet) -> bytes:
-    """Serialise a rule set (validated first) to CBOR bytes."""
+    """Serialise a rule set (validated first) to CBOR bytes a reader will accept."""
     validate(ruleset)
     h = ruleset.header
     document = {
@@ -189,7 +206,10 @@ def encode_rules(ruleset: RuleSet) -> bytes:
             "antecedent_counts": _typed(ruleset.antecedent_counts),
         },
     }
-    return cbor2.dumps(document)
+    data = cbor2.dumps(document)
+    # The writer refuses what every reader would: the same checks on the same bytes.
+    check_size(decode_header_prefix(data[:HEADER_PREFIX_BYTES]), len(data))
+    return data
 
 
 def _encode_parameters(header: RulesHeader) -> dict[str, Any]:
@@ -299,6 +319,74 @@ def decode_header(document: Any) -> RulesHeader:
     )
 
 
+def decode_header_prefix(prefix: bytes) -> RulesHeader:
+    """The header from the first bytes of a rules file, without decoding the rest.
+
+    The document is a map whose first entries are "format", "format_version" and "header";
+    each entry is decoded on its own, so the song table and the rules are never touched.
+    """
+    stream = io.BytesIO(prefix)
+    decoder = cbor2.CBORDecoder(stream)
+    first = stream.read(1)
+    if not first or first[0] >> 5 != 5 or 28 <= first[0] & 31 <= 30:
+        raise RulesFileError("not a playlist-recommender rules file (not a CBOR map)")
+    info = first[0] & 31
+    if info < 24:
+        wanted = min(3, info)  # a short map: the entry count is in the first byte
+    else:
+        # The count follows in 1, 2, 4 or 8 bytes (none: indefinite length); the loop below
+        # needs only the first three entries.
+        length_bytes = {24: 1, 25: 2, 26: 4, 27: 8}.get(info, 0)
+        wanted = min(3, int.from_bytes(stream.read(length_bytes), "big")) if length_bytes else 3
+    entries: dict[object, object] = {}
+    try:
+        while len(entries) < wanted:
+            key = decoder.decode()
+            entries[key] = decoder.decode()
+    except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError) as exc:
+        if isinstance(exc, cbor2.CBORDecodeEOF) and len(prefix) >= HEADER_PREFIX_BYTES:
+            raise RulesFileError(
+                f"rules file: the header does not fit in the first {HEADER_PREFIX_BYTES} bytes"
+            ) from exc
+        raise RulesFileError(f"rules file is not valid CBOR (truncated?): {exc}") from exc
+    return decode_header(entries)
+
+
+def size_bounds(header: RulesHeader) -> tuple[int, int]:
+    """The fewest and the most bytes a rules file with this header can take."""
+    songs, rules = header.song_count, header.rule_count
+    longest_antecedent = max(1, min(header.parameters.max_len - 1, songs))
+    # Arrays that are exactly sized by the header, and antecedents of at least one song each.
+    fixed = 4 * songs + 4 * (rules + 1) + 3 * 4 * rules
+    least = fixed + 4 * rules + songs  # every name takes at least its one-byte CBOR head
+    most = (
+        fixed
+        + 4 * rules * longest_antecedent
+        + songs * (9 + MAX_MEAN_SONG_NAME_BYTES)
+        + _OVERHEAD_BYTES
+    )
+    return least, most
+
+
+def check_size(header: RulesHeader, size: int) -> None:
+    """Raise RulesFileError unless a file of ``size`` bytes can hold what ``header`` says."""
+    if size > MAX_RULES_FILE_BYTES:
+        raise RulesFileError(
+            f"rules file is {size} bytes, larger than the {MAX_RULES_FILE_BYTES} a reader accepts"
+        )
+    least, most = size_bounds(header)
+    if size < least:
+        raise RulesFileError(
+            f"rules file is truncated: {size} bytes, fewer than the {least} its header "
+            f"({header.song_count} songs, {header.rule_count} rules) needs"
+        )
+    if size > most:
+        raise RulesFileError(
+            f"rules file is {size} bytes, more than the {most} its header "
+            f"({header.song_count} songs, {header.rule_count} rules) allows"
+        )
+
+
 def decode_rules(data: bytes) -> RuleSet:
     """Parse CBOR bytes into a validated rule set; raise RulesFileError on anything wrong."""
     try:
@@ -325,13 +413,36 @@ def decode_rules(data: bytes) -> RuleSet:
     return ruleset
 
 
-def read_rules(path: Path) -> RuleSet:
-    """Read and validate a rules file."""
+def _read(path: Path, whole: bool) -> tuple[RulesHeader, bytes]:
+    """The header, and the whole file if ``whole``; every bound checked before reading on."""
     try:
-        data = Path(path).read_bytes()
+        with open_regular(Path(path)) as (file, size):
+            if size > MAX_RULES_FILE_BYTES:
+                raise UnsafeFileError(
+                    errno.EFBIG, f"{size} bytes, larger than the {MAX_RULES_FILE_BYTES} accepted"
+                )
+            header = decode_header_prefix(file.read(HEADER_PREFIX_BYTES))
+            check_size(header, size)
+            if not whole:
+                return header, b""
+            file.seek(0)
+            return header, read_exactly(file, size)
+    except FileNotFoundError as exc:
+        raise RulesFileMissingError(f"cannot read rules file {path}: {exc.strerror}") from exc
     except OSError as exc:
         raise RulesFileError(f"cannot read rules file {path}: {exc.strerror or exc}") from exc
+
+
+def read_rules(path: Path) -> RuleSet:
+    """Read and validate a rules file (a regular file; its size checked against its header)."""
+    _, data = _read(path, whole=True)
     return decode_rules(data)
+
+
+def read_rules_header(path: Path) -> RulesHeader:
+    """Read only the header of a rules file (its first bytes), checked as read_rules does."""
+    header, _ = _read(path, whole=False)
+    return header
 
 
 def validate(ruleset: RuleSet) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from mining.checkpoint import normalise_dataset_url
 from mining.engines import ENGINES, default_engine, engine_problem
 from mining.errors import SettingsError
+from mining.logsetup import DEFAULT_LOG_FORMAT, parse_log_format
 from mining.memory import MIN_LIMIT
 from mining.rulesfile import MiningParameters
 from mining.sizes import format_size, parse_size
@@ -26,6 +27,12 @@ from mining.support import (
 # Bundled with the package so that `python -m mining` works offline with no configuration.
 SAMPLE_DATASET = Path(__file__).with_name("data") / "sample_playlists.csv.gz"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# Bounds on the input (the mining input's limits): an http(s) dataset larger than this is not
+# downloaded (the default leaves room in the manifests' 1 GiB volume), and the CSV text read
+# after decompression is bounded too, so a small compressed file cannot expand without end.
+DEFAULT_MAX_DOWNLOAD_BYTES = 512 * 1024**2
+DEFAULT_MAX_INPUT_BYTES = 512 * 1024**2
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 # The mining defaults, in one place (README, --help and docs/mining-memory.md quote them).
 DEFAULT_MIN_SUPPORT: SupportSpec = 0.025
@@ -118,6 +125,23 @@ def _memory_setting(env: Mapping[str, str]) -> int | None:
     return size
 
 
+def _size_setting(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return parse_size(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name}={raw!r} {exc}") from None
+
+
+def _flag_setting(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in _TRUE or raw in _FALSE or not raw:
+        return raw in _TRUE
+    raise SettingsError(f"{name}={raw!r} must be 1 or 0 (also true/false, yes/no, on/off)")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything ``python -m mining`` can be told through its environment."""
@@ -135,6 +159,10 @@ class Settings:
     auto_floor: int = DEFAULT_AUTO_FLOOR
     auto_max_rules: int = DEFAULT_AUTO_MAX_RULES
     heartbeat_seconds: float = DEFAULT_HEARTBEAT_SECONDS
+    log_format: str = DEFAULT_LOG_FORMAT
+    max_download_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES
+    max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES
+    allow_empty_rules: bool = False
 
     @property
     def parameters(self) -> MiningParameters:
@@ -198,6 +226,10 @@ class Settings:
                 raise SettingsError(
                     f"MINING_HEARTBEAT_SECONDS={raw_heartbeat!r} must be a number of seconds > 0"
                 )
+        try:
+            log_format = parse_log_format(env.get("LOG_FORMAT"))
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from None
         return cls(
             dataset_url=url,
             data_dir=Path(_text(env, "DATA_DIR", str(cls.data_dir))),
@@ -214,4 +246,8 @@ class Settings:
                 env, "AUTO_MAX_RULES", DEFAULT_AUTO_MAX_RULES, 1, 2**32 - 1
             ),
             heartbeat_seconds=heartbeat,
+            log_format=log_format,
+            max_download_bytes=_size_setting(env, "MAX_DOWNLOAD_SIZE", cls.max_download_bytes),
+            max_input_bytes=_size_setting(env, "MAX_INPUT_SIZE", cls.max_input_bytes),
+            allow_empty_rules=_flag_setting(env, "ALLOW_EMPTY_RULES"),
         )

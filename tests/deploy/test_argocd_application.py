@@ -4,50 +4,29 @@ overlay automatically, without fighting the autoscaler."""
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
 import yaml
 
-from tests.deploy.deployfiles import MANIFESTS, REPO, Rendered
+from tests.deploy.deployfiles import (
+    MANIFESTS,
+    REPO,
+    SCHEMAS,
+    Rendered,
+    crd_validator,
+    schema_errors,
+)
 
-CRD = Path(__file__).with_name("schemas") / "argocd-application-crd.yaml"
+CRD = SCHEMAS / "argocd-application-crd.yaml"
 APPLICATION = MANIFESTS / "argocd" / "application.yaml"
-
-
-def strict(schema: Any) -> Any:
-    """The schema with every object that lists its properties refusing any other field.
-
-    The API server prunes unknown fields of a custom resource without a word, so a misspelled
-    `selfHeal` would silently turn self-healing off; this makes such a field an error here.
-    """
-    if isinstance(schema, list):
-        return [strict(item) for item in schema]
-    if not isinstance(schema, dict):
-        return schema
-    tightened = {key: strict(value) for key, value in schema.items()}
-    if (
-        "properties" in schema
-        and "additionalProperties" not in schema
-        and not schema.get("x-kubernetes-preserve-unknown-fields")
-    ):
-        tightened["additionalProperties"] = False
-    return tightened
 
 
 @pytest.fixture(scope="module")
 def validator() -> jsonschema.protocols.Validator:
     """A validator for Application objects, from the CRD's openAPIV3Schema made strict."""
-    crd = yaml.load(CRD.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1alpha1"]
-    schema = strict(version["schema"]["openAPIV3Schema"])
-    validator_class = jsonschema.validators.validator_for(
-        schema, default=jsonschema.Draft7Validator
-    )
-    validator_class.check_schema(schema)
-    return validator_class(schema)
+    return crd_validator(CRD, "v1alpha1")
 
 
 @pytest.fixture(scope="module")
@@ -57,20 +36,12 @@ def application() -> dict[str, Any]:
     return document
 
 
-def errors(validator: jsonschema.protocols.Validator, document: dict[str, Any]) -> list[str]:
-    """Every schema violation in `document`, one line each."""
-    return [
-        f"{'.'.join(map(str, error.absolute_path))}: {error.message}"
-        for error in validator.iter_errors(document)
-    ]
-
-
 def test_application_is_valid_for_argo_cds_crd(
     validator: jsonschema.protocols.Validator, application: dict[str, Any]
 ) -> None:
     assert application["apiVersion"] == "argoproj.io/v1alpha1"
     assert application["kind"] == "Application"
-    assert errors(validator, application) == []
+    assert schema_errors(validator, application) == []
 
 
 @pytest.mark.parametrize(
@@ -93,7 +64,7 @@ def test_schema_check_catches_mistakes(
     for key in path[:-1]:
         parent = parent[key]
     parent[path[-1]] = value
-    assert errors(validator, broken)
+    assert schema_errors(validator, broken)
 
 
 def test_application_syncs_the_production_overlay_automatically(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 import cbor2
@@ -20,7 +21,8 @@ from mining.rulesfile import (
     read_rules,
     write_rules,
 )
-from tests.helpers.rules import HeaderFields, build_ruleset
+from tests.helpers.processes import run_python
+from tests.helpers.rules import HeaderFields, build_ruleset, synthetic_ruleset
 
 SONGS = ("Tyler, The Creator", 'City Of Stars - From "La La Land"', "Ünïcödé", "plain")
 COUNTS = (90, 80, 70, 60)
@@ -221,3 +223,92 @@ def test_a_bad_support_record_is_refused(change: dict[str, object], message: str
             parameters[key] = value
     with pytest.raises(RulesFileError, match=message):
         decode_rules(cbor2.dumps(document))
+
+
+# -- bounded reads: what anyone able to write DATA_DIR may put under the rules file's name ----
+# Each read runs in a child process under a memory cap and a timeout: a reader that blocks or
+# reads without end fails the test instead of hanging it or filling the machine's memory.
+
+
+def read_in_child(path: Path) -> tuple[str, int]:
+    """Read ``path`` with read_rules in a child: (its one-line outcome, bytes it read)."""
+    code = f"""
+import re
+from mining.rulesfile import read_rules, RulesFileError
+def bytes_read():
+    return int(re.search(r"rchar: (\\d+)", open("/proc/self/io").read()).group(1))
+before = bytes_read()
+try:
+    read_rules({str(path)!r})
+    outcome = "read"
+except RulesFileError as exc:
+    outcome = str(exc)
+print(outcome, "|", bytes_read() - before)
+"""
+    result = run_python(code, timeout=30, address_space=2 * 1024**3)
+    assert result.returncode == 0, result.stderr
+    outcome, _, read = result.stdout.strip().rpartition(" | ")
+    return outcome, int(read)
+
+
+def test_a_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "rules.cbor")
+    outcome, _ = read_in_child(tmp_path / "rules.cbor")
+    assert outcome.endswith("rules.cbor: a FIFO, not a regular file")
+
+
+def test_a_link_to_an_endless_device_is_refused_unread(tmp_path: Path) -> None:
+    (tmp_path / "rules.cbor").symlink_to("/dev/zero")
+    outcome, read = read_in_child(tmp_path / "rules.cbor")
+    assert outcome.endswith("rules.cbor: a character device, not a regular file")
+    assert read < 64 * 1024
+
+
+def test_a_file_larger_than_its_header_allows_is_refused_after_reading_the_header(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "rules.cbor"
+    path.write_bytes(encode_rules(make_ruleset()))
+    _, most = rulesfile.size_bounds(make_ruleset().header)
+    with open(path, "r+b") as f:
+        f.truncate(512 * 1024**2)  # sparse: valid header, then half a GiB of zeros
+    outcome, read = read_in_child(path)
+    assert f"more than the {most} its header (4 songs, 4 rules) allows" in outcome
+    assert read <= rulesfile.HEADER_PREFIX_BYTES + 4096
+
+
+def test_a_file_over_the_absolute_bound_is_refused_unread(tmp_path: Path) -> None:
+    path = tmp_path / "rules.cbor"
+    with open(path, "wb") as f:
+        f.truncate(rulesfile.MAX_RULES_FILE_BYTES + 1)
+    outcome, read = read_in_child(path)
+    assert f"larger than the {rulesfile.MAX_RULES_FILE_BYTES} accepted" in outcome
+    assert read < 4096
+
+
+def test_a_file_shorter_than_its_header_needs_is_refused_after_reading_the_header(
+    tmp_path: Path,
+) -> None:
+    ruleset = synthetic_ruleset(20_000)
+    data = encode_rules(ruleset)
+    (tmp_path / "rules.cbor").write_bytes(data[: len(data) // 2])
+    with pytest.raises(RulesFileError, match=r"truncated: \d+ bytes, fewer than the \d+"):
+        read_rules(tmp_path / "rules.cbor")
+
+
+def test_the_header_alone_is_read_from_the_first_bytes(tmp_path: Path) -> None:
+    ruleset = synthetic_ruleset(20_000)
+    write_rules(tmp_path / "rules.cbor", ruleset)
+    assert rulesfile.read_rules_header(tmp_path / "rules.cbor") == ruleset.header
+    # What the size bounds promise holds for real files of every size here.
+    for rules in (make_ruleset(), ruleset, make_ruleset(rules=[])):
+        least, most = rulesfile.size_bounds(rules.header)
+        assert least <= len(encode_rules(rules)) <= most
+
+
+def test_the_writer_refuses_what_a_reader_would(tmp_path: Path) -> None:
+    # Names of 40,000 bytes each: far over the 1 KiB average a reader allows for.
+    huge_names = tuple(f"{i} " + "x" * 40_000 for i in range(4))
+    with pytest.raises(RulesFileError, match=r"its header .* allows"):
+        write_rules(tmp_path / "rules.cbor", make_ruleset(songs=huge_names))
+    assert list(tmp_path.iterdir()) == []

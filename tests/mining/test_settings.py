@@ -164,3 +164,32 @@ def test_a_bad_value_names_its_variable(name: str, value: str) -> None:
 
 def test_zero_confidence_is_allowed_and_means_every_rule() -> None:
     assert Settings.from_env({"MIN_CONFIDENCE": "0"}).min_confidence == 0.0
+
+
+def test_the_input_limits_take_sizes_with_units_and_default_to_512_mib() -> None:
+    defaults = Settings.from_env({})
+    assert defaults.max_download_bytes == defaults.max_input_bytes == 512 * 1024**2
+    assert defaults.allow_empty_rules is False
+    settings = Settings.from_env(
+        {"MAX_DOWNLOAD_SIZE": "1.5GB", "MAX_INPUT_SIZE": " 64 MiB ", "ALLOW_EMPTY_RULES": "yes"}
+    )
+    assert settings.max_download_bytes == 1_500_000_000
+    assert settings.max_input_bytes == 64 * 1024**2
+    assert settings.allow_empty_rules is True
+    assert Settings.from_env({"MAX_INPUT_SIZE": "1048576"}).max_input_bytes == 1024**2
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("MAX_DOWNLOAD_SIZE", "lots", "is not a size such as 512MiB"),
+        ("MAX_DOWNLOAD_SIZE", "-1GiB", "is not a size"),
+        ("MAX_INPUT_SIZE", "0", "must be at least 1 byte"),
+        ("MAX_INPUT_SIZE", "2 parsecs", "is not a size"),
+        ("ALLOW_EMPTY_RULES", "maybe", "must be 1 or 0"),
+    ],
+)
+def test_a_bad_limit_or_flag_names_its_variable(name: str, value: str, message: str) -> None:
+    with pytest.raises(SettingsError, match=f"^{name}=") as raised:
+        Settings.from_env({name: value})
+    assert message in str(raised.value)
