@@ -126,7 +126,6 @@ async def walk(tmp_path: Path) -> AsyncIterator[tuple[ResponseChecker, dict[str,
         await server.close()
 
 
-LATER = "Fri, 01 Jan 2100 00:00:00 GMT"
 # (server, method, path, request headers, body, expected status): every documented answer.
 WALK: list[tuple[str, str, str, dict[str, str], bytes | None, int]] = [
     ("ready", "POST", "/api/recommend", {}, b'{"songs": ["Hey Jude"], "limit": 3}', 200),
@@ -148,12 +147,13 @@ WALK: list[tuple[str, str, str, dict[str, str], bytes | None, int]] = [
         for path in ("/", *(f"/static/{p.name}" for p in sorted(STATIC_DIR.iterdir())))
         for headers, status in (
             ({}, 200),
-            ({"Range": "bytes=0-9"}, 206),
-            ({"If-Modified-Since": LATER}, 304),
-            ({"If-Match": '"not-this-one"'}, 412),
-            ({"Range": "bytes=99999999-"}, 416),
+            # Range is ignored: the files are small and served whole.
+            ({"Range": "bytes=99999999-"}, 200),
+            ({"If-None-Match": "*"}, 304),
         )
     ),
+    ("ready", "POST", "/api/recommend", {"Content-Encoding": "foo"}, b"{}", 415),
+    ("ready", "POST", "/api/recommend", {"Expect": "foo"}, b'{"songs": ["a"]}', 417),
     ("empty", "GET", "/nowhere", {}, None, 404),
     ("empty", "POST", "/api/recommend/more", {}, b"{}", 404),
 ]
@@ -185,7 +185,9 @@ async def test_every_documented_answer_is_given_and_matches_the_document(
         for template, item in DOCUMENT["paths"].items()
         for method, operation in item.items()
         for status in operation["responses"]
-        if status != "500" or (method.upper(), template) in PROVOKED_500
+        if (status != "500" or (method.upper(), template) in PROVOKED_500)
+        # A body that stops arriving: test_connections.py waits out its timeout for it.
+        and (method.upper(), template, status) != ("POST", "/api/recommend", "408")
     }
     seen = {(method, template, status) for method, template, status in checker.seen}
     assert expected - seen == set()

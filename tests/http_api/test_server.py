@@ -800,6 +800,6 @@ async def test_a_malformed_request_gets_json_one_log_line_and_a_count_in_metrics
         assert reply.json() == {"error": "malformed request: Invalid method encountered"}
     async with aiohttp.ClientSession() as session, session.get(server.url + "/metrics") as got:
         text = await got.text()
-    assert 'http_requests_total{route="malformed",status="400"} 5.0' in text
+    assert 'http_requests_total{code="400",method="other",route="malformed"} 5.0' in text
     assert len(server.logged("malformed request from 127.0.0.1: 400")) == 1
     assert "Traceback" not in server.log()
