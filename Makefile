@@ -105,3 +105,10 @@ REHEARSAL_DIR ?= artifacts/rehearsal
 rehearse: $(STAMP)
 	scripts/ensure-system-packages haproxy:haproxy
 	timeout 600 $(BIN)/python -m rehearsal --output $(REHEARSAL_DIR) $(if $(PUBLISH),--publish docs/rollouts)
+
+# --- Evaluation: the mined rules on held-out playlists, beside popularity and item kNN ----------
+# DATASET is a playlists CSV (path or URL); EVALUATE_ARGS adds options (a grid, --json, ...).
+.PHONY: evaluate
+evaluate: $(STAMP)
+	@test -n "$(DATASET)" || { echo "usage: make evaluate DATASET=playlists.csv [EVALUATE_ARGS=...]" >&2; exit 2; }
+	$(BIN)/python -m evaluation $(DATASET) $(EVALUATE_ARGS)

@@ -87,7 +87,9 @@ def grid_settings(args: argparse.Namespace, env: Mapping[str, str]) -> list[Sett
 
 
 def _describe(settings: Settings, min_count: int | None) -> str:
-    resolved = "" if min_count is None else f" (= {playlists_text(min_count)})"
+    resolved = ""
+    if min_count is not None and settings.min_support != playlists_text(min_count):
+        resolved = f" (= {playlists_text(min_count)})"
     return (
         f"support {settings.min_support}{resolved}, confidence {settings.min_confidence!r}, "
         f"max_len {settings.max_len}, {settings.engine}"
