@@ -399,9 +399,10 @@ async def _attempt(session: aiohttp.ClientSession, url: str, partial: _Partial) 
         if status == 416 and offset:
             _finish_or_restart_after_416(response, partial, offset)
             return
-        if status >= 500 or status in _RETRYABLE_4XX:
+        if 500 <= status <= 599 or status in _RETRYABLE_4XX:
             raise _RetryableError(f"HTTP {status} {_reason(response)}")
         if status >= 400:
+            # Past 599 is no HTTP status (RFC 9110 15): a broken server, not a busy one.
             partial.discard()
             raise DownloadError(f"HTTP {status} {_reason(response)} for {redact_url(url)}")
         if status == 206 and offset:

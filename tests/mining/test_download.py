@@ -187,6 +187,16 @@ def test_not_found_fails_at_once_naming_status_and_url(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_status_past_599_is_no_server_error_and_is_not_retried(tmp_path: Path) -> None:
+    async def nonsense(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=999, text="what")
+
+    with Server(nonsense) as server, pytest.raises(DownloadError, match="HTTP 999"):
+        fetch(server.url(), tmp_path)
+    assert len(server.requests) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_refused_connections_give_up_leaving_nothing_behind(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{free_port()}/playlists.csv"
     with pytest.raises(DownloadError, match=r"cannot download .* \(2 attempts without progress\)"):
