@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mining.itemsets import ItemsetTable
+from mining.memory import release_free_memory
 
 if TYPE_CHECKING:
     # Type only: settings imports this module, and a skipped run must not pay for pyarrow.
@@ -172,6 +173,8 @@ def _pyfim(
         raise EngineUnavailableError(f"engine pyfim: cannot import fim: {exc}") from exc
 
     rows = pyfim_rows(transactions, width)
+    # The CSR copies pyfim_rows made are freed; hand them back before pyfim builds its tree.
+    release_free_memory()
     # A negative support is an absolute count: no float threshold at all.
     # pyfim rejects zmax=None: leave it out for "no limit".
     limit = {} if max_len is None else {"zmax": max_len}

@@ -51,12 +51,11 @@ class EngineCost:
 
 
 # Measured peaks over the data already in memory (docs/mining-memory.md), rounded up:
-# pyfim's input lists and tree took 60-90 bytes an occurrence and its list of tuples
-# 141-300 bytes an itemset, and a job's own mining ran ~8% above the same measured in
-# isolation; mlxtend's frame and tree ~470 an occurrence, its frame of frozensets 405-570
-# an itemset.
+# pyfim's input lists (22 bytes an occurrence) and tree (60-90) and its list of tuples
+# (141-300 bytes an itemset), with room for the allocator's slack seen in whole jobs;
+# mlxtend's frame and tree ~470 an occurrence, its frame of frozensets 405-570 an itemset.
 ENGINE_COSTS = {
-    "pyfim": EngineCost(fixed=16 * MIB, per_occurrence=130, per_itemset=300, per_song=8),
+    "pyfim": EngineCost(fixed=16 * MIB, per_occurrence=160, per_itemset=300, per_song=8),
     "mlxtend": EngineCost(fixed=100 * MIB, per_occurrence=500, per_itemset=600, per_song=16),
 }
 # The itemset table (4 bytes a song, 8 a count, 16 of hash index), then the rules: a rule
