@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -105,7 +105,6 @@ class Scores:
     ndcg: float = 0.0
     r_precision: float = 0.0
     fired: int = 0
-    per_query_hits: list[int] = field(default_factory=list)
 
     def add(self, answer: Sequence[str], truth: frozenset[str], *, fired: bool) -> None:
         """Score one answer (best first, at least ``max(k, |truth|)`` long where it can be)."""
@@ -120,7 +119,6 @@ class Scores:
         self.ndcg += dcg / ideal
         self.r_precision += sum(song in truth for song in answer[: len(truth)]) / len(truth)
         self.fired += fired
-        self.per_query_hits.append(hit_count)
 
     def mean(self) -> dict[str, float]:
         """HR@k, recall@k, NDCG@k, R-precision and the share of queries a rule fired for."""
