@@ -7,18 +7,25 @@ STAMP := $(VENV)/.installed
 DATA_DIR ?= ./ml-data
 PORT ?= 52004
 
-.PHONY: run mine serve test lint typecheck pytest sysdeps-test clean
+.PHONY: run mine serve test lint typecheck pytest sysdeps-test clean constraints
 
 # gcc and the Python headers build pyfim and the recommender's compiled small-query path
 # (http_api/_smallquery.c; without them the server falls back to its slower Python path).
 BUILD_SYSTEM_PACKAGES := gcc:gcc python3-config:python3-dev
 
-$(STAMP): setup.cfg setup.py pyproject.toml http_api/_smallquery.c
+# The versions constraints.txt pins are the ones the images install: the tests run against them.
+# The build requirements go in too, so `make constraints` finds them here to pin.
+$(STAMP): setup.cfg setup.py pyproject.toml constraints.txt http_api/_smallquery.c
 	scripts/ensure-system-packages $(BUILD_SYSTEM_PACKAGES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python containers/requirements.py --build | \
+	    $(BIN)/python -m pip install --quiet --constraint constraints.txt -e '.[dev]' -r /dev/stdin
 	touch $(STAMP)
+
+## Pin every package the images install at its version in .venv (after changing setup.cfg).
+constraints: $(STAMP)
+	$(BIN)/python scripts/constraints.py
 
 ## Mine the bundled sample into $(DATA_DIR).
 mine: $(STAMP)
@@ -29,9 +36,11 @@ run: $(STAMP)
 	DATA_DIR=$(DATA_DIR) PORT=$(PORT) PY=$(BIN)/python scripts/run-demo
 
 # System packages the tests drive for real (installed only when missing).
-# Each entry is COMMAND:DEBIAN_PACKAGE. Java runs MINING_ENGINE=spark (Spark 4: Java 17 or 21).
+# Each entry is COMMAND:DEBIAN_PACKAGE. prometheus: promtool checks and unit-tests the alerts, and
+# a real Prometheus scrapes a real server (tests/deploy/test_monitoring.py). Java runs
+# MINING_ENGINE=spark (Spark 4: Java 17 or 21).
 TEST_SYSTEM_PACKAGES := xz:xz-utils openssl:openssl chromium:chromium haproxy:haproxy \
-	java:openjdk-17-jre-headless
+	promtool:prometheus prometheus:prometheus java:openjdk-17-jre-headless
 sysdeps-test:
 	scripts/ensure-system-packages $(TEST_SYSTEM_PACKAGES)
 
@@ -97,3 +106,10 @@ REHEARSAL_DIR ?= artifacts/rehearsal
 rehearse: $(STAMP)
 	scripts/ensure-system-packages haproxy:haproxy
 	timeout 600 $(BIN)/python -m rehearsal --output $(REHEARSAL_DIR) $(if $(PUBLISH),--publish docs/rollouts)
+
+# --- Evaluation: the mined rules on held-out playlists, beside popularity and item kNN ----------
+# DATASET is a playlists CSV (path or URL); EVALUATE_ARGS adds options (a grid, --json, ...).
+.PHONY: evaluate
+evaluate: $(STAMP)
+	@test -n "$(DATASET)" || { echo "usage: make evaluate DATASET=playlists.csv [EVALUATE_ARGS=...]" >&2; exit 2; }
+	$(BIN)/python -m evaluation $(DATASET) $(EVALUATE_ARGS)

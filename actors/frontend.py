@@ -13,6 +13,7 @@ import contextlib
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +28,8 @@ from actors.messages import (
     StartDraining,
     Subscribe,
 )
+from http_api.accesslog import access_log_options
+from http_api.connections import start_serving
 from http_api.settings import Settings
 from http_api.state import RulesGate, Snapshot
 
@@ -110,7 +113,9 @@ class LoopLagProbe:
     """How late the loop wakes a sleeping task: the longest any callback kept it busy.
 
     A lag above ``warn_seconds`` is logged as a warning; at DEBUG level the largest lag of each
-    ``report_seconds`` window is logged too (the reload benchmark reads those lines).
+    ``report_seconds`` window is logged too (the reload benchmark reads those lines), with the
+    largest *busy* lag: the part of a lag the loop's thread spent running (its CPU time over
+    the interval), which a machine too busy to schedule the process does not inflate.
     """
 
     def __init__(
@@ -123,22 +128,24 @@ class LoopLagProbe:
     async def run(self) -> None:
         """Sample forever (until cancelled)."""
         loop = asyncio.get_running_loop()
-        window_start, window_max = loop.time(), 0.0
+        window_start, window_max, window_busy = loop.time(), 0.0, 0.0
         while True:
-            before = loop.time()
+            before, cpu_before = loop.time(), time.thread_time()
             await asyncio.sleep(self.interval)
             now = loop.time()
             lag = max(now - before - self.interval, 0.0)
+            busy = min(lag, time.thread_time() - cpu_before)
             if lag >= self.warn_seconds:
                 log.warning("event loop was blocked for %.0f ms", lag * 1000)
-            window_max = max(window_max, lag)
+            window_max, window_busy = max(window_max, lag), max(window_busy, busy)
             if now - window_start >= self.report_seconds:
                 log.debug(
-                    "event loop lag: max %.1f ms over %.2f s",
+                    "event loop lag: max %.1f ms over %.2f s, busy max %.1f ms",
                     window_max * 1000,
                     now - window_start,
+                    window_busy * 1000,
                 )
-                window_start, window_max = now, 0.0
+                window_start, window_max, window_busy = now, 0.0, 0.0
 
 
 class HttpFrontend(pykka.ThreadingActor):
@@ -239,21 +246,30 @@ class HttpFrontend(pykka.ThreadingActor):
         try:
             self._loop.run_forever()
         finally:
+            self._cancel_leftover_tasks()
             self._loop.run_until_complete(self._loop.shutdown_asyncgens())
             self._loop.close()
 
+    def _cancel_leftover_tasks(self) -> None:
+        """Cancel what still runs once the server is stopped, as ``asyncio.run`` does: aiohttp
+        leaves the task of a connection closed by its client while it discards the rest of a
+        refused body, which would be logged as "Task was destroyed but it is pending"."""
+        leftover = asyncio.all_tasks(self._loop)
+        for task in leftover:
+            task.cancel()
+        if leftover:
+            self._loop.run_until_complete(asyncio.gather(*leftover, return_exceptions=True))
+
     async def _start_serving(self) -> None:
         app = self._app_factory(self._gate, self._settings)
-        self._runner = web.AppRunner(
+        self._runner = await start_serving(
             app,
-            handle_signals=False,
-            shutdown_timeout=self._settings.shutdown_timeout_seconds,
-            # Requests are counted and timed in /metrics; a log line each would cost more
-            # than the recommendation.
-            access_log=None,
+            self._listener,
+            self._settings,
+            # Off unless ACCESS_LOG=1: requests are counted and timed in /metrics, and a log
+            # line each costs more than the recommendation (docs/monitoring.md).
+            **access_log_options(self._settings.access_log),
         )
-        await self._runner.setup()
-        await web.SockSite(self._runner, self._listener).start()
         self._probe = asyncio.get_running_loop().create_task(LoopLagProbe().run())
 
     async def _stop_serving(self, linger: float = 0.0) -> None:

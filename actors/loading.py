@@ -9,10 +9,12 @@ from pathlib import Path
 from http_api.recommender import Recommender
 from http_api.state import Snapshot
 from mining.checkpoint import CHECKPOINT_FILENAME, Checkpoint
-from mining.rulesfile import RULES_FILENAME, RulesFileError, RulesHeader, read_rules
+from mining.datadir import generation_files, read_committed_rules
+from mining.rulesfile import RULES_FILENAME, RulesFileError
 
-# (device, inode, size, mtime in ns): an atomic replace always changes the inode.
-FileIdentity = tuple[int, int, int, int]
+# (device, inode, size, mtime, ctime in ns, mode): an atomic replace always changes the inode,
+# and a chmod or chown (a permission problem fixed) changes the ctime and maybe the mode.
+FileIdentity = tuple[int, int, int, int, int, int]
 
 
 class LoadError(Exception):
@@ -25,6 +27,8 @@ class DiskState:
 
     checkpoint: FileIdentity | None
     rules: FileIdentity | None
+    # Every rules-<ns>.cbor, by name.
+    generations: tuple[tuple[str, FileIdentity | None], ...] = ()
 
 
 def _identity(path: Path) -> FileIdentity | None:
@@ -32,39 +36,25 @@ def _identity(path: Path) -> FileIdentity | None:
         st = os.stat(path)
     except OSError:
         return None
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode)
 
 
 def observe(data_dir: Path) -> DiskState:
-    """Stat the checkpoint and the rules file (a missing or unreadable file is None)."""
+    """Stat the checkpoint and the rules files (a missing or unreadable file is None)."""
     return DiskState(
         checkpoint=_identity(data_dir / CHECKPOINT_FILENAME),
         rules=_identity(data_dir / RULES_FILENAME),
+        generations=tuple((path.name, _identity(path)) for path in generation_files(data_dir)),
     )
 
 
-def verify_header(header: RulesHeader, checkpoint: Checkpoint) -> None:
-    """Raise LoadError unless the rules file is the one the checkpoint commits to."""
-    mismatches = [
-        f"{what} {theirs!r} in the rules file, {ours!r} in the checkpoint"
-        for what, theirs, ours in (
-            ("generation time", header.generated_ns, checkpoint.generated_ns),
-            ("dataset URL", header.dataset_url, checkpoint.dataset_url),
-            ("version", header.package_version, checkpoint.version),
-        )
-        if theirs != ours
-    ]
-    if mismatches:
-        raise LoadError("rules file does not match the checkpoint: " + "; ".join(mismatches))
-
-
 def load_snapshot(data_dir: Path, checkpoint: Checkpoint) -> Snapshot:
-    """Read the rules file, check it against ``checkpoint`` and build the index."""
+    """Read the rules ``checkpoint`` commits to (its generation's file, else rules.cbor), check
+    their header against it and build the index."""
     try:
-        ruleset = read_rules(data_dir / RULES_FILENAME)
+        _, ruleset = read_committed_rules(data_dir, checkpoint)
     except RulesFileError as exc:
         raise LoadError(str(exc)) from exc
-    verify_header(ruleset.header, checkpoint)
     return Snapshot(
         checkpoint=checkpoint,
         header=ruleset.header,

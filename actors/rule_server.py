@@ -24,9 +24,13 @@ from actors.messages import (
 from actors.timers import Timers
 from http_api import metrics
 from http_api.state import Snapshot
-from mining.checkpoint import CHECKPOINT_FILENAME, CheckpointError, read_checkpoint
+from mining.checkpoint import CHECKPOINT_FILENAME, Checkpoint, CheckpointError, read_checkpoint
 
 log = logging.getLogger(__name__)
+
+# A commit can land between reading the checkpoint and opening the rules it names (and remove
+# them): a load that fails while the checkpoint changed is tried again with the new one.
+LOAD_ATTEMPTS = 3
 
 
 class RuleServer(pykka.ThreadingActor):
@@ -98,26 +102,39 @@ class RuleServer(pykka.ThreadingActor):
                 return  # the files that just failed: leave them to the backoff timer
             # Something was written since the failure: try it at once, from a short delay.
             self._backoff.reset()
+        for attempt in range(1, LOAD_ATTEMPTS + 1):
+            try:
+                checkpoint = read_checkpoint(self._data_dir / CHECKPOINT_FILENAME)
+            except CheckpointError as exc:
+                if disk.checkpoint is None:
+                    self._no_checkpoint()
+                else:
+                    self._load_failed(disk, f"checkpoint unusable: {exc}")
+                return
+            if self._snapshot is not None and checkpoint == self._snapshot.checkpoint:
+                # Only news after a problem (e.g. a garbage checkpoint restored), else silent.
+                recovered = (
+                    f"the rules on disk are readable again and unchanged ({self._serving()})"
+                )
+                self._settled(recovered if self._reported is not None else None)
+                return
+            started = time.perf_counter()
+            try:
+                snapshot = load_snapshot(self._data_dir, checkpoint)
+            except LoadError as exc:
+                if attempt < LOAD_ATTEMPTS and self._checkpoint_changed_from(checkpoint):
+                    disk = observe(self._data_dir)
+                    continue
+                self._load_failed(disk, str(exc))
+                return
+            self._swap(snapshot, time.perf_counter() - started)
+            return
+
+    def _checkpoint_changed_from(self, checkpoint: Checkpoint) -> bool:
         try:
-            checkpoint = read_checkpoint(self._data_dir / CHECKPOINT_FILENAME)
-        except CheckpointError as exc:
-            if disk.checkpoint is None:
-                self._no_checkpoint()
-            else:
-                self._load_failed(disk, f"checkpoint unusable: {exc}")
-            return
-        if self._snapshot is not None and checkpoint == self._snapshot.checkpoint:
-            # Only news after a problem (e.g. a garbage checkpoint restored), else silent.
-            recovered = f"the rules on disk are readable again and unchanged ({self._serving()})"
-            self._settled(recovered if self._reported is not None else None)
-            return
-        started = time.perf_counter()
-        try:
-            snapshot = load_snapshot(self._data_dir, checkpoint)
-        except LoadError as exc:
-            self._load_failed(disk, str(exc))
-            return
-        self._swap(snapshot, time.perf_counter() - started)
+            return read_checkpoint(self._data_dir / CHECKPOINT_FILENAME) != checkpoint
+        except CheckpointError:
+            return True
 
     def _swap(self, snapshot: Snapshot, seconds: float) -> None:
         self._snapshot = snapshot

@@ -85,13 +85,15 @@ class Supervisor:
         host, port = self._listener.getsockname()[:2]
         return str(host), int(port)
 
-    def request_stop(self, reason: str) -> None:
-        """Start the graceful shutdown; a second request cuts the drain short.
+    def request_stop(self, reason: str, *, drain: bool = True) -> None:
+        """Start the graceful shutdown, with the drain unless ``drain`` is false; a second
+        request cuts the drain short.
 
         Only sets events, so it is safe from a signal handler and from any thread.
         """
-        if self._stop_requested.is_set():
+        if not drain or self._stop_requested.is_set():
             self._drain_cut_short.set()
+        if self._stop_requested.is_set():
             return
         self._stop_reason = reason
         self._stop_requested.set()
@@ -189,13 +191,17 @@ class Supervisor:
     # -- stopping -----------------------------------------------------------------------------
 
     def _drain(self) -> None:
-        drain = self._settings.drain_seconds
-        log.info(
-            "%s: draining for %.1f s (/readyz answers 503, responses close their connections)",
-            self._stop_reason,
-            drain,
-        )
         self._tell(self._frontend, StartDraining())
+        if self._drain_cut_short.is_set():
+            log.info("%s: stopping without a drain", self._stop_reason)
+            drain = 0.0
+        else:
+            drain = self._settings.drain_seconds
+            log.info(
+                "%s: draining for %.1f s (/readyz answers 503, responses close their connections)",
+                self._stop_reason,
+                drain,
+            )
         deadline = time.monotonic() + drain
         while (remaining := deadline - time.monotonic()) > 0:
             if self._drain_cut_short.wait(min(self._monitor_seconds, remaining)):

@@ -13,6 +13,7 @@ import pykka
 from watchdog.events import (
     DirDeletedEvent,
     DirMovedEvent,
+    FileAttribEvent,
     FileClosedEvent,
     FileCreatedEvent,
     FileDeletedEvent,
@@ -36,15 +37,15 @@ from actors.messages import (
     WatchedDirectoryVanished,
 )
 from actors.timers import Timers
-from mining.checkpoint import CHECKPOINT_FILENAME
-from mining.rulesfile import RULES_FILENAME
+from mining.datadir import is_layout_file
 
 log = logging.getLogger(__name__)
 
-WATCHED_NAMES = frozenset({RULES_FILENAME, CHECKPOINT_FILENAME})
-# Writes only. Opening and reading are events too (inotify IN_OPEN, IN_CLOSE_NOWRITE), and the
-# RuleServer reads the checkpoint on every check: reacting to reads would check forever.
+# Writes and metadata changes (a chmod or chown may end a permission problem) only. Opening and
+# reading are events too (inotify IN_OPEN, IN_CLOSE_NOWRITE), and the RuleServer reads the
+# checkpoint on every check: reacting to reads would check forever.
 CHANGE_EVENTS = (
+    FileAttribEvent,
     FileCreatedEvent,
     FileModifiedEvent,
     FileClosedEvent,
@@ -58,13 +59,13 @@ DEBOUNCE_SECONDS = 0.075
 
 
 def names_watched_file(event: FileSystemEvent) -> bool:
-    """True if the event changes the rules file or the checkpoint (reading them does not).
+    """True if the event changes the checkpoint or a rules file (reading them does not).
 
     An atomic replace arrives as a move whose ``dest_path`` is the target (``src_path`` is the
     temporary file), so both ends are looked at.
     """
     return isinstance(event, CHANGE_EVENTS) and any(
-        path and os.path.basename(os.fsdecode(path)) in WATCHED_NAMES
+        path and is_layout_file(os.path.basename(os.fsdecode(path)))
         for path in (event.src_path, event.dest_path)
     )
 

@@ -2,7 +2,11 @@
 
 - :func:`mined_rules` runs ``python -m mining`` (pyfim) on ``tests/data/synth_dense.csv.xz`` into
   ``build/benchmarks/`` once; later calls are the miner's own up-to-date skip.
-- :func:`draw_bodies` makes request bodies of 1-5 songs, each drawn from one playlist.
+  :func:`add_model_options` and :func:`served_model` let a benchmark serve another DATA_DIR
+  (``--data-dir``, e.g. mined with other parameters), draw requests from another dataset
+  (``--dataset``) and set the servers' ``RANKING`` (``--ranking``).
+- :func:`dataset_playlists` reads a playlists CSV as the miner does; :func:`draw_bodies` makes
+  request bodies of 1-5 songs, each drawn from one playlist.
 - :class:`ServerProcess` runs ``python -m http_api`` on a free loopback port (PORT=0, the port
   read from its log), keeps its log lines with their times, waits for ``/readyz`` and reads its
   memory from ``/proc``.
@@ -14,10 +18,9 @@ Everything is loopback-only and bounded in time.
 
 from __future__ import annotations
 
-import csv
+import argparse
 import datetime as dt
 import json
-import lzma
 import os
 import random
 import re
@@ -29,9 +32,11 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from http_api.recommender import DEFAULT_RANKING, RANKINGS
+from mining.reader import read_playlists
 
 ROOT = Path(__file__).resolve().parent.parent
 DATASET = ROOT / "tests" / "data" / "synth_dense.csv.xz"
@@ -76,17 +81,58 @@ def mined_rules(min_support: float = 0.025, dataset: Path = DATASET) -> Path:
     return data_dir
 
 
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """The options naming the model a serving benchmark serves and the requests it sends."""
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        help="serve this DATA_DIR (rules and checkpoint, as python -m mining writes them) "
+        "instead of mining --dataset",
+    )
+    parser.add_argument(
+        "--dataset",
+        type=Path,
+        default=DATASET,
+        help="the playlists requests are drawn from (and mined, without --data-dir); plain CSV, "
+        ".gz or .xz",
+    )
+    parser.add_argument(
+        "--min-support", type=float, default=0.025, help="MIN_SUPPORT when mining --dataset"
+    )
+    parser.add_argument(
+        "--ranking",
+        choices=RANKINGS,
+        help=f"the servers' RANKING (default: the server's own, {DEFAULT_RANKING})",
+    )
+
+
+def served_model(args: argparse.Namespace) -> tuple[Path, str]:
+    """The DATA_DIR to serve (mined when not given) and the ranking, which goes into the
+    environment every server process of this run inherits."""
+    if args.ranking is not None:
+        os.environ["RANKING"] = args.ranking
+    data_dir = args.data_dir or mined_rules(args.min_support, args.dataset)
+    return data_dir, os.environ.get("RANKING", DEFAULT_RANKING)
+
+
+def dataset_playlists(dataset: Path) -> list[list[str]]:
+    """The distinct songs of each playlist of a playlists CSV (plain, gzip or xz), read by the
+    miner's own reader (songs by descending popularity)."""
+    transactions = read_playlists(dataset).transactions
+    names = transactions.song_names
+    return [
+        [names[song] for song in transactions.playlist(p).tolist()]
+        for p in range(transactions.playlists)
+    ]
+
+
 def draw_bodies(count: int, seed: int, dataset: Path = DATASET) -> list[str]:
     """``count`` JSON bodies of 1-5 distinct songs, each from one playlist of ``dataset``."""
-    playlists: dict[str, list[str]] = defaultdict(list)
-    with lzma.open(dataset, "rt", encoding="utf-8", newline="") as f:
-        for row in csv.DictReader(f):
-            playlists[row["pid"]].append(row["track_name"])
+    playlists = dataset_playlists(dataset)
     rng = random.Random(seed)
-    pids = sorted(playlists)
     bodies = []
     for _ in range(count):
-        songs = sorted(set(playlists[rng.choice(pids)]))
+        songs = rng.choice(playlists)
         bodies.append(json.dumps({"songs": rng.sample(songs, rng.randint(1, min(5, len(songs))))}))
     return bodies
 
@@ -124,6 +170,9 @@ class ServerProcess:
     data_dir: Path
     env: dict[str, str] = field(default_factory=dict)
     cpu: int | None = None
+    # Lines containing this are read (the server pays for writing them) but not kept: an
+    # access log under wrk would otherwise pile up hundreds of thousands of them.
+    discard: str | None = None
     started_at: float = 0.0
     lines: list[tuple[float, str]] = field(default_factory=list)
     process: subprocess.Popen[bytes] | None = None
@@ -156,6 +205,8 @@ class ServerProcess:
         assert self.process is not None and self.process.stderr is not None
         for raw in self.process.stderr:
             line = raw.decode(errors="replace").rstrip("\n")
+            if self.discard is not None and self.discard in line:
+                continue
             self.lines.append((time.time(), line))
             if not self.url and (match := LISTENING.search(line)):
                 self.url = f"http://127.0.0.1:{match.group(1)}"

@@ -1,10 +1,12 @@
 """Benchmark (e): the recommendation engine against the original algorithm, side by side.
 
 Builds ``http_api.recommender.Recommender`` from a rules file (by default mined by the real
-miner from ``tests/data/synth_dense.csv.xz`` into ``build/benchmarks/``), then times queries
+miner from ``tests/data/synth_dense.csv.xz`` into ``build/benchmarks/``; ``--rules`` times any
+rules file, with queries drawn from ``--dataset``, plain CSV, gzip or xz), then times queries
 of 1, 5, 20, 100 and 1,000 songs drawn from the dataset's playlists, plus the worst case at the
-1,000-song cap (the songs in the most rules). Two baselines run in the same process on the same
-queries and must return the same lists:
+1,000-song cap (the songs in the most rules), under each ranking (``best`` and ``sum`` side by
+side, or those given to ``--rankings``). Two baselines run in the same process on the same
+queries, ranking the same way, and must return the same lists:
 
 - *original*: enumerate every subset of Q up to the longest antecedent and look each up in a
   dict antecedent → rules (what the Rust server did); run only where it finishes, otherwise
@@ -16,23 +18,22 @@ It also prints the build time, the longest stall a concurrent Python thread sees
 build (the GIL: the build runs in an actor thread while the event loop serves) next to the
 same thread's stalls while idle, and the index memory (tracemalloc) against the baselines'.
 
-    .venv/bin/python -m benchmarks.recommend [--rules PATH] [--queries 400]
+    .venv/bin/python -m benchmarks.recommend [--rules PATH --dataset CSV] [--queries 400]
+        [--rankings best sum]
 
 Garbage collection is paused inside timed loops (a collection is not the engine's cost).
 Ratios and targets use the CPU time of the querying thread, so that other processes on a
 shared machine do not skew them; wall-clock figures are printed next to them. Exit status 1
-when a target of issue 3 (e) is missed: 5-song p50 ≤ 100 µs, every query up to the cap
-≤ 20 ms, or when a baseline's answers differ from the engine's.
+when a target of issue 3 (e) is missed under any ranking: 5-song p50 ≤ 100 µs, every query up
+to the cap ≤ 20 ms, or when a baseline's answers differ from the engine's.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import gc
 import itertools
-import lzma
 import math
 import random
 import statistics
@@ -40,16 +41,15 @@ import sys
 import threading
 import time
 import tracemalloc
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks._server import DATASET, mined_rules
+from benchmarks._server import DATASET, dataset_playlists, mined_rules
 from http_api import recommender as recommender_module
-from http_api.recommender import Recommender
+from http_api.recommender import RANKINGS, WEIGHT_BITS, Recommender
 from http_api.settings import Settings
 from mining.rulesfile import RULES_FILENAME, RuleSet, read_rules
 
@@ -62,15 +62,6 @@ BASELINE_BUDGET_SECONDS = 8.0
 ORIGINAL_MAX_SUBSETS = 200_000
 
 Recommend = Callable[[Sequence[str], int], list[str]]
-
-
-def read_playlists(dataset: Path) -> list[list[str]]:
-    """Distinct track names per playlist, in file order."""
-    playlists: dict[str, dict[str, None]] = defaultdict(dict)
-    with lzma.open(dataset, "rt", encoding="utf-8", newline="") as f:
-        for row in csv.DictReader(f):
-            playlists[row["pid"]][row["track_name"]] = None
-    return [list(songs) for songs in playlists.values()]
 
 
 def draw_queries(playlists: list[list[str]], size: int, count: int, seed: int) -> list[list[str]]:
@@ -159,32 +150,54 @@ def run(recommend: Recommend, queries: list[list[str]], budget: float | None = N
     return Timing(wall, cpu, answers)
 
 
+# A rule as the baselines hold it: consequent, confidence, lift, and the sum ranking's weight
+# (the confidence as the integer round(c · 2^WEIGHT_BITS), halves up, as the engine defines it).
+Scored = tuple[int, float, float, int]
+
+
 class Baselines:
     """The two reference algorithms, over Python objects built from the same rule set."""
 
-    def __init__(self, ruleset: RuleSet, recommender: Recommender) -> None:
+    def __init__(self, ruleset: RuleSet, recommender: Recommender, ranking: str = "best") -> None:
         names, counts = ruleset.song_names, [int(c) for c in ruleset.song_counts]
         n = ruleset.header.transactions
         self.match = recommender.match
         self.names = names
+        self.summed = ranking == "sum"
         self.popular = sorted(range(len(names)), key=lambda s: (-counts[s], names[s]))
-        self.by_antecedent: dict[tuple[int, ...], list[tuple[int, float, float]]] = {}
-        self.by_rarest: dict[int, list[tuple[frozenset[int], int, float, float]]] = {}
+        self.by_antecedent: dict[tuple[int, ...], list[Scored]] = {}
+        self.by_rarest: dict[int, list[tuple[frozenset[int], Scored]]] = {}
         self.width = 0
+        # The original's cost per subset lookup, from its last timed run: what it would take
+        # where it is not run.
+        self.per_subset: float | None = None
         for i in range(ruleset.header.rule_count):
             antecedent = ruleset.antecedent(i)
             consequent = int(ruleset.consequents[i])
-            confidence = int(ruleset.rule_counts[i]) / int(ruleset.antecedent_counts[i])
+            rule_count, antecedent_count = (
+                int(ruleset.rule_counts[i]),
+                int(ruleset.antecedent_counts[i]),
+            )
+            confidence = rule_count / antecedent_count
             lift = confidence * n / counts[consequent]
-            self.by_antecedent.setdefault(antecedent, []).append((consequent, confidence, lift))
+            weight = ((rule_count << WEIGHT_BITS) + antecedent_count // 2) // antecedent_count
+            scored = (consequent, confidence, lift, weight)
+            self.by_antecedent.setdefault(antecedent, []).append(scored)
             rarest = min(antecedent, key=lambda s: (counts[s], s))
-            entry = (frozenset(antecedent), consequent, confidence, lift)
-            self.by_rarest.setdefault(rarest, []).append(entry)
+            self.by_rarest.setdefault(rarest, []).append((frozenset(antecedent), scored))
             self.width = max(self.width, len(antecedent))
 
-    def _rank(self, query: set[int], best: dict[int, tuple[float, float]], limit: int) -> list[str]:
+    def _rank(self, query: set[int], fired: list[Scored], limit: int) -> list[str]:
         names = self.names
-        ranked = sorted(best, key=lambda c: (-best[c][0], -best[c][1], names[c]))[:limit]
+        best: dict[int, tuple[float, float]] = {}
+        sums: dict[int, int] = {}
+        for consequent, confidence, lift, weight in fired:
+            best[consequent] = max(best.get(consequent, (0.0, 0.0)), (confidence, lift))
+            sums[consequent] = sums.get(consequent, 0) + weight
+        if not self.summed:
+            sums = dict.fromkeys(sums, 0)
+        ranked = sorted(best, key=lambda c: (-sums[c], -best[c][0], -best[c][1], names[c]))
+        ranked = ranked[:limit]
         listed = set(ranked)
         for song in self.popular:
             if len(ranked) >= limit:
@@ -197,23 +210,25 @@ class Baselines:
         """Every subset of Q up to the longest antecedent, looked up in a dict."""
         query = sorted(self.match(songs))
         chosen = set(query)
-        best: dict[int, tuple[float, float]] = {}
-        for size in range(1, min(self.width, len(query)) + 1):
-            for subset in itertools.combinations(query, size):
-                for consequent, confidence, lift in self.by_antecedent.get(subset, ()):
-                    if consequent not in chosen:
-                        best[consequent] = max(best.get(consequent, (0.0, 0.0)), (confidence, lift))
-        return self._rank(chosen, best, limit)
+        fired = [
+            scored
+            for size in range(1, min(self.width, len(query)) + 1)
+            for subset in itertools.combinations(query, size)
+            for scored in self.by_antecedent.get(subset, ())
+            if scored[0] not in chosen
+        ]
+        return self._rank(chosen, fired, limit)
 
     def rarest_scan(self, songs: Sequence[str], limit: int) -> list[str]:
         """The rules listed under each query song, ``A ⊆ Q`` tested with sets."""
         chosen = set(self.match(songs))
-        best: dict[int, tuple[float, float]] = {}
-        for song in chosen:
-            for antecedent, consequent, confidence, lift in self.by_rarest.get(song, ()):
-                if consequent not in chosen and antecedent <= chosen:
-                    best[consequent] = max(best.get(consequent, (0.0, 0.0)), (confidence, lift))
-        return self._rank(chosen, best, limit)
+        fired = [
+            scored
+            for song in chosen
+            for antecedent, scored in self.by_rarest.get(song, ())
+            if scored[0] not in chosen and antecedent <= chosen
+        ]
+        return self._rank(chosen, fired, limit)
 
     def subsets(self, query_size: int) -> int:
         """How many dict lookups the original makes for a query of this many known songs."""
@@ -298,11 +313,17 @@ def time_search(recommender: Recommender, queries: list[str]) -> Timing:
 
 
 def main() -> int:
-    """Build, time every query size against the baselines, print ratios and target verdicts."""
+    """Build, time every query size under each ranking against the baselines, print ratios and
+    target verdicts."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rules", type=Path, help="a rules.cbor to use instead of mining")
-    parser.add_argument("--dataset", type=Path, default=DATASET, help="playlists for queries")
+    parser.add_argument(
+        "--dataset", type=Path, default=DATASET, help="playlists for queries (plain, .gz, .xz)"
+    )
     parser.add_argument("--min-support", type=float, default=0.025)
+    parser.add_argument(
+        "--rankings", nargs="+", choices=RANKINGS, default=list(RANKINGS), help="side by side"
+    )
     parser.add_argument("--queries", type=int, default=400, help="queries per size (engine)")
     parser.add_argument("--baseline-queries", type=int, default=40, help="per size, at most")
     parser.add_argument("--builds", type=int, default=5, help="timed index builds")
@@ -327,12 +348,13 @@ def main() -> int:
     stall, idle_stall = stalls_during(lambda: Recommender.from_ruleset(ruleset))
     retained, peak = traced_bytes(lambda: Recommender.from_ruleset(ruleset))
     started = time.perf_counter()
-    baselines = Baselines(ruleset, recommender)
-    baseline_build = time.perf_counter() - started
+    baselines = {ranking: Baselines(ruleset, recommender, ranking) for ranking in args.rankings}
+    baseline_build = (time.perf_counter() - started) / len(args.rankings)
     baseline_bytes, _ = traced_bytes(lambda: Baselines(ruleset, recommender))
     print(
-        f"build: median {fmt(statistics.median(builds))}, max {fmt(max(builds))} "
-        f"(baselines' dicts: {fmt(baseline_build)}, {baseline_build / min(builds):.0f}× slower)"
+        f"build (one index serves every ranking): median {fmt(statistics.median(builds))}, "
+        f"max {fmt(max(builds))} (baselines' dicts: {fmt(baseline_build)}, "
+        f"{baseline_build / min(builds):.0f}× slower)"
     )
     print(
         f"  longest stall of a concurrent thread during a build: {fmt(stall)} "
@@ -345,7 +367,7 @@ def main() -> int:
         f"{baseline_bytes / 2**20:.0f} MiB ({baseline_bytes / retained:.0f}× more)"
     )
 
-    playlists = read_playlists(args.dataset)
+    playlists = dataset_playlists(args.dataset)
     cap = Settings().max_query_songs
     cases = [
         (f"{size} songs", draw_queries(playlists, size, args.queries, args.seed)) for size in SIZES
@@ -353,46 +375,47 @@ def main() -> int:
     worst = busiest_songs(ruleset, cap)
     cases.append((f"{cap} busiest songs", [worst] * min(args.queries, 50)))
     failures: list[str] = []
-    per_subset: float | None = None
+    ranked = {r: replace_ranking(recommender, r) for r in args.rankings}
+    p50s: dict[str, dict[str, float]] = {r: {} for r in args.rankings}
     print("queries (limit 10), engine vs baselines (ratio = baseline cpu p50 / engine cpu p50):")
     for label, queries in cases:
-        engine = run(recommender.recommend, queries)
-        print(f"  {label:>18}: engine        {engine.describe()}")
-        known = len(recommender.match(queries[0]))
-        subsets = baselines.subsets(known)
-        reference = queries[: args.baseline_queries]
-        if subsets <= ORIGINAL_MAX_SUBSETS:
-            original = run(baselines.original, reference, BASELINE_BUDGET_SECONDS)
-            per_subset = original.cpu_p50 / max(subsets, 1)
-            ratio = original.cpu_p50 / engine.cpu_p50
-            print(f"  {'':>18}  original      {original.describe()}  → {times(ratio)}")
-            check(original.answers, engine.answers, "original", label, failures)
-        elif per_subset is not None:
-            print(
-                f"  {'':>18}  original      skipped: {subsets:,} subset lookups per query "
-                f"(would take ~{fmt(subsets * per_subset)} each)"
+        for ranking, index in ranked.items():
+            engine = run(index.recommend, queries)
+            p50s[ranking][label] = engine.cpu_p50
+            print(f"  {label:>18}: {ranking:<4} engine   {engine.describe()}")
+            labelled = f"{ranking}, {label}"
+            time_baselines(
+                baselines[ranking],
+                engine,
+                queries,
+                label=labelled,
+                baseline_queries=args.baseline_queries,
+                failures=failures,
             )
-        scan = run(baselines.rarest_scan, reference, BASELINE_BUDGET_SECONDS)
-        ratio = scan.cpu_p50 / engine.cpu_p50
-        print(f"  {'':>18}  rarest scan   {scan.describe()}  → {times(ratio)}")
-        check(scan.answers, engine.answers, "rarest scan", label, failures)
-        if label == "5 songs" and engine.cpu_p50 * 1e6 > TARGET_P50_5_SONGS_US:
-            failures.append(f"5-song p50 above {TARGET_P50_5_SONGS_US:g} µs")
-        if max(engine.cpu) * 1e3 > TARGET_MAX_MS:
-            failures.append(f"{label}: a query above {TARGET_MAX_MS:g} ms")
+            if label == "5 songs" and engine.cpu_p50 * 1e6 > TARGET_P50_5_SONGS_US:
+                failures.append(f"{ranking}: 5-song p50 above {TARGET_P50_5_SONGS_US:g} µs")
+            if max(engine.cpu) * 1e3 > TARGET_MAX_MS:
+                failures.append(f"{ranking}, {label}: a query above {TARGET_MAX_MS:g} ms")
+    if len(args.rankings) > 1:
+        print("rankings side by side (engine cpu p50):")
+        for label, _ in cases:
+            line = " | ".join(f"{r} {fmt(p50s[r][label])}" for r in args.rankings)
+            ratio = p50s[args.rankings[-1]][label] / p50s[args.rankings[0]][label]
+            print(f"  {label:>18}: {line}  ({args.rankings[-1]}/{args.rankings[0]} {ratio:.2f})")
     python_path = (
         Recommender.from_ruleset(ruleset, compiled=False)
         if recommender_module.SmallQueryIndex is not None
         else None
     )
-    compare_query_paths(
-        recommender,
-        playlists,
-        python_path=python_path,
-        count=args.queries,
-        seed=args.seed,
-        failures=failures,
-    )
+    for ranking in args.rankings:
+        compare_query_paths(
+            ranked[ranking],
+            playlists,
+            python_path=None if python_path is None else replace_ranking(python_path, ranking),
+            count=args.queries,
+            seed=args.seed,
+            failures=failures,
+        )
     inputs = search_queries(ruleset.song_names, args.queries, args.seed)
     print("autocomplete (limit 10; prefixes, inner pieces and misses of real names):")
     for index in (recommender, Recommender.from_ruleset(doubled(ruleset))):
@@ -401,6 +424,42 @@ def main() -> int:
         print(f"FAILED: {failure}")
     print("targets: " + ("missed" if failures else "met (5-song p50 ≤ 100 µs, all ≤ 20 ms)"))
     return 1 if failures else 0
+
+
+def replace_ranking(recommender: Recommender, ranking: str) -> Recommender:
+    """The same index answering ``recommend`` with ``ranking``."""
+    return dataclasses.replace(recommender, ranking=ranking)
+
+
+def time_baselines(
+    baselines: Baselines,
+    engine: Timing,
+    queries: list[list[str]],
+    *,
+    label: str,
+    baseline_queries: int,
+    failures: list[str],
+) -> None:
+    """Time the original (where it finishes) and the rarest scan on the first queries; their
+    answers must be the engine's."""
+    known = len(baselines.match(queries[0]))
+    subsets = baselines.subsets(known)
+    reference = queries[:baseline_queries]
+    if subsets <= ORIGINAL_MAX_SUBSETS:
+        original = run(baselines.original, reference, BASELINE_BUDGET_SECONDS)
+        baselines.per_subset = original.cpu_p50 / max(subsets, 1)
+        ratio = original.cpu_p50 / engine.cpu_p50
+        print(f"  {'':>18}       original {original.describe()}  → {times(ratio)}")
+        check(original.answers, engine.answers, "original", label, failures)
+    elif baselines.per_subset is not None:
+        print(
+            f"  {'':>18}       original skipped: {subsets:,} subset lookups per query "
+            f"(would take ~{fmt(subsets * baselines.per_subset)} each)"
+        )
+    scan = run(baselines.rarest_scan, reference, BASELINE_BUDGET_SECONDS)
+    ratio = scan.cpu_p50 / engine.cpu_p50
+    print(f"  {'':>18}       rarest   {scan.describe()}  → {times(ratio)}")
+    check(scan.answers, engine.answers, "rarest scan", label, failures)
 
 
 def compare_query_paths(
@@ -416,7 +475,11 @@ def compare_query_paths(
     lookups (what the engine uses up to the switch; compiled, and in Python when the compiled
     path was built) against the vectorised scan (above it)."""
     switch = recommender_module.FEW_QUERY_SONGS
-    print(f"query paths (the engine switches to the scan above {switch} known songs):")
+    ranking = recommender.ranking
+    print(
+        f"query paths, ranking {ranking} (the engine switches to the scan above {switch} known "
+        "songs):"
+    )
     for size in range(1, switch + 5):
         queries = draw_queries(playlists, size, count, seed)
         # The subsets answer at `size`, the scan below it.
@@ -438,7 +501,8 @@ def compare_query_paths(
         faster = times(timings["scan"].cpu_p50 / subsets.cpu_p50)
         print(f"  {size:>2} songs: {line}  → subsets {faster} faster than the scan")
         for name, timing in timings.items():
-            check(timing.answers, subsets.answers, f"{name} path", f"{size} songs", failures)
+            label = f"{ranking}, {size} songs"
+            check(timing.answers, subsets.answers, f"{name} path", label, failures)
 
 
 def check(

@@ -11,7 +11,7 @@ probe saw (its DEBUG "event loop lag" lines, one per second); peak RSS sampled e
 Targets: max loop lag ≤ steady + 25 ms, p99 ≤ 1.5 × steady p99, zero errors, peak RSS ≤ 200 MiB.
 
     .venv/bin/python -m benchmarks.serve_reload [--phase-seconds 10] [--rounds 3]
-        [--reloads-per-phase 1]
+        [--reloads-per-phase 1] [--data-dir DIR --dataset CSV] [--ranking best|sum]
 
 Exit status 1 when a target is missed.
 """
@@ -32,11 +32,12 @@ from pathlib import Path
 from benchmarks._server import (
     ServerProcess,
     WrkResult,
+    add_model_options,
     cpu_pair,
     draw_bodies,
     log_time,
-    mined_rules,
     run_wrk,
+    served_model,
 )
 from mining.checkpoint import CHECKPOINT_FILENAME, Checkpoint, write_checkpoint
 from mining.rulesfile import RULES_FILENAME, RuleSet, read_rules, write_rules
@@ -148,12 +149,13 @@ def main() -> int:
         default=1,
         help="new models committed in each reload phase, evenly spaced",
     )
-    parser.add_argument("--min-support", type=float, default=0.025)
+    add_model_options(parser)
     args = parser.parse_args()
     server_cpu, wrk_cpu = cpu_pair()
 
-    ruleset = read_rules(mined_rules(args.min_support) / RULES_FILENAME)
-    bodies = draw_bodies(2000, seed=2)
+    model, ranking = served_model(args)
+    ruleset = read_rules(model / RULES_FILENAME)
+    bodies = draw_bodies(2000, seed=2, dataset=args.dataset)
     phases: list[Phase] = []
     with tempfile.TemporaryDirectory(prefix="serve-reload-") as tmp:
         work, data_dir = Path(tmp), Path(tmp) / "data"
@@ -176,7 +178,8 @@ def main() -> int:
             return 1
 
     print(
-        f"\n{ruleset.header.rule_count:,} rules ({ruleset.header.song_count:,} songs); wrk 50 "
+        f"\n{ruleset.header.rule_count:,} rules ({ruleset.header.song_count:,} songs), "
+        f"RANKING={ranking}; wrk 50 "
         f"connections, {args.phase_seconds:g} s per phase, {args.reloads_per_phase} new model(s) "
         f"per reload phase; server on CPU {server_cpu}, wrk on {wrk_cpu}"
     )

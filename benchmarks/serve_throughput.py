@@ -11,6 +11,10 @@ Printed per run: req/s, p50, p99, failures, and the server's CPU time per reques
 threads, from /proc). The target is the req/s ratio (≥ 0.6); the CPU-per-request ratio is the
 cross-check that does not move when other processes take CPU from the servers.
 
+``--access-log`` adds the real server with ``ACCESS_LOG=1`` ("logged": one text line per request
+on its stderr, a pipe this process reads, as a container runtime reads it), to price the access
+log against the same server without it.
+
 ``--split`` adds two servers to every round, to show where the CPU per request goes: "app" is
 the real application (``http_api.app.init_app``: route wrappers, metrics, validation, handler)
 over the same rules without the actor system, and "app-fixed" the same with every answer's
@@ -18,6 +22,7 @@ song list fixed (the recommender not consulted). Their differences split the rea
 CPU per request into aiohttp itself, the HTTP layer, the recommendation and the actor system.
 
     .venv/bin/python -m benchmarks.serve_throughput [--duration 10] [--rounds 3] [--split]
+        [--access-log] [--data-dir DIR --dataset CSV] [--ranking best|sum]
 
 Exit status 1 when the req/s ratio is below the target or any request failed.
 """
@@ -27,7 +32,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
+import re
 import signal
 import socket
 import statistics
@@ -49,12 +56,13 @@ from benchmarks._server import (
     ROOT,
     ServerProcess,
     WrkResult,
+    add_model_options,
     cpu_pair,
     draw_bodies,
     http_get,
-    mined_rules,
     pinned,
     run_wrk,
+    served_model,
 )
 from http_api.app import init_app
 from http_api.recommender import Recommender
@@ -134,9 +142,11 @@ class FixedAnswer(Recommender):
 
     answer: bytes = b"[]"
 
-    def recommend_json(self, songs: Sequence[str], limit: int = 10) -> bytes:
-        """The fixed list, whatever the query."""
-        return self.answer
+    def explain_json(
+        self, songs: Sequence[str], limit: int = 10, *, ranking: str | None = None
+    ) -> tuple[bytes, int, list[str]]:
+        """The fixed list, none of it from rules, whatever the query."""
+        return self.answer, 0, []
 
 
 class LoadedGate:
@@ -162,7 +172,8 @@ def run_app_server(port: int, data_dir: Path, fixed_answer: Path | None) -> None
             answer=fixed_answer.read_bytes(),
         )
         snapshot = dataclasses.replace(snapshot, recommender=fixed)
-    app = init_app(LoadedGate(snapshot), Settings())
+    # From the environment, as the real server reads it (RANKING included).
+    app = init_app(LoadedGate(snapshot), Settings.from_env())
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
 
 
@@ -197,18 +208,55 @@ def helper_server(mode: str, arguments: list[str], cpu: int | None) -> Iterator[
             process.wait()
 
 
+def handler_time_histogram(exposition: str) -> str:
+    """What the real server's own ``http_request_duration_seconds`` says of the recommend
+    requests it answered: the share in each bucket and Prometheus-style quantile estimates."""
+    pattern = re.compile(
+        r'^http_request_duration_seconds_bucket\{le="([^"]+)",method="POST",'
+        r'route="/api/recommend"\} (\S+)$',
+        re.MULTILINE,
+    )
+    cumulative = [(float(bound), float(count)) for bound, count in pattern.findall(exposition)]
+    total = cumulative[-1][1]
+    shares, previous = [], 0.0
+    for bound, count in cumulative:
+        if count > previous:
+            shares.append(f"≤{bound * 1e6:g} µs {100 * (count - previous) / total:.2f} %")
+        previous = count
+
+    def quantile(q: float) -> float:
+        # Linear inside the bucket, as histogram_quantile() does.
+        rank, lower, below = q * total, 0.0, 0.0
+        for bound, count in cumulative:
+            if count >= rank:
+                return lower + (bound - lower) * (rank - below) / max(count - below, 1)
+            lower, below = bound, count
+        return math.inf
+
+    return (
+        f"server's own histogram, POST /api/recommend ({total:.0f} requests): "
+        f"{'; '.join(shares)}; histogram_quantile p50 {quantile(0.5) * 1e6:.0f} µs, "
+        f"p99 {quantile(0.99) * 1e6:.0f} µs"
+    )
+
+
 def main() -> int:
     """Mine (or reuse) the rules, start the servers, run wrk rounds, print the ratios."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=10, help="seconds per wrk run")
     parser.add_argument("--rounds", type=int, default=3, help="baseline/real pairs")
     parser.add_argument("--connections", type=int, default=50)
-    parser.add_argument("--min-support", type=float, default=0.025)
+    add_model_options(parser)
     parser.add_argument("--queries", type=int, default=2000, help="distinct bodies cycled")
     parser.add_argument(
         "--split",
         action="store_true",
         help="also run the app without actors, and with a fixed answer",
+    )
+    parser.add_argument(
+        "--access-log",
+        action="store_true",
+        help="also run the real server with ACCESS_LOG=1",
     )
     parser.add_argument(
         "--bare-server", nargs=2, metavar=("PORT", "RESPONSE"), help=argparse.SUPPRESS
@@ -226,21 +274,32 @@ def main() -> int:
         return 0
     server_cpu, wrk_cpu = cpu_pair()
     started = time.monotonic()
-    data_dir = mined_rules(args.min_support)
+    data_dir, ranking = served_model(args)
     print(f"miner: {time.monotonic() - started:.1f} s (a skip when the cache is current)")
-    bodies = draw_bodies(args.queries, seed=1)
+    bodies = draw_bodies(args.queries, seed=1, dataset=args.dataset)
     names = ["bare", "app-fixed", "app", "recommend"] if args.split else ["bare", "recommend"]
+    names += ["logged"] if args.access_log else []
     results: dict[str, list[Run]] = {name: [] for name in names}
 
     real = ServerProcess(data_dir, cpu=server_cpu)
     real.start()
+    logged = ServerProcess(
+        data_dir, env={"ACCESS_LOG": "1"}, cpu=server_cpu, discard="http_api.access"
+    )
+    if args.access_log:
+        logged.start()
     with tempfile.TemporaryDirectory(prefix="serve-throughput-") as tmp, ExitStack() as helpers:
         work = Path(tmp)
         try:
             real.wait_ready()
             assert real.process is not None
+            if args.access_log:
+                logged.wait_ready()
             ready = json.loads(urllib.request.urlopen(f"{real.url}/readyz").read())
-            print(f"real server: {ready.get('rules')} rules, {ready.get('songs')} songs")
+            print(
+                f"real server: {ready.get('rules')} rules, {ready.get('songs')} songs, "
+                f"RANKING={ranking}"
+            )
             answers = [post(f"{real.url}/api/recommend", body) for body in bodies[:200]]
             if any(status != 200 for status, _ in answers):
                 print("the real server refused a sample query", file=sys.stderr)
@@ -253,12 +312,17 @@ def main() -> int:
             songs_path.write_bytes(json.dumps(json.loads(answers[0][1])["songs"]).encode())
 
             servers = {"recommend": (real.url, real.process.pid)}
+            if args.access_log:
+                assert logged.process is not None
+                servers["logged"] = (logged.url, logged.process.pid)
             modes = {
                 "bare": ("--bare-server", [str(response_path)]),
                 "app-fixed": ("--app-server", [str(data_dir), str(songs_path)]),
                 "app": ("--app-server", [str(data_dir), "-"]),
             }
-            for name in names[:-1]:
+            for name in names:
+                if name in servers:
+                    continue
                 mode, arguments = modes[name]
                 servers[name] = helpers.enter_context(helper_server(mode, arguments, server_cpu))
             for _ in range(args.rounds):
@@ -274,10 +338,16 @@ def main() -> int:
                         cpu=wrk_cpu,
                     )
                     results[name].append(Run(wrk, cpu_seconds(pid) - before))
+            with urllib.request.urlopen(f"{real.url}/metrics", timeout=10) as response:
+                exposition = response.read().decode()
         finally:
             status = real.stop()
+            logged_status = logged.stop() if args.access_log else 0
     if status != 0:
         print(f"the real server exited with {status}:\n{real.log()}", file=sys.stderr)
+        return 1
+    if logged_status != 0:
+        print(f"the logged server exited with {logged_status}:\n{logged.log()}", file=sys.stderr)
         return 1
 
     print(
@@ -304,6 +374,18 @@ def main() -> int:
         f"CPU-per-request ratio bare/recommend: {statistics.median(cpu_ratios):.2f} (rounds: "
         f"{', '.join(f'{r:.2f}' for r in cpu_ratios)})"
     )
+    print(handler_time_histogram(exposition))
+    if args.access_log:
+        logged_pairs = zip(results["logged"], results["bare"], strict=True)
+        logged_ratios = [lg.wrk.rate / b.wrk.rate for lg, b in logged_pairs]
+        log_cpu = statistics.median(run.cpu_us_per_request for run in results["logged"])
+        plain_cpu = statistics.median(run.cpu_us_per_request for run in results["recommend"])
+        print(
+            "access log (ACCESS_LOG=1): req/s ratio logged/bare "
+            f"{statistics.median(logged_ratios):.2f} (rounds: "
+            f"{', '.join(f'{r:.2f}' for r in logged_ratios)}); server CPU per request "
+            f"{log_cpu:.1f} µs against {plain_cpu:.1f} µs without ({log_cpu - plain_cpu:+.1f} µs)"
+        )
     if args.split:
         cpu = {
             name: statistics.median(run.cpu_us_per_request for run in runs)

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import enum
 import json
+import logging
 import math
 import os
 import sys
@@ -13,13 +14,14 @@ from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import NoReturn, TextIO
 
 from yarl import URL
 
 from client.continuous import ContinuousOptions, run_until_signalled
 from client.plot import PlotUnavailableError, plot_run
 from client.recommend import (
+    DEFAULT_TIMEOUT_SECONDS,
     FailureKind,
     Query,
     Recommendation,
@@ -28,11 +30,14 @@ from client.recommend import (
     endpoint_from_url,
     new_session,
     recommend,
+    reply_as_json,
 )
 from client.record import CSV_HEADER, CsvFormatError, read_samples
 from client.summary import format_summary
+from mining.logsetup import JsonFormatter, configure_logging, parse_log_format
 
 PROG = "python -m client"
+log = logging.getLogger("client")
 # How each recommended song is indented, as in the original client.
 SONG_INDENT = "    "
 
@@ -67,6 +72,8 @@ one-shot output:
   Song recommendations:
   {SONG_INDENT}one song per line, indented by {len(SONG_INDENT)} spaces
   (--json prints the server's JSON reply instead, on one line).
+  On stderr, "note: ..." lines when the server says query songs were not in
+  its model, or that no rule matched them (every song is merely popular).
 
 continuous output (-c), CSV with the original client's header:
   {",".join(CSV_HEADER)}
@@ -97,10 +104,15 @@ continuous output (-c), CSV with the original client's header:
                  `{PROG} plot --help` for details. To reach a host
                  literally named "plot", use --url.
 
+environment:
+  LOG_FORMAT     text (default) or json: what goes to stderr (errors, the events
+                 and summary of -c, plot's summary) as one JSON object per line
+
 exit status:
   0 success   2 usage error   3 cannot connect   4 timeout
   5 request rejected (4xx)    6 server error (5xx)
-  7 reply is not the expected JSON   8 file cannot be read or written
+  7 bad reply (not the HTTP and JSON expected, or over 1 MiB)
+  8 file cannot be read or written
   9 matplotlib missing (plot)   130 one-shot request interrupted (Ctrl-C)"""
 
 
@@ -114,9 +126,36 @@ class RequestCommand:
     output: Path | None
 
 
+class _TextFormatter(logging.Formatter):
+    """stderr as the client has always written it: an error as ``error: ...``, the rest bare."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The message (and traceback, if any), ``error: `` in front from ERROR on."""
+        text = super().format(record)
+        return f"error: {text}" if record.levelno >= logging.ERROR else text
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    """argparse whose usage errors are a log record when the client logs JSON."""
+
+    def error(self, message: str) -> NoReturn:
+        """Report a usage error and exit 2."""
+        if not any(isinstance(handler.formatter, JsonFormatter) for handler in log.handlers):
+            super().error(message)
+        log.error("%s (see %s --help)", message, self.prog)
+        sys.exit(ExitCode.USAGE)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the client and return its exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        log_format = parse_log_format(os.environ.get("LOG_FORMAT"))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return ExitCode.USAGE
+    # Only the client's own logger: main() also runs inside other programs (and tests).
+    configure_logging(log_format, text_formatter=_TextFormatter(), logger=log.name)
     if args and args[0] == "plot":
         return _plot_main(args[1:])
     command = parse_request_command(args)
@@ -139,7 +178,7 @@ def _positive(kind: Callable[[str], float], what: str) -> Callable[[str], float]
 
 
 def _request_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _ArgumentParser(
         prog=PROG,
         usage=(
             f"{PROG} [options] HOST PORT SONG [SONG ...]\n"
@@ -170,9 +209,10 @@ def _request_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--timeout",
         type=_positive(float, "a positive number of seconds"),
-        default=1.0,
+        default=DEFAULT_TIMEOUT_SECONDS,
         metavar="SECONDS",
-        help="seconds allowed for each whole request (default 1)",
+        help=f"seconds allowed for each whole request (default {DEFAULT_TIMEOUT_SECONDS:g}: "
+        "longer than the server's wait for its first rules, so its answer arrives)",
     )
     parser.add_argument(
         "--json", action="store_true", help="one-shot: print the server's JSON reply"
@@ -268,7 +308,7 @@ def _endpoint(parser: argparse.ArgumentParser, host: str, port_text: str) -> URL
 
 
 def _fail(message: str, code: ExitCode) -> int:
-    print(f"error: {message}", file=sys.stderr)
+    log.error("%s", message)
     return code
 
 
@@ -284,13 +324,29 @@ def _one_shot(command: RequestCommand) -> int:
     except KeyboardInterrupt:
         return _fail("interrupted", ExitCode.INTERRUPTED)
     if command.as_json:
-        print(json.dumps(reply.reply, ensure_ascii=False))
+        print(reply_as_json(reply.reply))
     else:
         print(f"Recommendation server v{reply.version} with model from {reply.model_date}.")
         print("Song recommendations:")
         for song in reply.songs:
             print(SONG_INDENT + song)
+        for note in answer_notes(reply):
+            print(f"note: {note}", file=sys.stderr)
     return ExitCode.OK
+
+
+def answer_notes(reply: Recommendation) -> list[str]:
+    """What a user should know about an answer: query songs the model does not know, and no
+    rule matching (every song is merely popular). Empty when the server does not say."""
+    notes = []
+    if reply.unknown:
+        listed = ", ".join(json.dumps(song, ensure_ascii=False) for song in reply.unknown)
+        notes.append(f"not in the model, ignored: {listed}")
+    if reply.from_rules == 0 and reply.songs:
+        notes.append(
+            "no rule matched these songs: the recommendations are just the most popular songs"
+        )
+    return notes
 
 
 def _continuous(command: RequestCommand, options: ContinuousOptions) -> int:
@@ -301,20 +357,19 @@ def _continuous(command: RequestCommand, options: ContinuousOptions) -> int:
                 out = stack.enter_context(command.output.open("w", newline="", encoding="utf-8"))
             except OSError as err:
                 return _fail(f"cannot write {command.output}: {err.strerror}", ExitCode.FILE_ERROR)
-        summary = asyncio.run(run_until_signalled(command.query, options, out, sys.stderr))
+        summary = asyncio.run(run_until_signalled(command.query, options, out, log))
         try:
             out.flush()
         except BrokenPipeError:
             # The reader is gone; point the descriptor at /dev/null so the
             # interpreter's own flush at exit does not print a traceback.
             os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
-    print("--- summary ---", file=sys.stderr)
-    print(format_summary(summary), file=sys.stderr)
+    log.info("--- summary ---\n%s", format_summary(summary))
     return ExitCode.OK
 
 
 def _plot_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _ArgumentParser(
         prog=f"{PROG} plot",
         description="Draw a CSV recorded with -c: response time over time, failures marked, "
         "the first reply with each new version or model_date as a labelled vertical line, "
@@ -354,7 +409,7 @@ def _plot_main(args: Sequence[str]) -> int:
         return _fail(str(err), ExitCode.PLOT_UNAVAILABLE)
     except OSError as err:
         return _fail(f"cannot write {output}: {err.strerror}", ExitCode.FILE_ERROR)
-    print(format_summary(contents.summary), file=sys.stderr)
+    log.info("%s", format_summary(contents.summary))
     shaded = f", {len(contents.mixed_spans)} mixed spans shaded" if contents.mixed_spans else ""
     print(
         f"wrote {output}: {len(samples)} samples, "

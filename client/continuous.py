@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
+import logging
 import signal
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,7 +16,7 @@ import aiohttp
 from client.recommend import Query, RequestError, new_session, recommend
 from client.record import CSV_HEADER, ChangesOnlyFilter, Sample, format_row
 from client.schedule import Tick, next_tick
-from client.summary import Event, FailureRun, Summary, SummaryBuilder
+from client.summary import Event, FailureRun, FailuresStarted, Summary, SummaryBuilder
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ class ContinuousOptions:
 
 
 async def run_until_signalled(
-    query: Query, options: ContinuousOptions, out: TextIO, log: TextIO
+    query: Query, options: ContinuousOptions, out: TextIO, log: logging.Logger
 ) -> Summary:
     """Measure until the count or duration is reached, or SIGINT/SIGTERM arrives."""
     loop = asyncio.get_running_loop()
@@ -51,7 +52,7 @@ async def measure(
     query: Query,
     options: ContinuousOptions,
     out: TextIO,
-    log: TextIO,
+    log: logging.Logger,
     stop: asyncio.Event,
 ) -> Summary:
     """The measurement loop: rows to `out` (flushed each), events to `log`, until done or `stop`."""
@@ -76,7 +77,7 @@ async def measure(
             break
         sent += 1
         for event in builder.add(sample):
-            print(_log_line(event), file=log, flush=True)
+            log.log(_log_level(event), "%s", _log_line(event))
         if row_filter is None or row_filter.keep(sample):
             try:
                 writer.writerow(format_row(sample))
@@ -84,7 +85,7 @@ async def measure(
             except BrokenPipeError:
                 # `| head` and the like: whoever read the rows is gone, so stop
                 # measuring as if interrupted; the summary still goes to the log.
-                print("the CSV output was closed (broken pipe): stopping", file=log, flush=True)
+                log.warning("the CSV output was closed (broken pipe): stopping")
                 break
         tick = next_tick(start, options.interval, tick.index, loop.time())
     return builder.summary()
@@ -120,6 +121,10 @@ async def _request_unless_stopped(
     except RequestError as failure:
         return Sample(sent_at, failure.response_time_ms, None, None, str(failure))
     return Sample(sent_at, reply.response_time_ms, reply.version, reply.model_date)
+
+
+def _log_level(event: Event) -> int:
+    return logging.WARNING if isinstance(event, FailuresStarted) else logging.INFO
 
 
 def _log_line(event: Event) -> str:

@@ -1,14 +1,22 @@
 /*
- * The compiled small-query path of http_api.recommender (see its module docstring).
+ * The compiled small-query path of http_api.recommender (see its module docstring and
+ * docs/ranking.md).
  *
  * SmallQueryIndex answers a query of a few known songs exactly as
  * Recommender._few_query_ids does in Python, over the same numpy arrays: the
  * hashes of the query's subsets, a lookup of each in an open-addressing table
  * of antecedent hashes (built here once per rule set), a check of each hit
- * against the antecedent's songs, the first `limit + |Q|` keys of each run
- * found, sorted best first, consequents read off the keys, Q and repeats
- * skipped, then the most popular songs. The Python path is the reference and
- * the tests compare the two on random rule sets.
+ * against the antecedent's songs, then one of the two rankings:
+ * - best: the first `limit + |Q|` keys of each run found, sorted best first,
+ *   consequents read off the keys, Q and repeats skipped;
+ * - sum: every rule of every run found adds its fixed-point confidence to its
+ *   consequent's sum (and keeps the consequent's best key, the tie-break) in a
+ *   small hash table of this query's own, sized to the rules read (on the stack
+ *   up to 512 candidates, so it stays in the L1 cache even when the server's
+ *   own work has evicted everything else); a heap of `limit` entries keeps the
+ *   best (sum, key) pairs;
+ * then the most popular songs. The Python path is the reference and the tests
+ * compare the two on random rule sets.
  *
  * Why C: in the server a request runs between aiohttp's own code, so every
  * interpreted step of the Python path pays for cold caches; compiled, a
@@ -18,7 +26,8 @@
  *
  * The index keeps a buffer view of each array it reads (numpy arrays marked
  * read-only by the recommender), so it never copies them and never sees them
- * change; queries only read, so one index serves any number of threads.
+ * change. Queries only read them and write only their own memory, so one index
+ * serves any number of threads.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -32,7 +41,30 @@
 #define STACK_SUBSETS 256
 #define STACK_POOL 1024
 #define STACK_SET 512
+#define STACK_HEAP 128
+#define STACK_TALLY_SLOTS 1024
 #define EMPTY_SLOT (-1)
+/* Marks a query song's tally in the sum ranking: never a candidate. No key is this large
+ * (the index refuses one). */
+#define EXCLUDED UINT64_MAX
+/* An empty slot of the sum ranking's table: no song has this id (at most 2^32 - 1 songs). */
+#define NO_SONG UINT32_MAX
+
+/* What the sum ranking gathers for one song. */
+typedef struct {
+    uint64_t sum;  /* the sum of the fixed-point confidences of its rules that fired */
+    uint64_t best; /* the best key among them (EXCLUDED: a query song) */
+} Tally;
+
+/* One query's tallies: open addressing over song ids, at most half full. */
+typedef struct {
+    Tally *tallies;    /* per slot, valid once the slot has a song */
+    uint32_t *songs;   /* per slot: its song, or NO_SONG */
+    uint32_t *claimed; /* the slots taken, in the order they were taken */
+    Py_ssize_t n_claimed;
+    int shift; /* 64 - log2(slots): a song's first slot is the top bits of its hash */
+    uint64_t mask;
+} TallyTable;
 
 typedef struct {
     PyObject_HEAD
@@ -40,6 +72,8 @@ typedef struct {
     Py_buffer starts;    /* int64 per antecedent + 1: its run of keys starts here */
     Py_buffer rows;      /* unsigned song ids, `width` per antecedent, padded with n_songs */
     Py_buffer keys;      /* uint64 per rule: the ranking key (see the recommender) */
+    Py_buffer consequents; /* unsigned song id per rule, in the order of `keys` */
+    Py_buffer weights;   /* uint32 per rule: its confidence in fixed point (the sum ranking) */
     Py_buffer tie_songs; /* int64 per song: the song named by key % n_songs */
     Py_buffer popular;   /* int64 per song: song ids by popularity */
     Py_ssize_t n_songs;
@@ -54,10 +88,10 @@ typedef struct {
 
 /* A native-order, C-contiguous, one-dimensional view of `array` whose items are one of the
  * struct codes in `kinds` ("BHILQ": unsigned, "lq": signed 64-bit), `itemsize` bytes each
- * (0: any of those). */
+ * (0: any of those); `type` names that for the error. */
 static int
 take_buffer(PyObject *array, Py_buffer *view, const char *kinds, Py_ssize_t itemsize,
-            const char *what)
+            const char *what, const char *type)
 {
     if (PyObject_GetBuffer(array, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
         return -1;
@@ -68,20 +102,19 @@ take_buffer(PyObject *array, Py_buffer *view, const char *kinds, Py_ssize_t item
     }
     if (view->ndim != 1 || strlen(format) != 1 || strchr(kinds, *format) == NULL ||
         (itemsize != 0 && view->itemsize != itemsize)) {
-        PyErr_Format(PyExc_ValueError, "%s must be a one-dimensional array of %s", what,
-                     itemsize == 8 ? (kinds[0] == 'l' ? "int64" : "uint64")
-                                   : "unsigned song ids");
+        PyErr_Format(PyExc_ValueError, "%s must be a one-dimensional array of %s", what, type);
         PyBuffer_Release(view);
         return -1;
     }
     return 0;
 }
 
+/* Item `at` of an array of unsigned song ids of any width. */
 static inline uint64_t
-row_song(const SmallQueryIndex *self, Py_ssize_t at)
+song_at(const Py_buffer *songs, Py_ssize_t at)
 {
-    const char *base = (const char *)self->rows.buf;
-    switch (self->rows.itemsize) {
+    const char *base = (const char *)songs->buf;
+    switch (songs->itemsize) {
     case 1:
         return ((const uint8_t *)base)[at];
     case 2:
@@ -178,8 +211,17 @@ check_and_fill_table(SmallQueryIndex *self, const uint64_t *group_hashes)
         }
     }
     for (Py_ssize_t i = 0; i < self->n_groups * self->width; i++) {
-        if (row_song(self, i) > (uint64_t)self->n_songs) {
+        if (song_at(&self->rows, i) > (uint64_t)self->n_songs) {
             return "group_rows names a song that does not exist";
+        }
+    }
+    const uint64_t *keys = (const uint64_t *)self->keys.buf;
+    for (Py_ssize_t k = 0; k < self->n_keys; k++) {
+        if (song_at(&self->consequents, k) >= (uint64_t)self->n_songs) {
+            return "consequents names a song that does not exist";
+        }
+        if (keys[k] == EXCLUDED) {
+            return "a key is 2**64 - 1, which marks a query song";
         }
     }
     const int64_t *ties = (const int64_t *)self->tie_songs.buf;
@@ -210,8 +252,9 @@ check_and_fill_table(SmallQueryIndex *self, const uint64_t *group_hashes)
 static void
 release_all(SmallQueryIndex *self)
 {
-    Py_buffer *views[] = {&self->codes, &self->starts,    &self->rows,
-                          &self->keys,  &self->tie_songs, &self->popular};
+    Py_buffer *views[] = {&self->codes,   &self->starts,    &self->rows,
+                          &self->keys,    &self->consequents, &self->weights,
+                          &self->tie_songs, &self->popular};
     for (size_t i = 0; i < sizeof(views) / sizeof(views[0]); i++) {
         if (views[i]->obj != NULL) {
             PyBuffer_Release(views[i]);
@@ -233,28 +276,32 @@ SmallQueryIndex_dealloc(SmallQueryIndex *self)
 static int
 SmallQueryIndex_init(SmallQueryIndex *self, PyObject *args, PyObject *kwargs)
 {
-    static char *keywords[] = {"codes",     "group_hashes", "group_starts", "group_rows",
-                               "row_width", "keys",         "tie_songs",    "popular",
-                               NULL};
-    PyObject *codes, *hashes_array, *starts, *rows, *keys, *tie_songs, *popular;
+    static char *keywords[] = {"codes",       "group_hashes", "group_starts", "group_rows",
+                               "row_width",   "keys",         "consequents",  "weights",
+                               "tie_songs",   "popular",      NULL};
+    PyObject *codes, *hashes_array, *starts, *rows, *keys, *consequents, *weights, *tie_songs,
+        *popular;
     Py_ssize_t width;
     Py_buffer hashes = {0};
     if (self->codes.obj != NULL) {
         PyErr_SetString(PyExc_TypeError, "SmallQueryIndex is immutable");
         return -1;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOnOOO:SmallQueryIndex", keywords, &codes,
-                                     &hashes_array, &starts, &rows, &width, &keys, &tie_songs,
-                                     &popular)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOnOOOOO:SmallQueryIndex", keywords,
+                                     &codes, &hashes_array, &starts, &rows, &width, &keys,
+                                     &consequents, &weights, &tie_songs, &popular)) {
         return -1;
     }
-    if (take_buffer(codes, &self->codes, "LQ", 8, "codes") < 0 ||
-        take_buffer(hashes_array, &hashes, "LQ", 8, "group_hashes") < 0 ||
-        take_buffer(starts, &self->starts, "lq", 8, "group_starts") < 0 ||
-        take_buffer(rows, &self->rows, "BHILQ", 0, "group_rows") < 0 ||
-        take_buffer(keys, &self->keys, "LQ", 8, "keys") < 0 ||
-        take_buffer(tie_songs, &self->tie_songs, "lq", 8, "tie_songs") < 0 ||
-        take_buffer(popular, &self->popular, "lq", 8, "popular") < 0) {
+    if (take_buffer(codes, &self->codes, "LQ", 8, "codes", "uint64") < 0 ||
+        take_buffer(hashes_array, &hashes, "LQ", 8, "group_hashes", "uint64") < 0 ||
+        take_buffer(starts, &self->starts, "lq", 8, "group_starts", "int64") < 0 ||
+        take_buffer(rows, &self->rows, "BHILQ", 0, "group_rows", "unsigned song ids") < 0 ||
+        take_buffer(keys, &self->keys, "LQ", 8, "keys", "uint64") < 0 ||
+        take_buffer(consequents, &self->consequents, "BHILQ", 0, "consequents",
+                    "unsigned song ids") < 0 ||
+        take_buffer(weights, &self->weights, "IL", 4, "weights", "uint32") < 0 ||
+        take_buffer(tie_songs, &self->tie_songs, "lq", 8, "tie_songs", "int64") < 0 ||
+        take_buffer(popular, &self->popular, "lq", 8, "popular", "int64") < 0) {
         goto fail;
     }
     Py_ssize_t row_item = self->rows.itemsize;
@@ -262,9 +309,15 @@ SmallQueryIndex_init(SmallQueryIndex *self, PyObject *args, PyObject *kwargs)
     self->n_groups = hashes.len / 8;
     self->width = width;
     self->n_keys = self->keys.len / 8;
+    if ((uint64_t)self->n_songs > UINT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "at most 2**32 - 1 songs");
+        goto fail;
+    }
     if (width < 1 || self->starts.len / 8 != self->n_groups + 1 ||
         self->rows.len / row_item != self->n_groups * width ||
-        self->tie_songs.len / 8 != self->n_songs || self->popular.len / 8 != self->n_songs) {
+        self->consequents.len / self->consequents.itemsize != self->n_keys ||
+        self->weights.len / 4 != self->n_keys || self->tie_songs.len / 8 != self->n_songs ||
+        self->popular.len / 8 != self->n_songs) {
         PyErr_SetString(PyExc_ValueError, "the index arrays disagree in length");
         goto fail;
     }
@@ -300,16 +353,166 @@ fail:
     return -1;
 }
 
-/* ids(query, limit): song ids, best first, as Recommender._few_query_ids. */
+/* (sum, key) of a sum-ranking candidate; keys are distinct, so this orders candidates fully. */
+typedef struct {
+    uint64_t sum;
+    uint64_t key;
+    int64_t song;
+} Scored;
+
+static inline int
+ranks_above(const Scored *a, const Scored *b)
+{
+    return a->sum > b->sum || (a->sum == b->sum && a->key > b->key);
+}
+
+/* Restore the min-heap (the weakest candidate at the root) below `at`. */
+static void
+sift_down(Scored *heap, Py_ssize_t size, Py_ssize_t at)
+{
+    for (;;) {
+        Py_ssize_t weakest = at, left = 2 * at + 1, right = left + 1;
+        if (left < size && ranks_above(&heap[weakest], &heap[left])) {
+            weakest = left;
+        }
+        if (right < size && ranks_above(&heap[weakest], &heap[right])) {
+            weakest = right;
+        }
+        if (weakest == at) {
+            return;
+        }
+        Scored swap = heap[at];
+        heap[at] = heap[weakest];
+        heap[weakest] = swap;
+        at = weakest;
+    }
+}
+
+/* Offer a candidate to a min-heap holding at most `capacity` of the best seen. */
+static inline void
+heap_offer(Scored *heap, Py_ssize_t *size, Py_ssize_t capacity, Scored candidate)
+{
+    if (*size < capacity) {
+        Py_ssize_t at = (*size)++;
+        while (at > 0 && ranks_above(&heap[(at - 1) / 2], &candidate)) {
+            heap[at] = heap[(at - 1) / 2];
+            at = (at - 1) / 2;
+        }
+        heap[at] = candidate;
+    }
+    else if (ranks_above(&candidate, &heap[0])) {
+        heap[0] = candidate;
+        sift_down(heap, *size, 0);
+    }
+}
+
+/* The tally of `song`, a zero one taken for it if it has none yet. */
+static inline Tally *
+tally_of(TallyTable *table, uint32_t song)
+{
+    /* Fibonacci hashing: the top bits of the product spread consecutive ids. */
+    uint64_t slot = ((uint64_t)song * 0x9E3779B97F4A7C15ULL) >> table->shift;
+    for (;;) {
+        uint32_t held = table->songs[slot];
+        if (held == song) {
+            return &table->tallies[slot];
+        }
+        if (held == NO_SONG) {
+            table->songs[slot] = song;
+            table->tallies[slot].sum = 0;
+            table->tallies[slot].best = 0;
+            table->claimed[table->n_claimed++] = (uint32_t)slot;
+            return &table->tallies[slot];
+        }
+        slot = (slot + 1) & table->mask;
+    }
+}
+
+/* Add the rules at [start, stop) to the tallies of their consequents, held as `type`. */
+#define TALLY_RUN(type)                                                                       \
+    do {                                                                                      \
+        const type *consequents = (const type *)self->consequents.buf;                        \
+        for (int64_t at = start; at < stop; at++) {                                           \
+            Tally *tally = tally_of(table, (uint32_t)consequents[at]);                        \
+            if (tally->best == EXCLUDED) {                                                    \
+                continue;                                                                     \
+            }                                                                                 \
+            /* At most 2^31 per rule (confidence <= 1), one term per rule: no overflow. */    \
+            tally->sum += weights[at];                                                        \
+            if (keys[at] > tally->best) {                                                     \
+                tally->best = keys[at];                                                       \
+            }                                                                                 \
+        }                                                                                     \
+    } while (0)
+
+/* The sum ranking over the runs `hits`, tallied in `table` (empty, with room for Q and every
+ * consequent): the best `capacity` candidates outside Q, best first, into `heap`; returns
+ * how many. */
+static Py_ssize_t
+sum_ranking(const SmallQueryIndex *self, TallyTable *table, const int64_t *hits,
+            Py_ssize_t n_hits, const int64_t *query, Py_ssize_t n_query, Scored *heap,
+            Py_ssize_t capacity)
+{
+    const int64_t *starts = (const int64_t *)self->starts.buf;
+    const uint64_t *keys = (const uint64_t *)self->keys.buf;
+    const uint32_t *weights = (const uint32_t *)self->weights.buf;
+    for (Py_ssize_t i = 0; i < n_query; i++) {
+        tally_of(table, (uint32_t)query[i])->best = EXCLUDED;
+    }
+    for (Py_ssize_t h = 0; h < n_hits; h++) {
+        int64_t start = starts[hits[h]], stop = starts[hits[h] + 1];
+        /* The loop specialised by id width: no switch per rule. */
+        switch (self->consequents.itemsize) {
+        case 1:
+            TALLY_RUN(uint8_t);
+            break;
+        case 2:
+            TALLY_RUN(uint16_t);
+            break;
+        case 4:
+            TALLY_RUN(uint32_t);
+            break;
+        default:
+            TALLY_RUN(uint64_t);
+        }
+    }
+    Py_ssize_t size = 0;
+    for (Py_ssize_t c = 0; c < table->n_claimed && capacity > 0; c++) {
+        uint32_t slot = table->claimed[c];
+        const Tally *tally = &table->tallies[slot];
+        if (tally->best != EXCLUDED) {
+            Scored candidate = {tally->sum, tally->best, (int64_t)table->songs[slot]};
+            heap_offer(heap, &size, capacity, candidate);
+        }
+    }
+    /* Heap sort: each weakest goes to the end, leaving the best first. */
+    for (Py_ssize_t end = size - 1; end > 0; end--) {
+        Scored swap = heap[0];
+        heap[0] = heap[end];
+        heap[end] = swap;
+        sift_down(heap, end, 0);
+    }
+    return size;
+}
+
+#undef TALLY_RUN
+
+/* answer(query, limit, summed): (song ids, how many of them came from rules), as
+ * Recommender._few_query_ids. */
 static PyObject *
-SmallQueryIndex_ids(SmallQueryIndex *self, PyObject *const *args, Py_ssize_t nargs)
+SmallQueryIndex_answer(SmallQueryIndex *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (self->table_groups == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "SmallQueryIndex was not initialised");
         return NULL;
     }
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "ids() takes a list of song ids and a limit");
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError,
+                        "answer() takes a list of song ids, a limit and whether to sum");
+        return NULL;
+    }
+    int summed = PyObject_IsTrue(args[2]);
+    if (summed < 0) {
         return NULL;
     }
     PyObject *query_seq = PySequence_Fast(args[0], "the query must be a sequence of song ids");
@@ -358,13 +561,18 @@ SmallQueryIndex_ids(SmallQueryIndex *self, PyObject *const *args, Py_ssize_t nar
     const int64_t *tie_songs = (const int64_t *)self->tie_songs.buf;
     const int64_t *popular = (const int64_t *)self->popular.buf;
     const Py_ssize_t n_songs = self->n_songs, width = self->width;
-    PyObject *chosen = NULL;
+    PyObject *chosen = NULL, *answer = NULL;
 
-    /* Up to 8 songs (the recommender's switch) everything lives on the stack. */
+    /* Up to 8 songs (the recommender's switch) and limit 100 everything lives on the stack. */
     uint64_t subsets_on_stack[STACK_SUBSETS], pool_on_stack[STACK_POOL];
     int64_t hits_on_stack[STACK_SUBSETS], set_on_stack[STACK_SET];
+    Scored heap_on_stack[STACK_HEAP];
+    Tally tallies_on_stack[STACK_TALLY_SLOTS];
+    uint32_t songs_on_stack[STACK_TALLY_SLOTS], claimed_on_stack[STACK_TALLY_SLOTS / 2];
     uint64_t *subsets = subsets_on_stack, *pool = pool_on_stack;
     int64_t *hits = hits_on_stack;
+    Scored *heap = heap_on_stack;
+    TallyTable table = {tallies_on_stack, songs_on_stack, claimed_on_stack, 0, 0, 0};
     SongSet listed = {set_on_stack, 0};
     if (((Py_ssize_t)1 << n_query) > STACK_SUBSETS) {
         subsets = PyMem_Malloc(((size_t)1 << n_query) * sizeof(uint64_t));
@@ -387,8 +595,8 @@ SmallQueryIndex_ids(SmallQueryIndex *self, PyObject *const *args, Py_ssize_t nar
             n_subsets *= 2;
         }
     }
-    /* Each run found names a consequent once: its first `limit + |Q|` keys hold its best
-     * `limit` candidates outside Q. */
+    /* Best: each run found names a consequent once, so its first `limit + |Q|` keys hold its
+     * best `limit` candidates outside Q. Sum: every rule counts, so whole runs. */
     Py_ssize_t most = limit + n_query;
     Py_ssize_t n_hits = 0, pool_size = 0;
     for (Py_ssize_t s = 1; s < n_subsets; s++) {
@@ -399,7 +607,7 @@ SmallQueryIndex_ids(SmallQueryIndex *self, PyObject *const *args, Py_ssize_t nar
         /* A hash match is checked against the antecedent itself: exact, not probable. */
         int inside = 1;
         for (Py_ssize_t c = 0; c < width && inside; c++) {
-            uint64_t song = row_song(self, group * width + c);
+            uint64_t song = song_at(&self->rows, group * width + c);
             if (song == (uint64_t)n_songs) {
                 continue;
             }
@@ -414,28 +622,9 @@ SmallQueryIndex_ids(SmallQueryIndex *self, PyObject *const *args, Py_ssize_t nar
         if (inside) {
             Py_ssize_t run = (Py_ssize_t)(starts[group + 1] - starts[group]);
             hits[n_hits++] = group;
-            pool_size += run < most ? run : most;
+            pool_size += run < most || summed ? run : most;
         }
     }
-
-    if (pool_size > STACK_POOL) {
-        pool = PyMem_Malloc(pool_size * sizeof(uint64_t));
-        if (pool == NULL) {
-            PyErr_NoMemory();
-            goto done;
-        }
-    }
-    Py_ssize_t filled = 0;
-    for (Py_ssize_t h = 0; h < n_hits; h++) {
-        int64_t start = starts[hits[h]], stop = starts[hits[h] + 1];
-        if (stop - start > most) {
-            stop = start + most;
-        }
-        for (int64_t at = start; at < stop; at++) {
-            pool[filled++] = keys[at];
-        }
-    }
-    qsort(pool, (size_t)filled, sizeof(uint64_t), compare_keys_descending);
 
     /* Q and the songs listed so far: never listed (again). */
     Py_ssize_t wanted = limit < n_songs ? limit : n_songs;
@@ -462,14 +651,79 @@ SmallQueryIndex_ids(SmallQueryIndex *self, PyObject *const *args, Py_ssize_t nar
         goto done;
     }
     Py_ssize_t n_chosen = 0;
-    for (Py_ssize_t p = 0; p < filled && n_chosen < limit; p++) {
-        int64_t song = tie_songs[pool[p] % (uint64_t)n_songs];
-        if (song_set_add(&listed, song) && append_song(chosen, song) < 0) {
-            Py_CLEAR(chosen);
-            goto done;
+    if (summed) {
+        /* At most one candidate per rule read. */
+        Py_ssize_t capacity = wanted < pool_size ? wanted : pool_size;
+        if (capacity > STACK_HEAP) {
+            heap = PyMem_Malloc(capacity * sizeof(Scored));
+            if (heap == NULL) {
+                PyErr_NoMemory();
+                goto done;
+            }
         }
-        n_chosen = PyList_GET_SIZE(chosen);
+        /* Room for Q and every distinct consequent, at most half full. */
+        uint64_t most_songs = (uint64_t)(pool_size < n_songs ? pool_size : n_songs) + n_query;
+        uint64_t slots = 16;
+        int bits = 4;
+        while (slots < 2 * most_songs) {
+            slots *= 2;
+            bits++;
+        }
+        if (slots > STACK_TALLY_SLOTS) {
+            /* One block: the tallies first, for their alignment. */
+            char *block = PyMem_Malloc(slots * (sizeof(Tally) + sizeof(uint32_t)) +
+                                       slots / 2 * sizeof(uint32_t));
+            if (block == NULL) {
+                PyErr_NoMemory();
+                goto done;
+            }
+            table.tallies = (Tally *)block;
+            table.songs = (uint32_t *)(table.tallies + slots);
+            table.claimed = table.songs + slots;
+        }
+        table.shift = 64 - bits;
+        table.mask = slots - 1;
+        memset(table.songs, 0xFF, slots * sizeof(uint32_t)); /* every slot NO_SONG */
+        Py_ssize_t ranked =
+            sum_ranking(self, &table, hits, n_hits, query, n_query, heap, capacity);
+        for (Py_ssize_t r = 0; r < ranked; r++) {
+            song_set_add(&listed, heap[r].song);
+            if (append_song(chosen, heap[r].song) < 0) {
+                Py_CLEAR(chosen);
+                goto done;
+            }
+        }
+        n_chosen = ranked;
     }
+    else {
+        if (pool_size > STACK_POOL) {
+            pool = PyMem_Malloc(pool_size * sizeof(uint64_t));
+            if (pool == NULL) {
+                PyErr_NoMemory();
+                goto done;
+            }
+        }
+        Py_ssize_t filled = 0;
+        for (Py_ssize_t h = 0; h < n_hits; h++) {
+            int64_t start = starts[hits[h]], stop = starts[hits[h] + 1];
+            if (stop - start > most) {
+                stop = start + most;
+            }
+            for (int64_t at = start; at < stop; at++) {
+                pool[filled++] = keys[at];
+            }
+        }
+        qsort(pool, (size_t)filled, sizeof(uint64_t), compare_keys_descending);
+        for (Py_ssize_t p = 0; p < filled && n_chosen < limit; p++) {
+            int64_t song = tie_songs[pool[p] % (uint64_t)n_songs];
+            if (song_set_add(&listed, song) && append_song(chosen, song) < 0) {
+                Py_CLEAR(chosen);
+                goto done;
+            }
+            n_chosen = PyList_GET_SIZE(chosen);
+        }
+    }
+    Py_ssize_t from_rules = n_chosen;
     /* Skips at most |Q| + n_chosen songs before the answer is full. */
     for (Py_ssize_t p = 0; p < n_songs && n_chosen < limit; p++) {
         if (song_set_add(&listed, popular[p]) && append_song(chosen, popular[p]) < 0) {
@@ -478,8 +732,21 @@ SmallQueryIndex_ids(SmallQueryIndex *self, PyObject *const *args, Py_ssize_t nar
         }
         n_chosen = PyList_GET_SIZE(chosen);
     }
+    PyObject *count = PyLong_FromSsize_t(from_rules);
+    if (count == NULL) {
+        goto done;
+    }
+    answer = PyTuple_New(2);
+    if (answer == NULL) {
+        Py_DECREF(count);
+        goto done;
+    }
+    PyTuple_SET_ITEM(answer, 0, chosen);
+    PyTuple_SET_ITEM(answer, 1, count);
+    chosen = NULL; /* the tuple holds it now */
 
 done:
+    Py_XDECREF(chosen);
     if (subsets != subsets_on_stack) {
         PyMem_Free(subsets);
         PyMem_Free(hits);
@@ -487,10 +754,16 @@ done:
     if (pool != pool_on_stack) {
         PyMem_Free(pool);
     }
+    if (heap != heap_on_stack) {
+        PyMem_Free(heap);
+    }
+    if (table.tallies != tallies_on_stack) {
+        PyMem_Free(table.tallies);
+    }
     if (listed.slots != set_on_stack) {
         PyMem_Free(listed.slots);
     }
-    return chosen;
+    return answer;
 }
 
 static PyObject *
@@ -501,8 +774,9 @@ SmallQueryIndex_get_table_bytes(SmallQueryIndex *self, void *closure)
 }
 
 static PyMethodDef SmallQueryIndex_methods[] = {
-    {"ids", (PyCFunction)(void (*)(void))SmallQueryIndex_ids, METH_FASTCALL,
-     "ids(query, limit): the answer's song ids for a few distinct known song ids."},
+    {"answer", (PyCFunction)(void (*)(void))SmallQueryIndex_answer, METH_FASTCALL,
+     "answer(query, limit, summed): (song ids, how many came from rules) for a few distinct "
+     "known song ids."},
     {NULL, NULL, 0, NULL},
 };
 

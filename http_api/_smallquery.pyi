@@ -16,11 +16,14 @@ class SmallQueryIndex:
         group_rows: npt.NDArray[np.unsignedinteger],
         row_width: int,
         keys: npt.NDArray[np.uint64],
+        consequents: npt.NDArray[np.unsignedinteger],
+        weights: npt.NDArray[np.uint32],
         tie_songs: npt.NDArray[np.int64],
         popular: npt.NDArray[np.int64],
     ) -> None: ...
-    def ids(self, query: Sequence[int], limit: int, /) -> list[int]:
-        """The answer's song ids for a few distinct known song ids, best first."""
+    def answer(self, query: Sequence[int], limit: int, summed: bool, /) -> tuple[list[int], int]:
+        """The answer's song ids for a few distinct known song ids, and how many came from
+        rules (the rest are popular fill); ``summed``: the sum ranking, else the best rule."""
     @property
     def table_bytes(self) -> int:
         """Bytes held by the antecedent hash table."""

@@ -13,17 +13,22 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 from aiohttp.typedefs import Handler
 
 from http_api import handlers, metrics
+from http_api.openapi import openapi_routes
 from http_api.settings import Settings
 from http_api.state import RulesGate
+from http_api.validation import quote
 from http_api.web import Route, web_routes
 
 log = logging.getLogger(__name__)
+
+# What aiohttp calls on a request with an Expect header before its handler; a response ends it.
+ExpectHandler = Callable[[web.Request], Awaitable[web.StreamResponse | None]]
 
 
 def api_routes(gate: RulesGate, settings: Settings) -> list[Route]:
@@ -49,12 +54,26 @@ def add_routes(
             by_path[path]["HEAD"] = handler
     for path, methods in by_path.items():
         resource = app.router.add_resource(path)
+        expect = _expect_handler(path, gate, settings)
         for method, handler in methods.items():
-            resource.add_route(method, _answered(path, handler, gate, settings))
+            resource.add_route(
+                method,
+                _answered(path, method, handler, gate, settings),
+                expect_handler=expect,
+            )
         refuse = _method_not_allowed(sorted(methods))
-        resource.add_route("*", _answered(path, refuse, gate, settings))
-    unmatched = _answered(metrics.UNMATCHED_ROUTE, _not_found, gate, settings)
-    app.router.add_route("*", "/{path:.*}", unmatched)
+        resource.add_route(
+            "*",
+            _answered(path, metrics.ANY_METHOD, refuse, gate, settings),
+            expect_handler=expect,
+        )
+    unmatched = _answered(metrics.UNMATCHED_ROUTE, metrics.ANY_METHOD, _not_found, gate, settings)
+    app.router.add_route(
+        "*",
+        "/{path:.*}",
+        unmatched,
+        expect_handler=_expect_handler(metrics.UNMATCHED_ROUTE, gate, settings),
+    )
 
 
 def _method_not_allowed(allowed: list[str]) -> Handler:
@@ -74,7 +93,9 @@ def _method_not_allowed(allowed: list[str]) -> Handler:
 async def _not_found(request: web.Request) -> web.Response:
     """404 for a path no route has."""
     return handlers.json_error(
-        404, "no such endpoint; the API is POST /api/recommend (see GET / for the page)"
+        404,
+        "no such endpoint; the API is POST /api/recommend, described at GET /api/openapi.json "
+        "(see GET / for the page)",
     )
 
 
@@ -90,11 +111,13 @@ def _error_for(exc: web.HTTPException, settings: Settings) -> web.Response:
     return handlers.json_error(exc.status, exc.reason, headers=headers)
 
 
-def _answered(route: str, handler: Handler, gate: RulesGate, settings: Settings) -> Handler:
-    """``handler`` with every error as JSON, the request counted and timed under ``route``, and
-    ``Connection: close`` while draining."""
+def _answered(
+    route: str, method: str, handler: Handler, gate: RulesGate, settings: Settings
+) -> Handler:
+    """``handler`` (answering ``method``, or every method) with every error as JSON, the request
+    counted and timed under ``route``, and ``Connection: close`` while draining."""
 
-    observe = metrics.request_observer(route)
+    observe = metrics.request_observer(route, method)
 
     async def answered(request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
@@ -108,7 +131,7 @@ def _answered(route: str, handler: Handler, gate: RulesGate, settings: Settings)
             # A bug: answer in the contract's shape, and say so loudly in the log.
             log.exception("unhandled error in %s %s", request.method, request.path)
             response = handlers.json_error(500, "internal server error")
-        observe(response.status, time.perf_counter() - started)
+        observe(request.method, response.status, time.perf_counter() - started)
         if gate.draining:
             # Tell keep-alive clients (and load balancers) to reconnect, landing on another
             # replica.
@@ -118,8 +141,46 @@ def _answered(route: str, handler: Handler, gate: RulesGate, settings: Settings)
     return answered
 
 
+def _expect_handler(route: str, gate: RulesGate, settings: Settings) -> ExpectHandler:
+    """aiohttp's handling of ``Expect`` with the API's JSON errors, counted under ``route``:
+    ``100 Continue`` only for a body the server would take (a declared body over the limit
+    gets its 413 at once), 417 for any other expectation."""
+    observe = metrics.request_observer(route, metrics.ANY_METHOD)
+
+    async def expect(request: web.Request) -> web.StreamResponse | None:
+        # HTTP/1.0 has no expectations (RFC 9110 10.1.1): as aiohttp, ignore them there.
+        if request.version < HttpVersion11:
+            return None
+        expectation = request.headers.get("Expect", "")
+        length = request.content_length
+        if expectation.lower() != "100-continue":
+            response = handlers.json_error(
+                417, f"expectation {quote(expectation)} is not supported; only 100-continue"
+            )
+        elif length is not None and length > settings.max_body_bytes:
+            response = handlers.body_too_large(settings)
+        else:
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            # As aiohttp does: the interim answer is not the response's start.
+            request.writer.output_size = 0
+            return None
+        observe(request.method, response.status, 0.0)
+        if gate.draining:
+            response.force_close()
+        return response
+
+    return expect
+
+
 def init_app(gate: RulesGate, settings: Settings) -> web.Application:
     """Build the application the HttpFrontend actor runs, over ``gate`` and ``settings``."""
-    app = web.Application(client_max_size=settings.max_body_bytes)
-    add_routes(app, [*api_routes(gate, settings), *web_routes(gate)], gate, settings)
+    app = web.Application(
+        client_max_size=settings.max_body_bytes,
+        # Bodies arrive as sent: the recommend handler inflates them itself and stops at the
+        # body limit, where aiohttp would inflate all of a compressed body on the loop (after
+        # answering 413, to discard it) and answer an encoding it cannot decode in text/plain.
+        handler_args={"auto_decompress": False},
+    )
+    routes = [*api_routes(gate, settings), *web_routes(gate), *openapi_routes()]
+    add_routes(app, routes, gate, settings)
     return app

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 
 from aiohttp import web
 
 from http_api import metrics
+from http_api.encoding import CONTENT_CODINGS
 from http_api.settings import Settings
 from http_api.state import RulesGate
-from http_api.validation import RequestError, parse_recommend_request
+from http_api.validation import RequestError, decode_content, parse_recommend_request, quote
 
 
 def json_error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -26,6 +28,31 @@ def body_too_large(settings: Settings) -> web.Response:
     response = json_error(413, f"request body is larger than {settings.max_body_bytes} bytes")
     response.force_close()
     return response
+
+
+async def body_timed_out(request: web.Request, settings: Settings) -> web.Response:
+    """408 for a body still incomplete ``body_timeout_seconds`` after its head, sent at once,
+    and the connection closed: nothing is coming, so no point in aiohttp's lingering read of the
+    rest of the body (up to 10 s) that follows any other early answer."""
+    response = json_error(
+        408, f"the request body did not arrive within {settings.body_timeout_seconds:g} s"
+    )
+    response.force_close()
+    await response.prepare(request)
+    await response.write_eof()
+    request.protocol.force_close()
+    return response
+
+
+def refused(error: RequestError, settings: Settings) -> web.Response:
+    """The answer to a request validation refused."""
+    if error.status == 413:
+        return body_too_large(settings)
+    if error.status == 415:
+        # RFC 7694: say which codings would do.
+        headers = {"Accept-Encoding": ", ".join(CONTENT_CODINGS)}
+        return json_error(error.status, error.message, headers=headers)
+    return json_error(error.status, error.message)
 
 
 class ApiHandlers:
@@ -50,20 +77,31 @@ class ApiHandlers:
             if payload.is_eof():
                 # The whole body is in (a small POST, the usual case): taken at once instead
                 # of request.read()'s loop of awaits, ~3 µs of a ~40 µs request. Its size is
-                # checked again because a Content-Encoding body counts after decompression.
+                # checked again for a chunked body, which has no Content-Length.
                 body = payload.read_nowait()
                 if len(body) > settings.max_body_bytes:
                     return body_too_large(settings)
             else:
                 # aiohttp stops reading at client_max_size (= max_body_bytes) when chunked.
-                body = await request.read()
+                async with asyncio.timeout(settings.body_timeout_seconds):
+                    body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             return body_too_large(settings)
+        except TimeoutError:
+            return await body_timed_out(request, settings)
         except (web.RequestPayloadError, ConnectionError) as exc:
-            return json_error(400, f"request body could not be read: {exc}")
+            return json_error(400, f"request body could not be read: {quote(str(exc), 120)}")
+        # Bodies arrive as sent (the app turns aiohttp's decompression off): inflated here,
+        # only up to the body limit.
+        content_encoding = request.headers.get("Content-Encoding")
+        if content_encoding is not None:
+            decoded = decode_content(body, content_encoding, settings.max_body_bytes)
+            if isinstance(decoded, RequestError):
+                return refused(decoded, settings)
+            body = decoded
         parsed = parse_recommend_request(body, settings.max_query_songs)
         if isinstance(parsed, RequestError):
-            return json_error(parsed.status, parsed.message)
+            return refused(parsed, settings)
         snapshot = self._gate.snapshot
         if snapshot is None:
             snapshot = await self._gate.wait_for_snapshot(settings.rules_wait_seconds)
@@ -74,8 +112,10 @@ class ApiHandlers:
                     f"no rules loaded yet (waited {settings.rules_wait_seconds:g} s); retry later",
                     headers={"Retry-After": str(retry_after)},
                 )
-        songs = snapshot.recommender.recommend_json(parsed.songs, parsed.limit)
-        body = b'{"songs": ' + songs + snapshot.answer_tail
+        songs, from_rules, unknown = snapshot.recommender.explain_json(
+            parsed.songs, parsed.limit, ranking=settings.ranking
+        )
+        body = b'{"songs": ' + songs + snapshot.answer_tail(from_rules, unknown)
         return web.Response(body=body, content_type="application/json")
 
     async def healthz(self, request: web.Request) -> web.Response:
@@ -100,6 +140,6 @@ class ApiHandlers:
 
     async def metrics_text(self, request: web.Request) -> web.Response:
         """``GET /metrics``: Prometheus text exposition."""
-        metrics.show_snapshot(self._gate.snapshot)
+        metrics.show_snapshot(self._gate.snapshot, draining=self._gate.draining)
         body, content_type = metrics.render()
         return web.Response(body=body, headers={"Content-Type": content_type})

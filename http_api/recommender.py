@@ -1,11 +1,19 @@
 """The recommendation engine: rules ``A → c`` in, ranked song names out (pure: numpy only).
 
-Semantics (DESIGN.md §1): the query Q is deduplicated, each name matched exactly, else by
+Semantics: the query Q is deduplicated, each name matched exactly, else by
 :func:`normalise_name` (several songs with one normalised form: the most popular wins, then the
-smallest name), unknown names ignored. Candidates are ``{c : A → c, A ⊆ Q, c ∉ Q}``, ranked by
-the best confidence of a rule giving ``c`` (desc), then the best lift (desc), then the name
-(asc); if there are fewer than ``limit``, the most popular songs not in Q and not listed yet
-(playlist count desc, then name) fill the rest.
+smallest name), unknown names ignored (and reported by :meth:`Recommender.explain`). Candidates
+are ``{c : A → c, A ⊆ Q, c ∉ Q}``, ranked by one of :data:`RANKINGS`:
+
+- ``best`` (the original contract): the best confidence of a rule giving ``c`` (desc), then the
+  best lift (desc), then the name (asc);
+- ``sum``: the sum of the confidences of all the distinct rules giving ``c``, each in fixed
+  point (``round(confidence · 2^31)``, an exact integer from the counts), so sums are exact
+  integers, identical on every path; equal sums fall back to the ``best`` order. Against the
+  real-number sum the error is at most ``N · 2^-32`` for ``N`` rules (docs/ranking.md).
+
+If there are fewer than ``limit`` candidates, the most popular songs not in Q and not listed
+yet (playlist count desc, then name) fill the rest.
 
 Exact ranking without floats at query time. For one consequent ``c``, lift = confidence ·
 n / count(c) is confidence times a constant, so the rule with the best confidence also has
@@ -36,8 +44,9 @@ antecedent position holding each rule's other songs, rarest first, padded with a
 that is always "in Q"; testing the next-rarest song first rejects most non-matches at once
 (a 5-song query reads ~1,500 rules and keeps ~10), and each test gathers only from the
 survivors of the previous one. The best key per candidate is a scatter-max into an array over
-songs (a dict when only a few rules match). The work is bounded by the number of rules
-whatever |Q| is: benchmarks/recommend.py prints the figures for 1 to 1,000 songs.
+songs (a dict when only a few rules match); the sum ranking adds a scatter-add of the weights.
+The work is bounded by the number of rules whatever |Q| is: benchmarks/recommend.py prints the
+figures for 1 to 1,000 songs.
 
 Small queries (at most ``FEW_QUERY_SONGS`` known songs, the common case) take another path,
 because each numpy call costs ~1 µs before doing anything and a 5-song scan makes ~20 of them.
@@ -45,19 +54,23 @@ The rules of one antecedent form a run in list order, sorted by key, best first.
 a random 64-bit code and an antecedent's hash is the XOR of its songs' codes (drawn again in
 the unlikely case two antecedents share one), so the 2^k - 1 subsets of Q get their hashes by
 doubling a list, and a dict maps each antecedent's hash to its run. A hit is checked against
-the antecedent's songs, so the answer is exact. Then, in plain Python: the first
+the antecedent's songs, so the answer is exact. Then, in plain Python for ``best``: the first
 ``limit + |Q|`` keys of each run found (a run names each consequent once, so the rest cannot
-make the answer), sorted best first, consequents read off the keys, Q and repeats skipped.
-The dict (one entry per antecedent, ~100k for 230k rules) is the only per-rule-scale Python
-object, built from two lists in slices; the runs are memoryviews of the numpy arrays.
+make the answer), sorted best first, consequents read off the keys, Q and repeats skipped. The
+``sum`` ranking needs every rule of every run found (each one adds to a sum): the runs are
+concatenated and ranked by the scan path's numpy code. The dict (one entry per antecedent,
+~100k for 230k rules) is the only per-rule-scale Python object, built from two lists in slices;
+the runs are memoryviews of the numpy arrays.
 
 That path also exists compiled (``http_api/_smallquery.c``, built by ``pip install`` when a C
 compiler is there): the same steps over the same arrays, with its own open-addressing table of
-antecedent hashes instead of the dict. It is what the server uses when it is built: in the
-server every interpreted step pays for caches cooled by aiohttp's own code, and a
-recommendation costs ~12 µs of server CPU per request on the Python path against ~4 µs with
-the compiled one (benchmarks/serve_throughput.py --split). The Python path stays as the
-reference the tests hold the compiled one to, and as the fallback without a compiler.
+antecedent hashes instead of the dict, and for ``sum`` a small hash table of the query's own
+(song → sum and best key) plus a heap of the ``limit`` best. It is what the server
+uses when it is built: in the server every interpreted step pays for caches cooled by aiohttp's
+own code, and a recommendation costs ~12 µs of server CPU per request on the Python path
+against ~4 µs with the compiled one (benchmarks/serve_throughput.py --split). The Python path
+stays as the reference the tests hold the compiled one to, and as the fallback without a
+compiler.
 
 Autocomplete (:meth:`Recommender.search`): names whose normalised form starts with the
 normalised query come from a bisection of the sorted normalised names (the ``limit`` most
@@ -80,7 +93,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -94,6 +107,7 @@ except ImportError:  # built without a C compiler: the Python path gives the sam
 
 IntArray = npt.NDArray[np.integer]
 U64 = npt.NDArray[np.uint64]
+U32 = npt.NDArray[np.uint32]
 I64 = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 ArrayT = TypeVar("ArrayT", bound=np.ndarray)
@@ -109,6 +123,29 @@ FEW_QUERY_SONGS = 8
 # per call (one call holds the GIL; ~1 ms per 16k entries).
 HASH_ATTEMPTS = 4
 GROUP_DICT_SLICE = 16384
+
+# How candidates are ranked (see the module docstring); the server's RANKING picks one.
+RANKINGS = ("best", "sum")
+# The server's default: on real playlists the sum beats the best rule (docs/ranking.md).
+DEFAULT_RANKING = "sum"
+# The sum ranking's fixed point: a confidence c is the integer round(c · 2^WEIGHT_BITS). With
+# c ≤ 1 a weight fits in uint32, and a sum of fewer than 2^33 of them in uint64.
+WEIGHT_BITS = 31
+# At most this many unknown query songs are reported back.
+UNKNOWN_LIST_LIMIT = 20
+# Whether each ranking sums (what the query paths take).
+_SUMMED = {ranking: ranking == "sum" for ranking in RANKINGS}
+
+
+class Recommendation(NamedTuple):
+    """An answer and where it comes from."""
+
+    songs: list[str]
+    # How many of ``songs``, from the start, came from rules; the rest are popular fill.
+    from_rules: int
+    # The query songs the model does not know: deduplicated, in request order, at most
+    # UNKNOWN_LIST_LIMIT.
+    unknown: list[str]
 
 
 def normalise_name(name: str) -> str:
@@ -133,14 +170,20 @@ def _confidence_ranks(rule_counts: IntArray, antecedent_counts: IntArray) -> I64
         return np.zeros(0, dtype=np.int64)
     pairs = (rule_counts.astype(np.uint64) << np.uint64(32)) | antecedent_counts.astype(np.uint64)
     # np.unique(return_inverse=True) by hand: numpy's holds the GIL for tens of ms on 300k rules.
+    # Temporaries of a rule's size are dropped as soon as they are used: on a million rules
+    # each is 8 MB, and the build's peak is what a reload adds to the server's memory.
+    n_rules = len(pairs)
     by_pair = np.argsort(pairs, kind="stable")
     sorted_pairs = pairs[by_pair]
-    first = np.empty(len(pairs), dtype=np.bool_)
+    del pairs
+    first = np.empty(n_rules, dtype=np.bool_)
     first[0] = True
     np.not_equal(sorted_pairs[1:], sorted_pairs[:-1], out=first[1:])
     distinct = sorted_pairs[first]
-    rule_pair = np.empty(len(pairs), dtype=np.int64)
+    del sorted_pairs
+    rule_pair = np.empty(n_rules, dtype=np.int64)
     rule_pair[by_pair] = np.cumsum(first) - 1
+    del by_pair, first
     numerators = distinct >> np.uint64(32)
     denominators = distinct & np.uint64(0xFFFFFFFF)
     values = numerators.astype(np.float64) / denominators.astype(np.float64)
@@ -176,6 +219,17 @@ def _order_merged_runs(
     return order
 
 
+def _confidence_weights(rule_counts: IntArray, antecedent_counts: IntArray) -> U32:
+    """Each rule's confidence in fixed point, ``round(count(A∪c) · 2^WEIGHT_BITS / count(A))``
+    (halves up), computed exactly in integers."""
+    numerators = rule_counts.astype(np.uint64) << np.uint64(WEIGHT_BITS)
+    denominators = antecedent_counts.astype(np.uint64)
+    # floor((n + floor(d/2)) / d) is floor(n/d + 1/2): for an odd d, n/d + 1/2 is never whole.
+    # No overflow: counts are uint32, so n + d/2 < 2^63.
+    weights = (numerators + (denominators >> np.uint64(1))) // denominators
+    return weights.astype(np.uint32)
+
+
 def _song_codes(n_songs: int, attempt: int) -> U64:
     """Random 64-bit codes for songs 0..n-1 and 0 for the sentinel n; a set hashes to their XOR."""
     codes = np.random.default_rng(attempt).integers(
@@ -204,6 +258,7 @@ def _group_by_antecedent(
             hashes ^= codes[column]
         by_hash = np.argsort(hashes)
         sorted_hashes = hashes[by_hash]
+        del hashes
         same_hash = sorted_hashes[1:] == sorted_hashes[:-1]
         # Two antecedents sharing a hash leave two different neighbours inside its run.
         sorted_antecedents = antecedents[by_hash]
@@ -215,20 +270,36 @@ def _group_by_antecedent(
     del sorted_antecedents, differ
     first = np.ones(n_rules, dtype=np.bool_)
     np.logical_not(same_hash, out=first[1:])
+    group_hashes = sorted_hashes[first]
+    del sorted_hashes, same_hash
     group = np.empty(n_rules, dtype=np.int64)
     group[by_hash] = np.cumsum(first) - 1
     # Antecedents in list order, then each one's rules by key, best first: one sort of
     # (antecedent position << 32 | key position), which fits as rule counts are uint32.
+    # (In place where possible, each temporary dropped once used: see _confidence_ranks.)
     in_list_order = np.argsort(list_key[by_hash[first]])
+    del by_hash
     position = np.empty(len(in_list_order), dtype=np.uint64)
     position[in_list_order] = np.arange(len(in_list_order), dtype=np.uint64)
-    key_position = np.empty(n_rules, dtype=np.uint64)
-    key_position[np.argsort(~keys)] = np.arange(n_rules, dtype=np.uint64)
-    order = np.argsort((position[group] << np.uint64(32)) | key_position)
+    by_key = np.argsort(~keys)
+    sort_key = np.empty(n_rules, dtype=np.uint64)
+    sort_key[by_key] = np.arange(n_rules, dtype=np.uint64)
+    del by_key
+    shifted = position[group]
+    shifted <<= np.uint64(32)
+    sort_key |= shifted
+    del shifted
+    order = np.argsort(sort_key)
+    del sort_key
     # The same rule twice (a rules file may hold it): keep its first, best-keyed entry, so that
     # an antecedent's run names each consequent once (the small-query path relies on that).
-    pairs = group[order].astype(np.uint64) * np.uint64(n_songs + 1) + consequents[order]
-    if bool(np.any(np.diff(np.sort(pairs)) == 0)):
+    pairs = group[order].view(np.uint64)
+    pairs *= np.uint64(n_songs + 1)
+    pairs += consequents[order]
+    sorted_pairs = np.sort(pairs)
+    repeated = bool(np.any(sorted_pairs[1:] == sorted_pairs[:-1]))
+    del sorted_pairs
+    if repeated:
         by_pair = np.argsort(pairs, kind="stable")
         repeat = np.zeros(n_rules, dtype=np.bool_)
         repeat[by_pair[1:]] = pairs[by_pair[1:]] == pairs[by_pair[:-1]]
@@ -236,7 +307,7 @@ def _group_by_antecedent(
     ordered_groups = group[order]
     starts = np.flatnonzero(np.diff(ordered_groups, prepend=-1))
     starts = np.append(starts, len(order))
-    return order, starts, sorted_hashes[first][in_list_order], codes
+    return order, starts, group_hashes[in_list_order], codes
 
 
 @dataclass(frozen=True, eq=False)
@@ -246,6 +317,8 @@ class Recommender:
     song_names: tuple[str, ...]
     song_count: int
     rule_count: int
+    # The ranking of recommend and explain (one of RANKINGS); explain_json may name another.
+    ranking: str
     # Song ids by popularity: playlist count desc, then name asc.
     _popular: I64
     _exact_ids: dict[str, int]
@@ -258,6 +331,8 @@ class Recommender:
     _columns: tuple[IntArray, ...]
     _consequents: IntArray
     _keys: U64
+    # The sum ranking's fixed-point confidence of each rule (same order as _keys).
+    _weights: U32
     # Small queries. Rules of one antecedent are a run in list order, best key first; run g is
     # _keys_view[_group_starts[g]:_group_starts[g + 1]], its antecedent _group_rows[g] (padded
     # to _row_width with the sentinel), found by its hash in _groups. Memoryviews share the
@@ -283,12 +358,22 @@ class Recommender:
     _line_starts: list[int]
 
     @classmethod
-    def from_ruleset(cls, ruleset: RuleSet, *, compiled: bool | None = None) -> Recommender:
+    def from_ruleset(
+        cls, ruleset: RuleSet, *, compiled: bool | None = None, ranking: str = "best"
+    ) -> Recommender:
         """Build the index with vectorised numpy passes (no Python object per rule).
 
         ``compiled``: answer small queries with the compiled path (True; ImportError when it
         was not built), the Python path (False), or the compiled one when it was built (None).
+        ``ranking``: the one of :data:`RANKINGS` that ``recommend`` and ``explain`` use (the
+        index serves every ranking).
         """
+        if ranking not in RANKINGS:
+            raise ValueError(f"ranking must be one of {', '.join(RANKINGS)}, not {ranking!r}")
+        if bool(np.any(ruleset.rule_counts == 0)) or bool(
+            np.any(ruleset.rule_counts > ruleset.antecedent_counts)
+        ):
+            raise ValueError("a rule's count must be from 1 to its antecedent's count")
         if compiled and SmallQueryIndex is None:
             raise ImportError("http_api._smallquery was not built (no C compiler at install)")
         use_compiled = SmallQueryIndex is not None if compiled is None else compiled
@@ -334,10 +419,16 @@ class Recommender:
             lengths = np.count_nonzero(rows != n_songs, axis=1)
         del repeated
         rows = by_rarity[rows]
-        listed = rows[:, 0].astype(np.int64)
-        list_key = listed * (width + 1) + lengths
-        ranks = _confidence_ranks(ruleset.rule_counts, ruleset.antecedent_counts)
-        keys = ranks.astype(np.uint64) * np.uint64(n_songs) + tie_break[ruleset.consequents]
+        list_key = rows[:, 0].astype(np.int64)
+        list_key *= width + 1
+        list_key += lengths
+        del offsets, lengths
+        # Temporaries of a rule's size dropped once used, products in place: see
+        # _confidence_ranks.
+        keys = _confidence_ranks(ruleset.rule_counts, ruleset.antecedent_counts).view(np.uint64)
+        keys *= np.uint64(n_songs)
+        keys += tie_break[ruleset.consequents]
+        weights = _confidence_weights(ruleset.rule_counts, ruleset.antecedent_counts)
         order, group_starts, group_hashes, codes = _group_by_antecedent(
             rows, list_key, keys, ruleset.consequents, n_songs
         )
@@ -345,6 +436,7 @@ class Recommender:
         rows = rows[order]
         consequents = ruleset.consequents[order].astype(song_id_type)
         keys = keys[order]
+        weights = weights[order]
         group_rows = np.ascontiguousarray(rows[group_starts[:-1]])
         # Songs in no antecedent take no part in enumerating a query's subsets (code 0).
         in_antecedents = np.zeros(n_songs + 1, dtype=np.bool_)
@@ -364,6 +456,8 @@ class Recommender:
                 group_rows=group_rows,
                 row_width=rows.shape[1],
                 keys=_readonly(keys),
+                consequents=_readonly(consequents),
+                weights=_readonly(weights),
                 tie_songs=_readonly(tie_song),
                 popular=_readonly(popular),
             )
@@ -392,6 +486,7 @@ class Recommender:
             song_names=names,
             song_count=n_songs,
             rule_count=n_rules,
+            ranking=ranking,
             _popular=_readonly(popular),
             _exact_ids={name: song for song, name in enumerate(names)},
             _normalised_ids=normalised_ids,
@@ -402,6 +497,7 @@ class Recommender:
             ),
             _consequents=_readonly(consequents),
             _keys=_readonly(keys),
+            _weights=_readonly(weights),
             _song_codes=codes[:n_songs].tolist(),
             _groups=groups,
             _group_starts=_readonly(group_starts).data,
@@ -421,65 +517,107 @@ class Recommender:
     @property
     def index_bytes(self) -> int:
         """Bytes held by the index's numpy arrays (the name tables are per song, not per rule)."""
-        arrays = (self._popular, self._bounds, self._consequents, self._keys, *self._columns)
+        arrays = (
+            self._popular,
+            self._bounds,
+            self._consequents,
+            self._keys,
+            self._weights,
+            *self._columns,
+        )
         views = (self._group_starts, self._group_rows)
         table = 0 if self._compiled is None else self._compiled.table_bytes
         return sum(a.nbytes for a in arrays) + sum(v.nbytes for v in views) + table
 
     def match(self, songs: Sequence[str]) -> list[int]:
         """The distinct song ids a query names (exact name, else normalised form; unknown: none)."""
+        return self._resolve(songs)[0]
+
+    def _resolve(self, songs: Sequence[str]) -> tuple[list[int], list[str]]:
+        """The distinct song ids a query names, and its first UNKNOWN_LIST_LIMIT distinct names
+        that name no song, in query order."""
         found: dict[int, None] = {}
+        unknown: list[str] = []
         for name in dict.fromkeys(songs):
             song = self._exact_ids.get(name)
             if song is None:
                 song = self._normalised_ids.get(normalise_name(name))
-            if song is not None:
-                found[song] = None
-        return list(found)
+                if song is None:
+                    if len(unknown) < UNKNOWN_LIST_LIMIT:
+                        unknown.append(name)
+                    continue
+            found[song] = None
+        return list(found), unknown
 
     def recommend(self, songs: Sequence[str], limit: int = 10) -> list[str]:
         """Up to ``limit`` song names for a query, rule-based first, then the most popular."""
+        return self.explain(songs, limit).songs
+
+    def explain(
+        self, songs: Sequence[str], limit: int = 10, *, ranking: str | None = None
+    ) -> Recommendation:
+        """``recommend``'s answer, how many of its songs came from rules, and the query songs
+        the model does not know; ``ranking`` (one of RANKINGS) overrides the index's own."""
+        ids, from_rules, unknown = self._answer(songs, limit, ranking)
         names = self.song_names
-        return [names[song] for song in self._recommend_ids(songs, limit)]
+        return Recommendation([names[song] for song in ids], from_rules, unknown)
 
     def recommend_json(self, songs: Sequence[str], limit: int = 10) -> bytes:
-        """``recommend``'s answer as a JSON array, exactly as ``json.dumps`` writes it.
+        """``recommend``'s answer as a JSON array, exactly as ``json.dumps`` writes it."""
+        return self.explain_json(songs, limit)[0]
+
+    def explain_json(
+        self, songs: Sequence[str], limit: int = 10, *, ranking: str | None = None
+    ) -> tuple[bytes, int, list[str]]:
+        """``explain``'s answer with its songs as a JSON array, exactly as ``json.dumps`` writes
+        it, then ``from_rules`` and ``unknown``.
 
         Built from each name encoded once per rule set: a third of the cost of encoding the
         list per request.
         """
-        return (
-            b"["
-            + b", ".join(map(self._json_names.__getitem__, self._recommend_ids(songs, limit)))
-            + b"]"
-        )
+        ids, from_rules, unknown = self._answer(songs, limit, ranking)
+        songs_json = b"[" + b", ".join(map(self._json_names.__getitem__, ids)) + b"]"
+        return songs_json, from_rules, unknown
 
-    def _recommend_ids(self, songs: Sequence[str], limit: int) -> list[int]:
-        """The answer as song ids: subset lookups for a few known songs, else the scan."""
+    def _answer(
+        self, songs: Sequence[str], limit: int, ranking: str | None
+    ) -> tuple[list[int], int, list[str]]:
+        """The answer as song ids, how many came from rules, and the unknown query songs:
+        subset lookups for a few known songs, else the scan."""
         if limit < 1:
             raise ValueError(f"limit must be at least 1, not {limit}")
-        matched = self.match(songs)
-        if len(matched) <= FEW_QUERY_SONGS:
-            if self._compiled is not None:
-                ids: list[int] = self._compiled.ids(matched, limit)
-                return ids
-            return self._few_query_ids(matched, limit)
+        summed = _SUMMED.get(self.ranking if ranking is None else ranking)
+        if summed is None:
+            raise ValueError(f"ranking must be one of {', '.join(RANKINGS)}, not {ranking!r}")
+        matched, unknown = self._resolve(songs)
+        if len(matched) > FEW_QUERY_SONGS:
+            ids, from_rules = self._scan_ids(matched, limit, summed)
+        elif self._compiled is not None:
+            ids, from_rules = self._compiled.answer(matched, limit, summed)
+        else:
+            ids, from_rules = self._few_query_ids(matched, limit, summed)
+        return ids, from_rules, unknown
+
+    def _scan_ids(self, matched: list[int], limit: int, summed: bool) -> tuple[list[int], int]:
+        """The answer for many songs (the vectorised scan), and how many came from rules."""
         query = np.array(matched, dtype=np.int64)
         in_query = np.zeros(self.song_count + 1, dtype=np.bool_)
         in_query[query] = True
         in_query[self.song_count] = True  # the padding sentinel counts as present
-        chosen = self._rule_candidates(query, in_query, limit)
-        if len(chosen) < limit:
+        chosen = self._rule_candidates(query, in_query, limit, summed)
+        from_rules = len(chosen)
+        if from_rules < limit:
             excluded = in_query[:-1].copy()
             excluded[chosen] = True
             head = self._popular[: limit + len(query) + len(chosen)]
             fill = head[~excluded[head]][: limit - len(chosen)]
             chosen = np.concatenate((chosen, fill))
         scanned: list[int] = chosen.tolist()
-        return scanned
+        return scanned, from_rules
 
-    def _few_query_ids(self, query: list[int], limit: int) -> list[int]:
-        """The answer for a few songs: look up each subset of Q, merge the runs in Python."""
+    def _few_query_ids(self, query: list[int], limit: int, summed: bool) -> tuple[list[int], int]:
+        """The answer for a few songs (look up each subset of Q, rank the runs found in
+        Python), and how many came from rules."""
         codes = self._song_codes
         subsets = [0]
         for song in query:
@@ -491,25 +629,40 @@ class Recommender:
         excluded = set(query)
         excluded.add(self.song_count)
         assert self._groups is not None, "built for the compiled path"
-        groups, starts, rows, keys, width = (
-            self._groups,
-            self._group_starts,
-            self._group_rows,
-            self._keys_view,
-            self._row_width,
+        groups, rows, width = self._groups, self._group_rows, self._row_width
+        # A hash match is checked against the antecedent itself: exact, not probable.
+        hits = [
+            group
+            for subset in subsets[1:]
+            if (group := groups.get(subset)) is not None
+            and excluded.issuperset(rows[group * width : group * width + width])
+        ]
+        chosen = (
+            self._summed_runs(hits, query, limit)
+            if summed
+            else self._best_of_runs(hits, excluded, limit)
         )
+        from_rules = len(chosen)
+        excluded.update(chosen)
+        # Skips at most |excluded| songs before the answer is full.
+        for song in self._popular_list:
+            if len(chosen) == limit:
+                break
+            if song not in excluded:
+                chosen.append(song)
+        return chosen, from_rules
+
+    def _best_of_runs(self, hits: list[int], excluded: set[int], limit: int) -> list[int]:
+        """The ``best`` candidates of the runs ``hits`` outside ``excluded``, best first (at
+        most ``limit``); they join ``excluded``."""
+        starts, keys = self._group_starts, self._keys_view
         # A run names each consequent once, so its first `limit + |Q|` keys hold its best
         # `limit` candidates outside Q: the rest of the run cannot reach the answer.
-        most = limit + len(query)
+        most = limit + len(excluded) - 1
         pool: list[int] = []
-        for subset in subsets[1:]:
-            group = groups.get(subset)
-            # A hash match is checked against the antecedent itself: exact, not probable.
-            if group is not None and excluded.issuperset(
-                rows[group * width : group * width + width]
-            ):
-                start = starts[group]
-                pool += keys[start : min(starts[group + 1], start + most)]
+        for group in hits:
+            start = starts[group]
+            pool += keys[start : min(starts[group + 1], start + most)]
         pool.sort(reverse=True)
         # Plain loops: for a few dozen items they beat dict.fromkeys/filterfalse/islice chains,
         # whose set-up costs more than the loop.
@@ -521,16 +674,22 @@ class Recommender:
                 excluded.add(song)
                 chosen.append(song)
                 if len(chosen) == limit:
-                    return chosen
-        # Skips at most |excluded| songs before the answer is full.
-        for song in self._popular_list:
-            if song not in excluded:
-                chosen.append(song)
-                if len(chosen) == limit:
                     break
         return chosen
 
-    def _rule_candidates(self, query: I64, in_query: BoolArray, limit: int) -> I64:
+    def _summed_runs(self, hits: list[int], query: list[int], limit: int) -> list[int]:
+        """The ``sum`` candidates of the runs ``hits`` outside Q, best first (at most
+        ``limit``): every rule of every run counts, so whole runs, ranked as the scan ranks."""
+        if not hits:
+            return []
+        starts = self._group_starts
+        rules = np.concatenate([np.arange(starts[group], starts[group + 1]) for group in hits])
+        in_query = np.zeros(self.song_count + 1, dtype=np.bool_)
+        in_query[query] = True
+        ranked: list[int] = self._ranked(rules, in_query, limit, summed=True).tolist()
+        return ranked
+
+    def _rule_candidates(self, query: I64, in_query: BoolArray, limit: int, summed: bool) -> I64:
         """Consequents of the rules with ``A ⊆ Q`` and ``c ∉ Q``, best first, at most ``limit``."""
         if not len(query) or not self.rule_count:
             return np.zeros(0, dtype=np.int64)
@@ -551,9 +710,17 @@ class Recommender:
         # test shrinks the set the next one gathers from.
         for column in self._columns[: longest - 1]:
             rules = rules[in_query[column[rules]]]
+        return self._ranked(rules, in_query, limit, summed)
+
+    def _ranked(self, rules: I64, in_query: BoolArray, limit: int, summed: bool) -> I64:
+        """The consequents not in Q of ``rules`` (all with ``A ⊆ Q``), best first, at most
+        ``limit``: by best key, or by sum of weights then best key."""
         consequents = self._consequents[rules]
         allowed = ~in_query[consequents]
-        consequents, keys = consequents[allowed], self._keys[rules[allowed]]
+        rules, consequents = rules[allowed], consequents[allowed]
+        keys = self._keys[rules]
+        if summed:
+            return self._by_sum(consequents, keys, self._weights[rules], limit)
         if len(keys) <= FEW_MATCHES:
             best: dict[int, int] = {}
             for consequent, key in zip(consequents.tolist(), keys.tolist(), strict=True):
@@ -569,6 +736,34 @@ class Recommender:
             top = np.argpartition(scores, len(scores) - limit)[len(scores) - limit :]
             candidates, scores = candidates[top], scores[top]
         return candidates[np.argsort(scores)[::-1]]
+
+    def _by_sum(self, consequents: IntArray, keys: U64, weights: U32, limit: int) -> I64:
+        """Candidates by the sum of their rules' weights, then their best key (distinct per
+        candidate, so the order is total), at most ``limit``."""
+        if len(keys) <= FEW_MATCHES:
+            sums: dict[int, int] = {}
+            best: dict[int, int] = {}
+            for consequent, key, weight in zip(
+                consequents.tolist(), keys.tolist(), weights.tolist(), strict=True
+            ):
+                sums[consequent] = sums.get(consequent, 0) + weight
+                if key > best.get(consequent, 0):
+                    best[consequent] = key
+            ranked = sorted(sums, key=lambda song: (sums[song], best[song]), reverse=True)
+            return np.array(ranked[:limit], dtype=np.int64)
+        totals = np.zeros(self.song_count, dtype=np.uint64)
+        np.add.at(totals, consequents, weights.astype(np.uint64))
+        best_keys = np.zeros(self.song_count, dtype=np.uint64)
+        np.maximum.at(best_keys, consequents, keys)
+        candidates = np.flatnonzero(best_keys)
+        sums_of, keys_of = totals[candidates], best_keys[candidates]
+        if len(candidates) > limit:
+            # Every candidate whose sum reaches the limit-th largest, equal sums at the edge
+            # included, so that the keys can order them.
+            edge = np.partition(sums_of, len(sums_of) - limit)[len(sums_of) - limit]
+            keep = sums_of >= edge
+            candidates, sums_of, keys_of = candidates[keep], sums_of[keep], keys_of[keep]
+        return candidates[np.lexsort((keys_of, sums_of))[::-1][:limit]]
 
     def search(self, query: str, limit: int = 10) -> list[str]:
         """Autocomplete: names starting with the query, then containing it; most popular first."""

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from http_api.validation import MAX_LIMIT
 from mining.checkpoint import Checkpoint
 from mining.rulesfile import RulesHeader
 from mining.version import __version__
@@ -39,12 +41,28 @@ class Snapshot:
         """The checkpoint's generation time in ns since the epoch."""
         return self.checkpoint.generated_ns
 
+    def answer_tail(self, from_rules: int, unknown: Sequence[str]) -> bytes:
+        """The end of a recommendation from this rule set, after its song list: ``version``,
+        ``model_date``, ``from_rules`` and ``unknown``.
+
+        Without unknown songs (the usual case) it is one of a few strings formatted once per
+        rule set, not once per request.
+        """
+        if not unknown and from_rules < len(self._known_tails):
+            return self._known_tails[from_rules]
+        return self._format_tail(from_rules, unknown)
+
     @functools.cached_property
-    def answer_tail(self) -> bytes:
-        """The end of every recommendation from this rule set, after its song list: formatted
-        once, not once per request."""
+    def _known_tails(self) -> tuple[bytes, ...]:
+        """The tails without unknown songs, by ``from_rules`` up to the largest ``limit``."""
+        return tuple(self._format_tail(from_rules, ()) for from_rules in range(MAX_LIMIT + 1))
+
+    def _format_tail(self, from_rules: int, unknown: Sequence[str]) -> bytes:
         version, model_date = json.dumps(__version__), json.dumps(self.model_date)
-        return f', "version": {version}, "model_date": {model_date}}}'.encode()
+        return (
+            f', "version": {version}, "model_date": {model_date}, '
+            f'"from_rules": {from_rules}, "unknown": {json.dumps(list(unknown))}}}'
+        ).encode()
 
 
 class RulesGate(Protocol):

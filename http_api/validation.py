@@ -17,11 +17,15 @@ from typing import NamedTuple
 
 import orjson
 
+from http_api import encoding
+
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 100
 # The longest track name in the course datasets is 141 characters; 1,000 leaves room for long
 # classical titles while keeping a capped query (1,000 songs) within the default 1 MiB body.
 MAX_SONG_NAME_CHARS = 1000
+# How much of a client's text an error message quotes.
+MAX_QUOTE_CHARS = 60
 
 
 class RecommendRequest(NamedTuple):
@@ -114,12 +118,43 @@ def _decode_with_stdlib(body: bytes) -> _Decoded | RequestError:
     try:
         return _Decoded(json.loads(text))
     except json.JSONDecodeError as exc:
-        return _bad(f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")
+        # json words some errors to end in "at" ("Invalid control character at").
+        reason = exc.msg.removesuffix(" at")
+        return _bad(f"body is not valid JSON: {reason} at line {exc.lineno} column {exc.colno}")
     except RecursionError:
         return _bad("body is not valid JSON: nested too deeply")
     except ValueError as exc:
         # e.g. an integer literal longer than Python's int-parsing limit.
         return _bad(f"body is not valid JSON: {exc}")
+
+
+def decode_content(body: bytes, content_encoding: str, limit: int) -> bytes | RequestError:
+    """``body`` with its ``Content-Encoding`` undone, or what is wrong with it: 415 for a coding
+    this server does not decode, 413 once more than ``limit`` bytes come out (inflating stops
+    there), 400 for data that is not what its coding says."""
+    try:
+        return encoding.decode_content(body, content_encoding, limit)
+    except encoding.UnsupportedCodingError as exc:
+        if "," in exc.coding:
+            return RequestError(415, str(exc))
+        return RequestError(
+            415,
+            f"Content-Encoding {quote(exc.coding)} is not supported; "
+            f"send {', '.join(encoding.CONTENT_CODINGS)}",
+        )
+    except encoding.InflatedTooLargeError:
+        return RequestError(413, f"request body is larger than {limit} bytes")
+    except encoding.ContentCodingError as exc:
+        return _bad(f"body is {exc}")
+
+
+def quote(text: str, limit: int = MAX_QUOTE_CHARS) -> str:
+    """``text`` quoted for an error message: one line, control and other unprintable
+    characters escaped (``repr``), at most ``limit`` characters between the quotes."""
+    quoted = repr(" ".join(text.split()))
+    if len(quoted) > limit + 2:
+        quoted = quoted[: limit - 2] + "..." + quoted[0]
+    return quoted
 
 
 def _kind(value: object) -> str:

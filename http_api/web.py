@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from aiohttp import web
@@ -18,6 +19,9 @@ MAX_SONGS_LIMIT = 50
 # Autocomplete answers 503 at once instead of waiting for the first rules: a keystroke
 # should never hold a connection open, and the page retries with backoff anyway.
 NOT_READY_RETRY_AFTER_SECONDS = 1
+
+# The page's file types, named here rather than by the system's MIME table (which varies).
+_CONTENT_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
 
 # A route: method, path, handler.
 Route = tuple[str, str, Handler]
@@ -52,6 +56,9 @@ def _parse_limit(raw: str | None) -> int:
     # str.isdigit alone would accept non-ASCII digits such as "٥" that int() also takes.
     if not (raw.isascii() and raw.isdigit()):
         raise _BadParameterError(f"limit must be a whole number from 1 to {MAX_SONGS_LIMIT}")
+    # Checked before int(), which refuses over 4,300 digits (a ValueError, not our message).
+    if len(raw.lstrip("0")) > len(str(MAX_SONGS_LIMIT)):
+        raise _BadParameterError(f"limit must be from 1 to {MAX_SONGS_LIMIT}")
     limit = int(raw)
     if not 1 <= limit <= MAX_SONGS_LIMIT:
         raise _BadParameterError(f"limit must be from 1 to {MAX_SONGS_LIMIT}, not {limit}")
@@ -72,10 +79,6 @@ class _WebHandlers:
 
     def __init__(self, gate: RulesGate) -> None:
         self._gate = gate
-
-    async def index(self, request: web.Request) -> web.StreamResponse:
-        """Serve the single page."""
-        return web.FileResponse(STATIC_DIR / "index.html", headers=_PAGE_HEADERS)
 
     async def songs(self, request: web.Request) -> web.Response:
         """Known song names matching ``q`` (prefix matches first, then the most popular)."""
@@ -104,7 +107,7 @@ def web_routes(gate: RulesGate) -> list[Route]:
     """``GET /``, ``GET /api/songs`` and each of the page's files under ``/static/``."""
     handlers = _WebHandlers(gate)
     return [
-        ("GET", "/", handlers.index),
+        ("GET", "/", _static_file(STATIC_DIR / "index.html", _PAGE_HEADERS)),
         ("GET", "/api/songs", handlers.songs),
         *(
             ("GET", f"/static/{path.name}", _static_file(path))
@@ -114,10 +117,24 @@ def web_routes(gate: RulesGate) -> list[Route]:
     ]
 
 
-def _static_file(path: Path) -> Handler:
-    """A handler serving one of the page's files (a route per file: nothing else is reachable)."""
+def _static_file(path: Path, headers: dict[str, str] | None = None) -> Handler:
+    """A handler serving one of the page's files (a route per file: nothing else is reachable).
 
-    async def static_file(request: web.Request) -> web.StreamResponse:
-        return web.FileResponse(path)
+    The files are a few KiB, read once: every answer is the whole file with its ETag, or 304 to
+    a request that has it already. A Range header is ignored (RFC 9110 14.2 allows it), where
+    aiohttp's FileResponse would answer an unsatisfiable range with an empty 416 of its own.
+    """
+    body = path.read_bytes()
+    etag = hashlib.sha256(body).hexdigest()[:20]
+    content_type = _CONTENT_TYPES.get(path.suffix, "application/octet-stream")
+    all_headers = {"Cache-Control": "no-cache", **(headers or {}), "ETag": f'"{etag}"'}
+
+    async def static_file(request: web.Request) -> web.Response:
+        known = request.if_none_match
+        if known is not None and any(tag.value in (etag, "*") for tag in known):
+            return web.Response(status=304, headers=all_headers)
+        return web.Response(
+            body=body, content_type=content_type, charset="utf-8", headers=all_headers
+        )
 
     return static_file

@@ -20,8 +20,8 @@ def fsync_directory(directory: Path) -> None:
 def write_temporary(path: Path, data: bytes) -> Path:
     """Write ``data`` to a new, fsynced ``name.tmp-<random>`` next to ``path``; return its path.
 
-    For callers that commit several files together: stage each, then rename them
-    back to back, so a crash between commits is a window of two renames.
+    For callers that rename the file into place themselves, as the steps of a commit
+    (``mining.datadir``).
     """
     path = Path(path)
     tmp = path.with_name(f"{path.name}.tmp-{secrets.token_hex(6)}")

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mining.atomicfile import atomic_write_bytes
+from mining.quoting import excerpt
+from mining.regularfile import read_regular
 
 CHECKPOINT_FILENAME = "ml_processor_checkpoint.txt"
 # A checkpoint is one short line; anything larger is not ours.
@@ -70,19 +72,16 @@ def parse_checkpoint(text: str) -> Checkpoint:
         )
     version, url, ns_text = fields
     if not ns_text.isdigit():
-        raise CheckpointError(f"checkpoint generation time is not an integer: {ns_text[:40]!r}")
+        raise CheckpointError(f"checkpoint generation time is not an integer: {excerpt(ns_text)}")
     return Checkpoint(version=version, dataset_url=url, generated_ns=int(ns_text))
 
 
 def read_checkpoint(path: Path) -> Checkpoint:
-    """Read and parse a checkpoint file."""
+    """Read and parse a checkpoint file (a regular file of at most MAX_CHECKPOINT_BYTES)."""
     try:
-        with open(path, "rb") as f:
-            raw = f.read(MAX_CHECKPOINT_BYTES + 1)
+        raw = read_regular(path, MAX_CHECKPOINT_BYTES)
     except OSError as exc:
         raise CheckpointError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from exc
-    if len(raw) > MAX_CHECKPOINT_BYTES:
-        raise CheckpointError(f"checkpoint {path} is larger than {MAX_CHECKPOINT_BYTES} bytes")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

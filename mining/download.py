@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -28,6 +29,7 @@ import os
 import random
 import re
 import ssl
+import stat
 import time
 import urllib.parse
 import urllib.request
@@ -40,8 +42,11 @@ import aiohttp
 
 from mining.atomicfile import atomic_write_bytes, fsync_directory
 from mining.checkpoint import normalise_dataset_url
+from mining.quoting import clean, redact_url
+from mining.regularfile import UnsafeFileError, read_regular
+from mining.sizes import format_size
 
-__all__ = ["DownloadError", "normalise_dataset_url", "resolve_dataset"]
+__all__ = ["DownloadError", "DownloadTooLargeError", "normalise_dataset_url", "resolve_dataset"]
 
 logger = logging.getLogger("mining.download")
 
@@ -51,11 +56,17 @@ _PROGRESS_INTERVAL_S = 5.0
 _BACKOFF_BASE_S = 0.5
 # Request Timeout and Too Many Requests say "try again later", unlike the other 4xx.
 _RETRYABLE_4XX = frozenset({408, 429})
+# The sidecar holds a URL and a validator: a few hundred bytes; anything larger is not ours.
+_SIDECAR_BYTES = 64 * 1024
 _CONTENT_RANGE = re.compile(r"bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)")
 
 
 class DownloadError(Exception):
     """One clear line naming the problem (shown to the user)."""
+
+
+class DownloadTooLargeError(DownloadError):
+    """The dataset is larger than the download limit (nothing of it is kept)."""
 
 
 class _RetryableError(Exception):
@@ -69,40 +80,50 @@ def resolve_dataset(
     timeout: float = 30.0,
     max_attempts: int = 6,
     backoff_cap: float = 30.0,
+    max_bytes: int | None = None,
 ) -> Path:
     """Return a local path to read: file:// URLs and plain paths in place, http(s) downloaded.
 
     ``timeout`` bounds connecting and each wait for more body bytes (not the whole
     download, which may legitimately take long); ``max_attempts`` counts
     consecutive attempts that brought no new bytes, so a long download over a
-    flaky link is not abandoned while it advances.
+    flaky link is not abandoned while it advances. A download larger than
+    ``max_bytes`` (a Content-Length, or the bytes received) stops with
+    DownloadTooLargeError and leaves nothing on disk; the partial file never
+    holds more than ``max_bytes``.
     """
     parts = urllib.parse.urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme in ("http", "https"):
         if max_attempts < 1:
             raise ValueError("max_attempts must be >= 1")
-        return _download(url, Path(data_dir), timeout, max_attempts, backoff_cap)
+        return _download(
+            url, Path(data_dir), timeout, max_attempts, backoff_cap, max_bytes=max_bytes
+        )
     if scheme == "file":
         return _readable_file(_file_url_path(url, parts), url)
     if scheme and "://" in url:
         raise DownloadError(
-            f"unsupported dataset URL scheme {scheme!r} in {url} (use http, https, file or a path)"
+            f"unsupported dataset URL scheme {scheme!r} in {redact_url(url)} "
+            "(use http, https, file or a path)"
         )
     return _readable_file(Path(url).expanduser(), url)
 
 
 def _file_url_path(url: str, parts: urllib.parse.SplitResult) -> Path:
     if parts.netloc not in ("", "localhost"):
-        raise DownloadError(f"file URL names a remote host {parts.netloc!r}: {url}")
+        host = urllib.parse.urlsplit(redact_url(url)).netloc
+        raise DownloadError(f"file URL names a remote host {host!r}: {redact_url(url)}")
     if parts.query or parts.fragment:
-        raise DownloadError(f"file URL has '?' or '#' (percent-encode them as %3F, %23): {url}")
+        raise DownloadError(
+            f"file URL has '?' or '#' (percent-encode them as %3F, %23): {redact_url(url)}"
+        )
     return Path(urllib.request.url2pathname(parts.path))
 
 
 def _readable_file(path: Path, url: str) -> Path:
     if not path.exists():
-        origin = "" if str(path) == url else f" (from {url})"
+        origin = "" if str(path) == url else f" (from {redact_url(url)})"
         raise DownloadError(f"dataset file not found: {path}{origin}")
     if not path.is_file():
         raise DownloadError(f"dataset path is not a regular file: {path}")
@@ -134,7 +155,13 @@ def _paths_for(url: str, data_dir: Path) -> _Paths:
 
 
 def _download(
-    url: str, data_dir: Path, timeout: float, max_attempts: int, backoff_cap: float
+    url: str,
+    data_dir: Path,
+    timeout: float,
+    max_attempts: int,
+    backoff_cap: float,
+    *,
+    max_bytes: int | None,
 ) -> Path:
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -142,7 +169,7 @@ def _download(
         raise DownloadError(f"cannot create data directory {data_dir}: {exc.strerror}") from exc
     paths = _paths_for(url, data_dir)
     try:
-        partial = _Partial.acquire(url, paths)
+        partial = _Partial.acquire(url, paths, max_bytes)
     except OSError as exc:
         raise DownloadError(f"cannot write {paths.partial}: {exc.strerror or exc}") from exc
     started = time.monotonic()
@@ -155,17 +182,20 @@ def _download(
             message = f"cannot store the download in {data_dir}: {exc.strerror or exc}"
             raise DownloadError(message) from exc
     seconds = time.monotonic() - started
-    logger.info("downloaded %s: %d bytes in %.2f s to %s", url, size, seconds, paths.final)
+    logger.info(
+        "downloaded %s: %d bytes in %.2f s to %s", redact_url(url), size, seconds, paths.final
+    )
     return paths.final
 
 
 class _Partial:
     """The partial file of one URL, locked against a second downloader, with its sidecar."""
 
-    def __init__(self, url: str, paths: _Paths, file: BinaryIO) -> None:
+    def __init__(self, url: str, paths: _Paths, file: BinaryIO, max_bytes: int | None) -> None:
         self._url = url
         self._paths = paths
         self._file = file
+        self.max_bytes = max_bytes
         # Tracked here because the file object buffers what fstat would not see yet.
         self._size = os.fstat(file.fileno()).st_size
         self.validator: str | None = None
@@ -174,17 +204,24 @@ class _Partial:
         self._written_here = False
 
     @classmethod
-    def acquire(cls, url: str, paths: _Paths) -> _Partial:
+    def acquire(cls, url: str, paths: _Paths, max_bytes: int | None) -> _Partial:
         """Open (creating if needed) and lock the partial file of ``url``."""
-        file = open(paths.partial, "ab")  # noqa: SIM115 - owned and closed by _Partial
+        # O_NONBLOCK: a FIFO put under the partial's name fails here instead of blocking.
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC
+        file = os.fdopen(os.open(paths.partial, flags, 0o644), "ab")
         try:
+            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+                raise UnsafeFileError(errno.EINVAL, "not a regular file")
             fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             file.close()
             raise DownloadError(
-                f"another process is downloading {url} into {paths.partial.parent}"
+                f"another process is downloading {redact_url(url)} into {paths.partial.parent}"
             ) from None
-        partial = cls(url, paths, file)
+        except BaseException:
+            file.close()
+            raise
+        partial = cls(url, paths, file, max_bytes)
         partial._load_sidecar()
         return partial
 
@@ -199,7 +236,7 @@ class _Partial:
 
     def _load_sidecar(self) -> None:
         try:
-            saved = json.loads(self._paths.sidecar.read_text(encoding="utf-8"))
+            saved = json.loads(read_regular(self._paths.sidecar, _SIDECAR_BYTES))
         except (OSError, ValueError):
             saved = {}
         if isinstance(saved, dict) and saved.get("url") == self._url:
@@ -231,6 +268,13 @@ class _Partial:
         atomic_write_bytes(self._paths.sidecar, json.dumps(sidecar).encode("utf-8"))
 
     def write(self, chunk: bytes) -> None:
+        """Append ``chunk``; past ``max_bytes``, empty the partial and raise instead."""
+        if self.max_bytes is not None and self._size + len(chunk) > self.max_bytes:
+            self.restart()
+            raise DownloadTooLargeError(
+                f"{redact_url(self._url)} is larger than the download limit of "
+                f"{format_size(self.max_bytes)}: stopped after receiving that much, kept nothing"
+            )
         self._file.write(chunk)
         self._size += len(chunk)
         self._written_here = True
@@ -259,6 +303,21 @@ def _validator(headers: Mapping[str, str]) -> str | None:
     if etag and not etag.startswith("W/"):
         return etag
     return headers.get("Last-Modified") or None
+
+
+def _reason(response: aiohttp.ClientResponse) -> str:
+    """The server's reason phrase, which may hold anything (terminal escapes included)."""
+    return clean(response.reason or "", 60)
+
+
+def _refuse_too_large(partial: _Partial, total: int | None, url: str) -> None:
+    """Refuse at once a body whose announced size is over the limit."""
+    if partial.max_bytes is not None and total is not None and total > partial.max_bytes:
+        partial.restart()
+        raise DownloadTooLargeError(
+            f"{redact_url(url)} is {total} bytes, larger than the download limit of "
+            f"{format_size(partial.max_bytes)}: not downloaded"
+        )
 
 
 def _one_line(text: str) -> str:
@@ -297,7 +356,7 @@ async def _fetch(
                 problem = str(exc)
             except aiohttp.ClientConnectorCertificateError as exc:
                 raise DownloadError(
-                    _one_line(f"TLS certificate of {url} not trusted: {exc}")
+                    _one_line(f"TLS certificate of {redact_url(url)} not trusted: {exc}")
                 ) from exc
             except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
                 problem = _one_line(f"{type(exc).__name__}: {exc}")
@@ -305,7 +364,7 @@ async def _fetch(
                 problem = f"no data for {timeout:g} s"
             except aiohttp.ClientError as exc:
                 raise DownloadError(
-                    _one_line(f"cannot download {url}: {type(exc).__name__}: {exc}")
+                    _one_line(f"cannot download {redact_url(url)}: {type(exc).__name__}: {exc}")
                 ) from exc
             size = partial.size()
             if size > most_bytes:
@@ -313,12 +372,13 @@ async def _fetch(
             failures += 1
             if failures >= max_attempts:
                 raise DownloadError(
-                    f"cannot download {url}: {problem} ({failures} attempts without progress)"
+                    f"cannot download {redact_url(url)}: {problem} "
+                    f"({failures} attempts without progress)"
                 )
             delay = _backoff_delay(failures, backoff_cap)
             logger.warning(
                 "download of %s failed (%s) at %d bytes; retrying in %.2f s",
-                url,
+                redact_url(url),
                 problem,
                 size,
                 delay,
@@ -339,21 +399,28 @@ async def _attempt(session: aiohttp.ClientSession, url: str, partial: _Partial) 
         if status == 416 and offset:
             _finish_or_restart_after_416(response, partial, offset)
             return
-        if status >= 500 or status in _RETRYABLE_4XX:
-            raise _RetryableError(f"HTTP {status} {response.reason}")
+        if 500 <= status <= 599 or status in _RETRYABLE_4XX:
+            raise _RetryableError(f"HTTP {status} {_reason(response)}")
         if status >= 400:
+            # Past 599 is no HTTP status (RFC 9110 15): a broken server, not a busy one.
             partial.discard()
-            raise DownloadError(f"HTTP {status} {response.reason} for {url}")
+            raise DownloadError(f"HTTP {status} {_reason(response)} for {redact_url(url)}")
         if status == 206 and offset:
             expected = _expected_total_for_range(response, partial, offset)
+            _refuse_too_large(partial, expected, url)
         elif status == 200:
             if offset:
-                logger.info("%s sent the whole file instead of a range; restarting at 0", url)
+                logger.info(
+                    "%s sent the whole file instead of a range; restarting at 0", redact_url(url)
+                )
                 partial.restart()
             expected = response.content_length
+            _refuse_too_large(partial, expected, url)
             partial.record_full_response(_validator(response.headers), expected)
         else:
-            raise DownloadError(f"unexpected HTTP {status} {response.reason} for {url}")
+            raise DownloadError(
+                f"unexpected HTTP {status} {_reason(response)} for {redact_url(url)}"
+            )
         progress = _Progress(url, expected)
         async for chunk in response.content.iter_chunked(_CHUNK_BYTES):
             partial.write(chunk)
@@ -400,7 +467,7 @@ class _Progress:
     """Logs how far a long download got, at most once per interval."""
 
     def __init__(self, url: str, total: int | None) -> None:
-        self._url = url
+        self._url = redact_url(url)
         self._total = total
         self._started = time.monotonic()
         self._last_log = self._started

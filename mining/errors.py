@@ -34,6 +34,6 @@ class OutputError(MiningError):
 
 
 class MemoryBudgetError(MiningError):
-    """Mining would take, or took, more memory than the job may use."""
+    """The parameters need, or the job reached, more memory than MINING_MEMORY_LIMIT allows."""
 
     exit_code = 6

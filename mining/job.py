@@ -1,29 +1,48 @@
 """The mining job: skip when up to date, else fetch, read, mine, derive rules, commit.
 
-The rules file and the checkpoint are both staged (written and fsynced under
-temporary names) before either is renamed into place, rules first: the
-checkpoint is the commit marker, and a kill at any moment leaves the previous
-pair in place except in the window between two back-to-back renames.
+The commit (``mining.datadir``) writes the rules under their generation's name, then the
+checkpoint (the commit marker), then makes ``rules.cbor`` name them and removes the previous
+generation: a kill between any two steps leaves a checkpoint whose rules are on disk, and the
+next run completes an interrupted commit.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import logging
 import os
+import signal
 import time
 import urllib.parse
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
-import numpy as np
-
-from mining.atomicfile import fsync_directory, write_temporary
 from mining.checkpoint import CHECKPOINT_FILENAME, Checkpoint, CheckpointError, read_checkpoint
-from mining.engines import MinedDataset, SongTable
-from mining.errors import DatasetUnavailableError, OutputError
+from mining.datadir import (
+    NotCommittedError,
+    StepHook,
+    commit_rules,
+    finish_commit,
+    generation_files,
+    generation_of,
+    read_committed_rules,
+    temporary_files,
+)
+from mining.errors import (
+    DatasetUnavailableError,
+    MemoryBudgetError,
+    MiningInputError,
+    OutputError,
+    SettingsError,
+)
+from mining.guard import report, run_guarded
+from mining.memory import DEFAULT_SHARE, memory_limits, release_free_memory, tree_memory
+from mining.pipeline import ADVICE, MinedRules, memory_budget, mine_ruleset
+from mining.quoting import redact_url
 from mining.rulesfile import (
     RULES_FILENAME,
     MiningParameters,
@@ -31,10 +50,10 @@ from mining.rulesfile import (
     RulesFileError,
     RulesHeader,
     encode_rules,
-    pack_rules,
-    read_rules,
 )
 from mining.settings import Settings
+from mining.sizes import format_size
+from mining.support import spec_text
 from mining.version import __version__
 
 logger = logging.getLogger("mining")
@@ -42,6 +61,15 @@ logger = logging.getLogger("mining")
 # Held (flock) for the whole run, so two jobs on one DATA_DIR take turns; the
 # second then usually finds the rules up to date. The kernel drops it on any exit.
 LOCK_FILENAME = ".mining.lock"
+# Encoding the rules file holds each packed array about three times: the array, its bytes
+# for the CBOR tag, and the encoded document.
+ENCODE_COPIES = 3
+
+# A test hook, not a setting: with MINING_TEST_KILL_AT_COMMIT_STEP=k the job SIGKILLs itself
+# right after step k of the commit (0: before anything is written), so that tests can show that
+# a kill between any two steps leaves rules to serve. It can do nothing an outside `kill -9`
+# cannot, and the commit is built to survive that at every step.
+KILL_HOOK_VARIABLE = "MINING_TEST_KILL_AT_COMMIT_STEP"
 
 
 @dataclass(frozen=True)
@@ -50,8 +78,9 @@ class Freshness:
 
     up_to_date: bool
     detail: str
-    # The header of the rules in place, when they are up to date.
+    # The header of the rules in place, and the file they were read from, when up to date.
     header: RulesHeader | None = None
+    rules_path: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -64,9 +93,14 @@ class JobOutcome:
 
 
 def _describe(parameters: MiningParameters) -> str:
+    auto = (
+        f" auto_floor={parameters.auto_floor} auto_max_rules={parameters.auto_max_rules}"
+        if parameters.auto_floor is not None
+        else ""
+    )
     return (
-        f"min_support={parameters.min_support!r} min_confidence={parameters.min_confidence!r} "
-        f"max_len={parameters.max_len}"
+        f"min_support={spec_text(parameters.min_support)} "
+        f"min_confidence={parameters.min_confidence!r} max_len={parameters.max_len}{auto}"
     )
 
 
@@ -81,24 +115,22 @@ def check_freshness(settings: Settings) -> Freshness:
         return Freshness(False, f"checkpoint is from version {checkpoint.version}")
     url = settings.normalised_url
     if checkpoint.dataset_url != url:
-        return Freshness(False, f"dataset URL changed (was {checkpoint.dataset_url})")
+        return Freshness(False, f"dataset URL changed (was {redact_url(checkpoint.dataset_url)})")
     try:
-        header = read_rules(data_dir / RULES_FILENAME).header
+        rules_path, ruleset = read_committed_rules(data_dir, checkpoint)
+    except NotCommittedError:
+        return Freshness(False, "rules file does not match the checkpoint (an interrupted run?)")
     except RulesFileError as exc:
         return Freshness(False, f"rules file unusable ({exc})")
-    if (header.generated_ns, header.dataset_url, header.package_version) != (
-        checkpoint.generated_ns,
-        checkpoint.dataset_url,
-        checkpoint.version,
-    ):
-        return Freshness(False, "rules file does not match the checkpoint (an interrupted run?)")
+    header = ruleset.header
     if header.parameters != settings.parameters:
         return Freshness(False, f"parameters changed (were {_describe(header.parameters)})")
     return Freshness(
         True,
-        f"{header.rule_count} rules from {url} mined at {checkpoint.model_date} UTC "
+        f"{header.rule_count} rules from {redact_url(url)} mined at {checkpoint.model_date} UTC "
         f"with {_describe(header.parameters)}",
         header,
+        rules_path,
     )
 
 
@@ -122,21 +154,48 @@ def _exclusive(data_dir: Path) -> Iterator[None]:
 
 def _remove_leftovers(data_dir: Path) -> None:
     """Delete temporary files of runs that were killed (safe: we hold the lock)."""
-    for name in (RULES_FILENAME, CHECKPOINT_FILENAME):
-        for leftover in data_dir.glob(f"{name}.tmp-*"):
-            with contextlib.suppress(FileNotFoundError):
-                leftover.unlink()
-                logger.info("removed %s, left by an interrupted run", leftover.name)
+    for leftover in temporary_files(data_dir):
+        with contextlib.suppress(FileNotFoundError):
+            leftover.unlink()
+            logger.info("removed %s, left by an interrupted run", leftover.name)
+
+
+def _finish_interrupted_commit(data_dir: Path, committed: Path) -> None:
+    """Complete the commit of a killed run: ``rules.cbor``, older generations, temporaries."""
+    _remove_leftovers(data_dir)
+    try:
+        if generation_of(committed.name) is not None:
+            changed = finish_commit(data_dir, committed)
+        else:
+            # rules.cbor itself is committed (an older job wrote it): no generation is.
+            changed = []
+            for orphan in generation_files(data_dir):
+                orphan.unlink(missing_ok=True)
+                changed.append(f"removed {orphan.name}")
+    except OSError as exc:
+        raise OutputError(f"cannot write to {data_dir}: {exc.strerror or exc}") from exc
+    if changed:
+        logger.info("finished the commit of an interrupted run: %s", "; ".join(changed))
 
 
 def _fetch(settings: Settings) -> tuple[Path, bool]:
     """The local dataset file, and whether it was downloaded into DATA_DIR (ours to delete)."""
     # Imported here: aiohttp is only needed when the job really mines.
-    from mining.download import DownloadError, resolve_dataset  # noqa: PLC0415
+    from mining.download import (  # noqa: PLC0415
+        DownloadError,
+        DownloadTooLargeError,
+        resolve_dataset,
+    )
 
     started = time.perf_counter()
     try:
-        path = resolve_dataset(settings.dataset_url, settings.data_dir)
+        path = resolve_dataset(
+            settings.dataset_url, settings.data_dir, max_bytes=settings.max_download_bytes
+        )
+    except DownloadTooLargeError as exc:
+        raise MiningInputError(
+            f"{exc}; raise MAX_DOWNLOAD_SIZE if the dataset is really that large"
+        ) from exc
     except DownloadError as exc:
         raise DatasetUnavailableError(str(exc)) from exc
     size, seconds = path.stat().st_size, time.perf_counter() - started
@@ -148,43 +207,73 @@ def _fetch(settings: Settings) -> tuple[Path, bool]:
     return path, downloaded
 
 
-def _commit(data_dir: Path, ruleset: RuleSet, checkpoint: Checkpoint) -> int:
-    """Stage rules and checkpoint, then rename rules, then checkpoint; return the rules' bytes."""
-    rules_path, checkpoint_path = data_dir / RULES_FILENAME, data_dir / CHECKPOINT_FILENAME
-    data = encode_rules(ruleset)
-    staged: list[Path] = []
+def _kill_hook() -> StepHook:
+    """The commit's step hook: SIGKILL after the step KILL_HOOK_VARIABLE names, if set."""
+    raw = os.environ.get(KILL_HOOK_VARIABLE, "").strip()
+    if not raw:
+        return lambda _step: None
+    if not raw.isdigit():
+        raise SettingsError(f"{KILL_HOOK_VARIABLE}={raw!r} is not a step number (a test hook)")
+    target, steps = int(raw), itertools.count()
+
+    def after_step(step: str) -> None:
+        if next(steps) == target:
+            logger.warning("test hook %s: killing the job after step %s", KILL_HOOK_VARIABLE, step)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return after_step
+
+
+def _refuse_empty(settings: Settings, ruleset: RuleSet) -> None:
+    """Zero rules is almost always a support or confidence set too high: say so, change nothing."""
+    if ruleset.header.rule_count or settings.allow_empty_rules:
+        return
     try:
-        staged.append(write_temporary(rules_path, data))
-        staged.append(write_temporary(checkpoint_path, checkpoint.to_line().encode("utf-8")))
-        os.replace(staged[0], rules_path)
-        os.replace(staged[1], checkpoint_path)
-        fsync_directory(data_dir)
+        kept = f"the rules of {read_checkpoint(settings.data_dir / CHECKPOINT_FILENAME).model_date}"
+        kept += " stay in place"
+    except CheckpointError:
+        kept = "nothing was written"
+    h = ruleset.header
+    raise MiningInputError(
+        f"the dataset gives 0 rules with {_describe(h.parameters)} ({h.transactions} playlists, "
+        f"{h.song_count} songs): {kept}; lower MIN_SUPPORT or MIN_CONFIDENCE, or set "
+        "ALLOW_EMPTY_RULES=1 to commit an empty rule set (the server then answers with the most "
+        "popular songs only)"
+    )
+
+
+def _commit(settings: Settings, ruleset: RuleSet, checkpoint: Checkpoint) -> int:
+    """Commit the rules and the checkpoint (see mining.datadir); return the rules' bytes."""
+    _refuse_empty(settings, ruleset)
+    try:
+        data = encode_rules(ruleset)
+    except RulesFileError as exc:
+        # What a reader would refuse is never written (see rulesfile.check_size).
+        raise MiningInputError(
+            f"these rules cannot be written: {exc}; raise MIN_SUPPORT or MIN_CONFIDENCE for "
+            "fewer rules"
+        ) from exc
+    data_dir = settings.data_dir
+    try:
+        commit_rules(data_dir, data, checkpoint, _kill_hook())
     except OSError as exc:
         raise OutputError(f"cannot write to {data_dir}: {exc.strerror or exc}") from exc
-    finally:
-        for path in staged:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
     return len(data)
 
 
-def _read_and_mine(settings: Settings) -> MinedDataset:
-    """Read the dataset into memory and mine it with mlxtend or pyfim."""
-    # Imported here: pyarrow and the engines take a second or more to import, and a
-    # skipped run needs none of them.
-    from mining.engines import mine_itemsets  # noqa: PLC0415
+def _read_and_mine(path: Path, downloaded: bool, settings: Settings, limit: int) -> MinedRules:
+    """The guarded worker's part: read the dataset and mine it (no output is written here)."""
     from mining.reader import read_playlists  # noqa: PLC0415
-    from mining.rules import min_count  # noqa: PLC0415
 
-    path, downloaded = _fetch(settings)
-
+    report("read", f"reading {path}")
     started = time.perf_counter()
-    playlist_file = read_playlists(path)
+    playlist_file = read_playlists(path, settings.max_input_bytes)
     if downloaded:
         # Read into memory now; the shared volume keeps only the rules (a later run that must
         # mine downloads afresh anyway).
         path.unlink(missing_ok=True)
     transactions = playlist_file.transactions
+    release_free_memory()
     logger.info(
         "read: %d rows (%d skipped: empty pid or track_name), %d playlists, %d songs, in %.2f s",
         playlist_file.rows,
@@ -193,73 +282,90 @@ def _read_and_mine(settings: Settings) -> MinedDataset:
         len(transactions.song_names),
         time.perf_counter() - started,
     )
-    songs = SongTable(
-        playlist_file.rows,
-        playlist_file.skipped_rows,
-        transactions.playlists,
-        transactions.song_names,
-        transactions.song_counts,
+    return mine_ruleset(transactions, settings, limit=limit)
+
+
+def _check_room_to_write(ruleset: RuleSet, limit: int) -> None:
+    """Refuse before encoding when the rules file cannot be built within the budget."""
+    arrays = sum(
+        a.nbytes
+        for a in (
+            ruleset.antecedent_offsets,
+            ruleset.antecedent_songs,
+            ruleset.consequents,
+            ruleset.rule_counts,
+            ruleset.antecedent_counts,
+        )
     )
-    started = time.perf_counter()
-    threshold = min_count(settings.min_support, transactions.playlists)
-    itemsets = mine_itemsets(transactions, threshold, settings.max_len, settings.engine)
-    return MinedDataset(songs, threshold, itemsets, time.perf_counter() - started)
+    # Encoding copies each array into a CBOR byte string and then into the document.
+    needed = tree_memory(os.getpid()) + ENCODE_COPIES * arrays
+    if needed > limit:
+        raise MemoryBudgetError(
+            f"memory budget exceeded before writing: {ruleset.header.rule_count:,} rules need "
+            f"about {format_size(needed)} to encode, over the {format_size(limit)} budget "
+            f"(MINING_MEMORY_LIMIT); {ADVICE}"
+        )
+
+
+def _spark_source(settings: Settings) -> tuple[str | Path, bool]:
+    """What MINING_ENGINE=spark reads: the fetched file, or a Hadoop URL Spark reads itself."""
+    from mining.spark import is_job_readable  # noqa: PLC0415
+
+    if is_job_readable(settings.dataset_url):
+        return _fetch(settings)
+    logger.info("download: not needed, Spark reads %s itself", redact_url(settings.dataset_url))
+    return settings.dataset_url, False
 
 
 def _mine(settings: Settings, url: str) -> JobOutcome:
-    from mining.rules import derive_rules, min_count  # noqa: PLC0415
-
     if settings.engine == "spark":
-        # Spark reads the dataset itself, on a cluster's executors when it has one.
-        from mining.spark import mine_dataset  # noqa: PLC0415
+        # Spark reads the dataset itself (on a cluster's executors when it has them).
+        from mining.spark import read_and_mine  # noqa: PLC0415
 
-        mined = mine_dataset(
-            settings, _fetch, lambda songs: min_count(settings.min_support, songs.playlists)
+        source, downloaded = _spark_source(settings)
+        worker: Callable[[Any, bool, Settings, int], MinedRules] = read_and_mine
+    else:
+        source, downloaded = _fetch(settings)
+        worker = _read_and_mine
+    limit = memory_budget(settings)
+    if settings.memory_limit is None:
+        logger.info(
+            "memory: budget %s, %d%% of the memory this process may use (%s); "
+            "MINING_MEMORY_LIMIT sets it",
+            format_size(limit),
+            round(DEFAULT_SHARE * 100),
+            memory_limits().describe(),
         )
     else:
-        mined = _read_and_mine(settings)
-    songs, itemsets = mined.songs, mined.itemsets
+        logger.info("memory: budget %s (MINING_MEMORY_LIMIT)", format_size(limit))
+    guarded = run_guarded(
+        worker,
+        source,
+        downloaded,
+        settings,
+        limit,
+        limit=limit,
+        advice=ADVICE,
+        heartbeat_seconds=settings.heartbeat_seconds,
+    )
+    mined = guarded.value
     logger.info(
-        "mine: %d frequent itemsets (in >= %d of %d playlists, <= %d songs, engine %s), in %.2f s",
-        len(itemsets),
-        mined.min_count,
-        songs.playlists,
-        settings.max_len,
-        settings.engine,
-        mined.seconds,
+        "memory: peak %s resident in the worker, %s in all the job's processes as polled "
+        "(estimated: %s for mining over the data read), budget %s",
+        format_size(guarded.worker_peak_rss),
+        format_size(guarded.peak_tree_bytes),
+        format_size(mined.estimated_bytes),
+        format_size(limit),
     )
 
     started = time.perf_counter()
-    rules = derive_rules(itemsets, settings.min_confidence)
-    del itemsets
-    packed = pack_rules(rules)
-    logger.info(
-        "rules: %d rules (confidence >= %r), in %.2f s",
-        len(rules),
-        settings.min_confidence,
-        time.perf_counter() - started,
-    )
-
-    started = time.perf_counter()
+    _check_room_to_write(mined.ruleset, limit)
     # One clock reading for both files: the server checks that they agree.
     generated_ns = time.time_ns()
-    header = RulesHeader(
-        package_version=__version__,
-        dataset_url=url,
-        generated_ns=generated_ns,
-        parameters=settings.parameters,
-        engine=settings.engine,
-        transactions=songs.playlists,
-        song_count=len(songs.song_names),
-        rule_count=len(rules),
+    ruleset = replace(
+        mined.ruleset, header=replace(mined.ruleset.header, generated_ns=generated_ns)
     )
-    ruleset = RuleSet(
-        header,
-        songs.song_names,
-        songs.song_counts.astype(np.uint32),
-        *packed,
-    )
-    size = _commit(settings.data_dir, ruleset, Checkpoint(__version__, url, generated_ns))
+    size = _commit(settings, ruleset, Checkpoint(__version__, url, generated_ns))
     logger.info(
         "write: %d bytes to %s, then %s, in %.2f s",
         size,
@@ -267,7 +373,7 @@ def _mine(settings: Settings, url: str) -> JobOutcome:
         CHECKPOINT_FILENAME,
         time.perf_counter() - started,
     )
-    return JobOutcome(skipped=False, rules=len(rules), generated_ns=generated_ns)
+    return JobOutcome(skipped=False, rules=ruleset.header.rule_count, generated_ns=generated_ns)
 
 
 def run_job(settings: Settings) -> JobOutcome:
@@ -276,7 +382,8 @@ def run_job(settings: Settings) -> JobOutcome:
     url = settings.normalised_url
     with _exclusive(settings.data_dir):
         freshness = check_freshness(settings)
-        if freshness.header is not None:
+        if freshness.header is not None and freshness.rules_path is not None:
+            _finish_interrupted_commit(settings.data_dir, freshness.rules_path)
             logger.info("up to date: %s; nothing to do", freshness.detail)
             return JobOutcome(True, freshness.header.rule_count, freshness.header.generated_ns)
         logger.info("not up to date, mining: %s", freshness.detail)

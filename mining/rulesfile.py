@@ -8,6 +8,8 @@ of numpy arrays instead of millions of Python objects. See docs/rules-format.md.
 
 from __future__ import annotations
 
+import errno
+import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +20,14 @@ import numpy as np
 import numpy.typing as npt
 
 from mining.atomicfile import atomic_write_bytes
+from mining.regularfile import UnsafeFileError, open_regular, read_exactly
+from mining.support import (
+    SupportSpec,
+    SupportSpecError,
+    fixed_count,
+    parse_support,
+    spec_text,
+)
 
 RULES_FILENAME = "rules.cbor"
 FORMAT_NAME = "playlist-recommender/rules"
@@ -27,18 +37,39 @@ TAG_UINT32_LE = 70
 
 U32 = npt.NDArray[np.uint32]
 
+# Bounds a reader checks before reading the whole file (see docs/rules-format.md): 30 million
+# rules fit in 1 GiB, ~90 times the largest real rule set; "format", "format_version" and
+# "header" come first and fit in the first 64 KiB; the song names average at most 1 KiB.
+MAX_RULES_FILE_BYTES = 1 << 30
+HEADER_PREFIX_BYTES = 64 * 1024
+MAX_MEAN_SONG_NAME_BYTES = 1024
+# Besides the arrays and the names: the header (inside the prefix), and the other map keys and
+# CBOR heads (well under 1 KiB).
+_OVERHEAD_BYTES = HEADER_PREFIX_BYTES + 1024
+
 
 class RulesFileError(ValueError):
     """The rules file is unreadable, truncated, inconsistent or of an unknown format."""
 
 
+class RulesFileMissingError(RulesFileError):
+    """There is no file under that name."""
+
+
 @dataclass(frozen=True)
 class MiningParameters:
-    """The parameters a rule set was mined with (a change means: mine again)."""
+    """The parameters a rule set was asked for (a change means: mine again).
 
-    min_support: float
+    ``min_support`` is what the user gave: a fraction, ``"N playlists"`` or ``"auto"``
+    (see ``mining.support``); the count it resolved to is ``RulesHeader.min_count``. The
+    ``auto_*`` bounds are set only for ``auto``, the one spec they change.
+    """
+
+    min_support: SupportSpec
     min_confidence: float
     max_len: int
+    auto_floor: int | None = None
+    auto_max_rules: int | None = None
 
 
 @dataclass(frozen=True)
@@ -53,7 +84,17 @@ class RulesHeader:
     transactions: int
     song_count: int
     rule_count: int
+    # Playlists an itemset had to be in; derived from a fraction when not given.
+    min_count: int | None = None
     format_version: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        if self.min_count is None:
+            count = fixed_count(self.parameters.min_support, self.transactions)
+            if count is None:
+                raise ValueError("min_count is required for an 'auto' support")
+            # Frozen: the derived default is set once, here.
+            object.__setattr__(self, "min_count", count)
 
 
 @dataclass(frozen=True, eq=False)
@@ -137,7 +178,7 @@ def _typed(array: U32) -> cbor2.CBORTag:
 
 
 def encode_rules(ruleset: RuleSet) -> bytes:
-    """Serialise a rule set (validated first) to CBOR bytes."""
+    """Serialise a rule set (validated first) to CBOR bytes a reader will accept."""
     validate(ruleset)
     h = ruleset.header
     document = {
@@ -147,11 +188,7 @@ def encode_rules(ruleset: RuleSet) -> bytes:
             "package_version": h.package_version,
             "dataset_url": h.dataset_url,
             "generated_ns": h.generated_ns,
-            "parameters": {
-                "min_support": h.parameters.min_support,
-                "min_confidence": h.parameters.min_confidence,
-                "max_len": h.parameters.max_len,
-            },
+            "parameters": _encode_parameters(h),
             "engine": h.engine,
             "transactions": h.transactions,
             "song_count": h.song_count,
@@ -169,7 +206,63 @@ def encode_rules(ruleset: RuleSet) -> bytes:
             "antecedent_counts": _typed(ruleset.antecedent_counts),
         },
     }
-    return cbor2.dumps(document)
+    data = cbor2.dumps(document)
+    # The writer refuses what every reader would: the same checks on the same bytes.
+    check_size(decode_header_prefix(data[:HEADER_PREFIX_BYTES]), len(data))
+    return data
+
+
+def _encode_parameters(header: RulesHeader) -> dict[str, Any]:
+    p = header.parameters
+    count = header.min_count
+    assert count is not None  # set by RulesHeader.__post_init__
+    # min_support stays a number, as readers of the first files expect: the fraction
+    # given, or for the other specs the fraction the count amounts to.
+    if not isinstance(p.min_support, str):
+        fraction = float(p.min_support)
+    else:
+        fraction = count / header.transactions if header.transactions else 1.0
+    encoded: dict[str, Any] = {
+        "min_support": fraction,
+        "min_confidence": p.min_confidence,
+        "max_len": p.max_len,
+        "min_support_requested": spec_text(p.min_support),
+        "min_count": count,
+    }
+    if p.auto_floor is not None:
+        encoded["auto_floor"] = p.auto_floor
+    if p.auto_max_rules is not None:
+        encoded["auto_max_rules"] = p.auto_max_rules
+    return encoded
+
+
+def _decode_parameters(p: Any, transactions: int) -> tuple[MiningParameters, int]:
+    """The requested parameters and the resolved count (derived for files that predate it)."""
+    fraction = float(_get(p, "min_support", (int, float), "parameters"))
+    requested: SupportSpec = fraction
+    if "min_support_requested" in p:
+        text = _get(p, "min_support_requested", str, "parameters")
+        try:
+            requested = parse_support(text)
+        except SupportSpecError as exc:
+            raise RulesFileError(f"rules file: parameters.min_support_requested: {exc}") from exc
+    optional = {
+        name: _get(p, name, int, "parameters") if name in p else None
+        for name in ("min_count", "auto_floor", "auto_max_rules")
+    }
+    count = optional["min_count"]
+    if count is None:
+        count = fixed_count(requested, transactions)
+        if count is None:
+            raise RulesFileError("rules file: parameters.min_count is missing for 'auto'")
+    parameters = MiningParameters(
+        min_support=requested,
+        min_confidence=float(_get(p, "min_confidence", (int, float), "parameters")),
+        max_len=_get(p, "max_len", int, "parameters"),
+        auto_floor=optional["auto_floor"],
+        auto_max_rules=optional["auto_max_rules"],
+    )
+    return parameters, count
 
 
 def write_rules(path: Path, ruleset: RuleSet) -> int:
@@ -211,20 +304,87 @@ def decode_header(document: Any) -> RulesHeader:
         )
     h = _get(document, "header", dict, "document")
     p = _get(h, "parameters", dict, "header")
+    transactions = _get(h, "transactions", int, "header")
+    parameters, count = _decode_parameters(p, transactions)
     return RulesHeader(
         package_version=_get(h, "package_version", str, "header"),
         dataset_url=_get(h, "dataset_url", str, "header"),
         generated_ns=_get(h, "generated_ns", int, "header"),
-        parameters=MiningParameters(
-            min_support=float(_get(p, "min_support", (int, float), "parameters")),
-            min_confidence=float(_get(p, "min_confidence", (int, float), "parameters")),
-            max_len=_get(p, "max_len", int, "parameters"),
-        ),
+        parameters=parameters,
         engine=_get(h, "engine", str, "header"),
-        transactions=_get(h, "transactions", int, "header"),
+        transactions=transactions,
         song_count=_get(h, "song_count", int, "header"),
         rule_count=_get(h, "rule_count", int, "header"),
+        min_count=count,
     )
+
+
+def decode_header_prefix(prefix: bytes) -> RulesHeader:
+    """The header from the first bytes of a rules file, without decoding the rest.
+
+    The document is a map whose first entries are "format", "format_version" and "header";
+    each entry is decoded on its own, so the song table and the rules are never touched.
+    """
+    stream = io.BytesIO(prefix)
+    decoder = cbor2.CBORDecoder(stream)
+    first = stream.read(1)
+    if not first or first[0] >> 5 != 5 or 28 <= first[0] & 31 <= 30:
+        raise RulesFileError("not a playlist-recommender rules file (not a CBOR map)")
+    info = first[0] & 31
+    if info < 24:
+        wanted = min(3, info)  # a short map: the entry count is in the first byte
+    else:
+        # The count follows in 1, 2, 4 or 8 bytes (none: indefinite length); the loop below
+        # needs only the first three entries.
+        length_bytes = {24: 1, 25: 2, 26: 4, 27: 8}.get(info, 0)
+        wanted = min(3, int.from_bytes(stream.read(length_bytes), "big")) if length_bytes else 3
+    entries: dict[object, object] = {}
+    try:
+        while len(entries) < wanted:
+            key = decoder.decode()
+            entries[key] = decoder.decode()
+    except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError) as exc:
+        if isinstance(exc, cbor2.CBORDecodeEOF) and len(prefix) >= HEADER_PREFIX_BYTES:
+            raise RulesFileError(
+                f"rules file: the header does not fit in the first {HEADER_PREFIX_BYTES} bytes"
+            ) from exc
+        raise RulesFileError(f"rules file is not valid CBOR (truncated?): {exc}") from exc
+    return decode_header(entries)
+
+
+def size_bounds(header: RulesHeader) -> tuple[int, int]:
+    """The fewest and the most bytes a rules file with this header can take."""
+    songs, rules = header.song_count, header.rule_count
+    longest_antecedent = max(1, min(header.parameters.max_len - 1, songs))
+    # Arrays that are exactly sized by the header, and antecedents of at least one song each.
+    fixed = 4 * songs + 4 * (rules + 1) + 3 * 4 * rules
+    least = fixed + 4 * rules + songs  # every name takes at least its one-byte CBOR head
+    most = (
+        fixed
+        + 4 * rules * longest_antecedent
+        + songs * (9 + MAX_MEAN_SONG_NAME_BYTES)
+        + _OVERHEAD_BYTES
+    )
+    return least, most
+
+
+def check_size(header: RulesHeader, size: int) -> None:
+    """Raise RulesFileError unless a file of ``size`` bytes can hold what ``header`` says."""
+    if size > MAX_RULES_FILE_BYTES:
+        raise RulesFileError(
+            f"rules file is {size} bytes, larger than the {MAX_RULES_FILE_BYTES} a reader accepts"
+        )
+    least, most = size_bounds(header)
+    if size < least:
+        raise RulesFileError(
+            f"rules file is truncated: {size} bytes, fewer than the {least} its header "
+            f"({header.song_count} songs, {header.rule_count} rules) needs"
+        )
+    if size > most:
+        raise RulesFileError(
+            f"rules file is {size} bytes, more than the {most} its header "
+            f"({header.song_count} songs, {header.rule_count} rules) allows"
+        )
 
 
 def decode_rules(data: bytes) -> RuleSet:
@@ -253,13 +413,36 @@ def decode_rules(data: bytes) -> RuleSet:
     return ruleset
 
 
-def read_rules(path: Path) -> RuleSet:
-    """Read and validate a rules file."""
+def _read(path: Path, whole: bool) -> tuple[RulesHeader, bytes]:
+    """The header, and the whole file if ``whole``; every bound checked before reading on."""
     try:
-        data = Path(path).read_bytes()
+        with open_regular(Path(path)) as (file, size):
+            if size > MAX_RULES_FILE_BYTES:
+                raise UnsafeFileError(
+                    errno.EFBIG, f"{size} bytes, larger than the {MAX_RULES_FILE_BYTES} accepted"
+                )
+            header = decode_header_prefix(file.read(HEADER_PREFIX_BYTES))
+            check_size(header, size)
+            if not whole:
+                return header, b""
+            file.seek(0)
+            return header, read_exactly(file, size)
+    except FileNotFoundError as exc:
+        raise RulesFileMissingError(f"cannot read rules file {path}: {exc.strerror}") from exc
     except OSError as exc:
         raise RulesFileError(f"cannot read rules file {path}: {exc.strerror or exc}") from exc
+
+
+def read_rules(path: Path) -> RuleSet:
+    """Read and validate a rules file (a regular file; its size checked against its header)."""
+    _, data = _read(path, whole=True)
     return decode_rules(data)
+
+
+def read_rules_header(path: Path) -> RulesHeader:
+    """Read only the header of a rules file (its first bytes), checked as read_rules does."""
+    header, _ = _read(path, whole=False)
+    return header
 
 
 def validate(ruleset: RuleSet) -> None:

@@ -22,6 +22,7 @@ import hashlib
 import io
 import itertools
 import math
+import os
 import random
 import sys
 from collections.abc import Iterator, Sequence
@@ -251,20 +252,41 @@ def write_csv(spec: SampleSpec, songs: Sequence[Song], out: io.TextIOBase) -> in
 def write_sample(spec: SampleSpec, output: Path, songs_csv: Path = SONGS_CSV) -> int:
     """Write the sample to ``output`` (gzip if it ends in ``.gz``); return the number of rows.
 
-    The gzip header carries no file name and mtime 0, so the bytes depend only on the content.
+    Playlists are written as they are drawn, so a million need no more memory than ten
+    (~25 MiB). They go to ``output.partial`` first, renamed when complete: an interrupted
+    run never leaves a truncated file under the name asked for. The gzip header carries
+    no file name and mtime 0, so the bytes depend only on the content.
     """
     songs = load_songs(songs_csv)
     # Refuse bad knobs before creating the output file.
     _check_fits(spec, songs)
-    with open(output, "wb") as raw:
-        if output.name.endswith(".gz"):
-            with (
-                gzip.GzipFile(fileobj=raw, mode="wb", filename="", mtime=0, compresslevel=9) as gz,
-                io.TextIOWrapper(gz, encoding="utf-8", newline="") as text,
-            ):
-                return write_csv(spec, songs, text)
-        with io.TextIOWrapper(raw, encoding="utf-8", newline="") as text:
-            return write_csv(spec, songs, text)
+    partial = output.with_name(output.name + ".partial")
+    try:
+        with open(partial, "wb") as raw:
+            if output.name.endswith(".gz"):
+                with (
+                    gzip.GzipFile(
+                        fileobj=raw, mode="wb", filename="", mtime=0, compresslevel=9
+                    ) as gz,
+                    io.TextIOWrapper(gz, encoding="utf-8", newline="") as text,
+                ):
+                    rows = write_csv(spec, songs, text)
+            else:
+                with io.TextIOWrapper(raw, encoding="utf-8", newline="") as text:
+                    rows = write_csv(spec, songs, text)
+        os.replace(partial, output)
+    finally:
+        partial.unlink(missing_ok=True)
+    return rows
+
+
+_HELP = {
+    "seed": "random seed; the same seed and knobs write the same bytes (default: %(default)s)",
+    "playlists": (
+        "how many playlists (default: %(default)s, the bundled sample); streamed to disk, "
+        "so 1,000,000 need no more memory than 900"
+    ),
+}
 
 
 def _parse_args(argv: Sequence[str] | None) -> tuple[SampleSpec, Path]:
@@ -275,7 +297,12 @@ def _parse_args(argv: Sequence[str] | None) -> tuple[SampleSpec, Path]:
     )
     parser.add_argument("-o", "--output", type=Path, required=True, help="CSV path (.gz: gzip)")
     for name, value in vars(defaults).items():
-        parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
+        parser.add_argument(
+            f"--{name.replace('_', '-')}",
+            type=type(value),
+            default=value,
+            help=_HELP.get(name, "default: %(default)s"),
+        )
     args = vars(parser.parse_args(argv))
     output = args.pop("output")
     return SampleSpec(**args), output

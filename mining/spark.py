@@ -1,16 +1,18 @@
 """``MINING_ENGINE=spark``: the same job on Apache Spark (``local[*]`` here, a cluster there).
 
 Spark reads the dataset itself (RFC 4180 CSV, ``pid`` and ``track_name`` found by exact name),
-keeps each playlist's distinct songs, numbers the songs exactly as ``mining.reader`` does
-(descending playlist count, then name) and mines them with MLlib's FPGrowth. The driver collects
-the song table and the frequent itemsets of at most MAX_LEN songs with their integer counts;
-``mining.rules`` derives the rules from those like for every other engine, so the rules file is
-the same. See docs/spark.md.
+keeps each playlist's distinct songs and numbers the songs exactly as ``mining.reader`` does
+(descending playlist count, then name). The driver collects the song table and each playlist's
+song ids (4 bytes a song of a playlist), and from there the job's own pipeline
+(``mining.pipeline``) runs as for every other engine: the support resolved from counts
+(``auto`` included), the memory estimate and its refusal, then the mining itself, which is
+MLlib's FPGrowth on the cluster, and the rules derived from its integer counts on the driver.
+So the rules file is the same. See docs/spark.md.
 
 FPGrowth has no maximum itemset length: the executors enumerate every frequent itemset, however
 long, and only the collection to the driver is cut at MAX_LEN. Its memory is bounded through
 Spark's own settings (the driver's heap, and with it the local executors', is derived from the
-job's memory budget); an exhausted heap ends the job with exit code 6.
+job's memory budget); an exhausted heap or result limit ends the job with exit code 6.
 
 Nothing here imports pyspark at module level: the settings import this module, and a skipped
 run must stay quick.
@@ -35,7 +37,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mining.engines import MinedDataset, SongTable
 from mining.errors import (
     DatasetUnavailableError,
     MemoryBudgetError,
@@ -43,12 +44,16 @@ from mining.errors import (
     MiningInputError,
     SettingsError,
 )
+from mining.guard import report
+from mining.itemsets import ItemsetTable
+from mining.quoting import clean
+from mining.sizes import format_size
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
 
-    from mining.engines import Itemsets
-    from mining.reader import Transactions
+    from mining.pipeline import MinedRules
+    from mining.reader import PlaylistFile, Transactions
     from mining.settings import Settings
 
 logger = logging.getLogger("mining.spark")
@@ -82,6 +87,8 @@ MIN_HEAP_BYTES = 256 * 2**20
 SPARK_OOM_EXIT_CODE = 52
 MiB = 2**20
 SHUFFLE_PARTITIONS_PER_CORE = 4
+# The process that started the session this module made (None: none running).
+_session_pid: int | None = None
 
 
 @dataclass(frozen=True)
@@ -221,8 +228,15 @@ def spark_session(
     from pyspark.errors import PySparkException  # noqa: PLC0415
     from pyspark.sql import SparkSession  # noqa: PLC0415
 
+    global _session_pid
     active = SparkSession.getActiveSession()
     if active is not None:
+        if _session_pid not in (None, os.getpid()):
+            # A fork inherits the Python side of its parent's session, not its JVM connection.
+            raise MiningError(
+                "the Spark session of a parent process cannot be used in a forked process: "
+                "run the spark engine where no session is active, or in-process"
+            )
         yield active
         return
     conf = session_conf(
@@ -245,6 +259,7 @@ def spark_session(
             f"cannot start Spark (master {conf.get('spark.master', 'from spark-submit')}): "
             f"{_first_line(exc)}"
         ) from exc
+    _session_pid = os.getpid()
     _quiet_python_side(log_level)
     if "spark.sql.shuffle.partitions" not in dict(options.conf):
         # Spark's default of 200 shuffle partitions makes hundreds of tiny tasks on a few cores
@@ -263,6 +278,7 @@ def spark_session(
         yield session
     finally:
         session.stop()
+        _session_pid = None
 
 
 def _one_line(text: str) -> str:
@@ -354,7 +370,7 @@ def _frequent_itemsets(
     transactions: int,
     min_count: int,
     max_len: int | None,
-) -> Itemsets:
+) -> ItemsetTable:
     """FPGrowth on ``baskets`` (one ``items`` array of distinct song ids per row, persisted).
 
     Spark compares ``ceil(minSupport × n)`` in floating point: it gets a support half a
@@ -365,7 +381,7 @@ def _frequent_itemsets(
     from pyspark.sql import functions as F  # noqa: N812, PLC0415
 
     if transactions < min_count:
-        return {}
+        return ItemsetTable(())
     model = FPGrowth(
         itemsCol="items",
         minSupport=(min_count - 0.5) / transactions,
@@ -375,20 +391,18 @@ def _frequent_itemsets(
     if max_len is not None:
         # Only the collection is cut: FPGrowth enumerates the longer itemsets all the same.
         found = found.where(F.size("items") <= max_len)
+    # Arrow columns straight into numpy: no Python object per itemset.
     table = found.toArrow()
-    items = table.column("items").to_pylist()
-    counts = table.column("freq").to_pylist()
-    return {tuple(sorted(i)): int(c) for i, c in zip(items, counts, strict=True)}
+    items = table.column("items").combine_chunks()
+    lengths = np.diff(items.offsets.to_numpy()).astype(np.int64)
+    flat = items.flatten().to_numpy().astype(np.uint32)
+    counts = table.column("freq").to_numpy().astype(np.int64)
+    del table, items
+    return ItemsetTable.from_flat(flat, lengths, counts)
 
 
-def mine_transactions(
-    transactions: Transactions,
-    min_count: int,
-    max_len: int | None,
-    width: int,
-    options: SparkOptions | None = None,
-) -> Itemsets:
-    """FPGrowth over in-memory transactions (songs ``0..width-1`` only), in the active session."""
+def _baskets_frame(session: SparkSession, transactions: Transactions, width: int) -> DataFrame:
+    """The playlists holding a song ``0..width-1``, as arrays of those songs, in Spark."""
     import pyarrow as pa  # noqa: PLC0415
 
     from mining.engines import frequent_part  # noqa: PLC0415
@@ -398,19 +412,54 @@ def mine_transactions(
     keep = lengths > 0
     offsets = np.zeros(int(keep.sum()) + 1, dtype=np.int32)
     np.cumsum(lengths[keep], out=offsets[1:])
-    baskets_table = pa.table(
+    table = pa.table(
         {"items": pa.ListArray.from_arrays(pa.array(offsets), pa.array(indices.astype(np.int32)))}
     )
+    return session.createDataFrame(table).repartition(_parallelism(session))
+
+
+def mine_transactions(
+    transactions: Transactions,
+    min_count: int,
+    max_len: int | None,
+    width: int,
+    options: SparkOptions | None = None,
+) -> ItemsetTable:
+    """FPGrowth over in-memory transactions (songs ``0..width-1`` only), in the active session
+    (the job's, which read the dataset), or in a new one made from ``options``."""
     with (
         spark_session(options or SparkOptions()) as session,
         _reporting_failures(session, "mining in Spark"),
     ):
-        baskets = session.createDataFrame(baskets_table).repartition(_parallelism(session))
-        baskets = baskets.persist()
+        baskets = _baskets_frame(session, transactions, width).persist()
         try:
-            return _frequent_itemsets(session, baskets, len(offsets) - 1, min_count, max_len)
+            return _frequent_itemsets(session, baskets, baskets.count(), min_count, max_len)
         finally:
             baskets.unpersist()
+
+
+def jvm_headroom() -> int:
+    """Bytes the active session's local JVM may still grow by (heap and overhead less what it
+    holds now); 0 when its JVM is not this process's child (spark-submit started this job)."""
+    from pyspark.sql import SparkSession  # noqa: PLC0415
+
+    from mining.memory import tree_memory  # noqa: PLC0415
+
+    active = SparkSession.getActiveSession()
+    process = getattr(active.sparkContext._gateway, "proc", None) if active else None
+    if active is None or process is None:
+        return 0
+    heap = _bytes_of(active.sparkContext.getConf().get("spark.driver.memory", "1g"))
+    return max(0, heap + JVM_OVERHEAD_BYTES - tree_memory(process.pid))
+
+
+def _bytes_of(text: str) -> int:
+    """A JVM memory string (``512m``, ``2g``, ``1048576k``, bytes) in bytes."""
+    units = {"k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+    text = text.strip().lower().removesuffix("b")
+    if text and text[-1] in units:
+        return int(float(text[:-1]) * units[text[-1]])
+    return int(text)
 
 
 def is_job_readable(url: str) -> bool:
@@ -418,37 +467,53 @@ def is_job_readable(url: str) -> bool:
     return urllib.parse.urlsplit(url).scheme.lower() in JOB_SCHEMES
 
 
-def _decompressed_for_spark(path: Path, work_dir: Path) -> Path | None:
-    """A plain copy of a local file compressed in a way Spark would not recognise, else None.
+# Not hidden: Spark skips files whose names start with "." or "_".
+SPARK_INPUT_PREFIX = "spark-input-"
 
-    Spark (Hadoop) picks a codec by file name: it knows `.gz` but not xz, and a download may be
-    stored under any name. The copy goes into ``work_dir`` (DATA_DIR, which executors on a cluster
-    mount too) and is the caller's to delete.
+
+def _decompressed_for_spark(path: Path, work_dir: Path, max_bytes: int | None) -> Path | None:
+    """A plain copy of a compressed local file (gzip or xz, told by content), else None.
+
+    Spark (Hadoop) picks a codec by file name, knows no xz, and cannot bound what it
+    decompresses: the job decompresses itself, at most ``max_bytes`` (MAX_INPUT_SIZE) of
+    text, into ``work_dir`` (DATA_DIR, which executors on a cluster mount too). The copy is
+    the caller's to delete.
     """
+    import gzip  # noqa: PLC0415
+
     from mining.reader import GZIP_MAGIC, XZ_MAGIC  # noqa: PLC0415
 
     with open(path, "rb") as probe:
         magic = probe.read(len(XZ_MAGIC))
     if magic.startswith(XZ_MAGIC):
         opener: Callable[[Path], Any] = lzma.open
-    elif magic.startswith(GZIP_MAGIC) and not path.name.endswith(".gz"):
-        import gzip  # noqa: PLC0415
-
+    elif magic.startswith(GZIP_MAGIC):
         opener = gzip.open
     else:
         return None
     target = work_dir / f"{SPARK_INPUT_PREFIX}{secrets.token_hex(6)}.csv"
     try:
         with opener(path) as source, open(target, "xb") as out:
-            shutil.copyfileobj(source, out, 1 << 20)
+            copied = 0
+            while chunk := source.read(1 << 20):
+                copied += len(chunk)
+                if max_bytes is not None and copied > max_bytes:
+                    raise MiningInputError(_too_large(path, f"more than {format_size(max_bytes)}"))
+                out.write(chunk)
     except (OSError, EOFError, lzma.LZMAError) as exc:
         target.unlink(missing_ok=True)
         raise MiningInputError(f"{path}: not readable as CSV: {_first_line(exc)}") from exc
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
     return target
 
 
-# Not hidden: Spark skips files whose names start with "." or "_".
-SPARK_INPUT_PREFIX = "spark-input-"
+def _too_large(path: Path, amount: str) -> str:
+    return (
+        f"{path}: {amount} of CSV text (after decompression), the input limit: raise "
+        "MAX_INPUT_SIZE if the dataset is really that large"
+    )
 
 
 def remove_leftover_inputs(work_dir: Path) -> None:
@@ -459,25 +524,44 @@ def remove_leftover_inputs(work_dir: Path) -> None:
             logger.info("removed %s, left by an interrupted run", leftover.name)
 
 
-@contextlib.contextmanager
-def read_dataset(
-    session: SparkSession, location: str, shown: str
-) -> Iterator[tuple[DataFrame, SongTable]]:
-    """The distinct valid ``(pid, track_name)`` pairs (cached while in the block) and song table.
+def spark_location(
+    source: str | Path, work_dir: Path, max_bytes: int | None = None
+) -> tuple[str, Path | None]:
+    """What Spark should read for ``source``, and a temporary copy to delete afterwards (or None).
 
-    ``shown`` names the dataset in errors. Rows whose pid or track_name is missing or blank are
-    skipped and counted, as by ``mining.reader``.
+    Local files are checked like the reader checks them (empty, binary, not UTF-8, larger than
+    ``max_bytes`` of text) and given to Spark as ``file://`` URLs, decompressed first; Hadoop
+    URLs (``s3a://`` and the like) go to Spark unchanged, unbounded by ``max_bytes``.
     """
+    if isinstance(source, str) and not is_job_readable(source):
+        return source, None
+    from mining.reader import check_text  # noqa: PLC0415
 
+    path = Path(source)
+    if not path.is_file():
+        raise MiningInputError(f"{path}: no such file")
+    check_text(path)
+    copy = _decompressed_for_spark(path, work_dir, max_bytes)
+    if copy is None and max_bytes is not None and path.stat().st_size > max_bytes:
+        raise MiningInputError(_too_large(path, f"{path.stat().st_size} bytes"))
+    return (copy or path.resolve()).as_uri(), copy
+
+
+def read_transactions(session: SparkSession, location: str, shown: str) -> PlaylistFile:
+    """Read the dataset at ``location`` with Spark into the reader's transactions.
+
+    Parsing, the checks, the distinct songs of each playlist and the song counts are Spark's
+    work (on a cluster's executors when it has them); the driver collects the song table and
+    each playlist's song ids. ``shown`` names the dataset in errors. Rows whose pid or
+    track_name is missing or blank are skipped and counted, as by ``mining.reader``.
+    """
     with _reporting_failures(session, shown):
         # Columns are found by their exact names, as the other engines find them.
         session.conf.set("spark.sql.caseSensitive", "true")
-        yield from _read(session, location, shown)
+        return _read(session, location, shown)
 
 
-def _read(
-    session: SparkSession, location: str, shown: str
-) -> Iterator[tuple[DataFrame, SongTable]]:
+def _read(session: SparkSession, location: str, shown: str) -> PlaylistFile:
     from pyspark.sql import functions as F  # noqa: N812, PLC0415
 
     from mining.reader import PLAYLIST_COLUMN, SONG_COLUMN, require_columns  # noqa: PLC0415
@@ -495,11 +579,15 @@ def _read(
     )
     require_columns(shown, raw.columns)
     pid, song = F.col(f"`{PLAYLIST_COLUMN}`"), F.col(f"`{SONG_COLUMN}`")
-    # One pass over the file: rows are counted per (pid, track_name), so the row totals and the
-    # distinct pairs come from the same aggregate.
+    # The reader's check for an unbalanced quote: a value whose later lines hold commas.
+    swallowing = F.coalesce(
+        *[F.when(F.col(f"`{c}`").rlike(SWALLOWED_ROWS), F.lit(c)) for c in raw.columns]
+    )
+    # One pass over the file: rows are counted per (pid, track_name), so the row totals, the
+    # quoting check and the distinct pairs come from the same aggregate.
     grouped = (
         raw.groupBy(pid.alias("pid"), song.alias("track_name"))
-        .agg(F.count(F.lit(1)).alias("rows"))
+        .agg(F.count(F.lit(1)).alias("rows"), F.min(swallowing).alias("swallowing"))
         .withColumn("valid", _valid(F.col("pid"), F.col("track_name")))
         .persist()
     )
@@ -507,8 +595,15 @@ def _read(
         totals = grouped.agg(
             F.coalesce(F.sum("rows"), F.lit(0)).alias("rows"),
             F.coalesce(F.sum(F.when(F.col("valid"), F.col("rows"))), F.lit(0)).alias("kept"),
+            F.min("swallowing").alias("swallowing"),
         ).first()
         assert totals is not None
+        if totals["swallowing"] is not None:
+            raise MiningInputError(
+                f"{shown}: a {clean(totals['swallowing'], 40)!r} value spans lines and holds "
+                'commas, the rows after an unbalanced quote ("); fix the quoting (a value may '
+                "span lines only between balanced quotes)"
+            )
         rows, kept = int(totals["rows"]), int(totals["kept"])
         if kept == 0:
             raise MiningInputError(
@@ -516,9 +611,17 @@ def _read(
                 f"({rows} data rows)"
             )
         pairs = grouped.where("valid").select("pid", "track_name")
-        yield pairs, _song_table(pairs, rows, rows - kept)
+        names, counts = _song_table(pairs)
+        transactions = _collect_playlists(session, pairs, names, counts)
     finally:
         grouped.unpersist()
+    from mining.reader import PlaylistFile  # noqa: PLC0415
+
+    return PlaylistFile(transactions, rows, rows - kept)
+
+
+# What mining.reader calls a value that swallowed the rows after an unbalanced quote.
+SWALLOWED_ROWS = "[\r\n][^\r\n]*,"
 
 
 def _valid(pid: Column, song: Column) -> Column:
@@ -526,7 +629,7 @@ def _valid(pid: Column, song: Column) -> Column:
     return pid.isNotNull() & song.isNotNull() & pid.rlike(NOT_BLANK) & song.rlike(NOT_BLANK)
 
 
-def _song_table(pairs: DataFrame, rows: int, skipped: int) -> SongTable:
+def _song_table(pairs: DataFrame) -> tuple[list[str], np.ndarray]:
     """Songs by descending playlist count, then name: the ids ``mining.reader`` gives them."""
     import pyarrow.compute as pc  # noqa: PLC0415
     from pyspark.sql import functions as F  # noqa: N812, PLC0415
@@ -537,137 +640,86 @@ def _song_table(pairs: DataFrame, rows: int, skipped: int) -> SongTable:
         counted, sort_keys=[("playlists", "descending"), ("track_name", "ascending")]
     )
     counted = counted.take(order)
-    playlists = pairs.select("pid").distinct().count()
-    return SongTable(
-        rows=rows,
-        skipped_rows=skipped,
-        playlists=int(playlists),
-        song_names=tuple(counted.column("track_name").to_pylist()),
-        song_counts=counted.column("playlists").to_numpy().astype(np.int64),
+    return (
+        counted.column("track_name").to_pylist(),
+        counted.column("playlists").to_numpy().astype(np.int64),
     )
 
 
-def _baskets(session: SparkSession, pairs: DataFrame, songs: SongTable, width: int) -> DataFrame:
-    """One row per playlist holding a frequent song: the array of its frequent song ids."""
+def _collect_playlists(
+    session: SparkSession, pairs: DataFrame, names: list[str], counts: np.ndarray
+) -> Transactions:
+    """Each playlist's song ids, ascending, collected into the reader's CSR transactions."""
     import pyarrow as pa  # noqa: PLC0415
     from pyspark.sql import functions as F  # noqa: N812, PLC0415
+
+    from mining.reader import Transactions  # noqa: PLC0415
 
     ids = session.createDataFrame(
         pa.table(
             {
-                "track_name": pa.array(songs.song_names[:width], pa.string()),
-                "id": pa.array(np.arange(width, dtype=np.int32)),
+                "track_name": pa.array(names, pa.string()),
+                "id": pa.array(np.arange(len(names), dtype=np.int32)),
             }
         )
     )
-    return (
-        pairs.join(F.broadcast(ids), "track_name")
+    collected = (
+        pairs.join(ids, "track_name")
         .groupBy("pid")
-        .agg(F.collect_list("id").alias("items"))
+        .agg(F.array_sort(F.collect_list("id")).alias("items"))
         .select("items")
-        .repartition(_parallelism(session))
+        .toArrow()
+        .column("items")
+        .combine_chunks()
+    )
+    offsets = collected.offsets.to_numpy().astype(np.int64)
+    indices = collected.flatten().to_numpy().astype(np.int64)
+    return Transactions(
+        song_names=tuple(names),
+        song_counts=counts,
+        indptr=offsets - offsets[0],
+        indices=indices,
     )
 
 
 def read_and_mine(
-    location: str,
-    shown: str,
-    min_count_for: Callable[[SongTable], int],
-    max_len: int | None,
-    options: SparkOptions,
-    *,
-    memory_limit: int | None = None,
-    log_level: str = "INFO",
-) -> MinedDataset:
-    """Read the dataset at ``location`` with Spark and mine it; ``shown`` names it in errors.
+    source: str | Path, downloaded: bool, settings: Settings, limit: int
+) -> MinedRules:
+    """The guarded worker's part for MINING_ENGINE=spark: Spark reads, the job's pipeline mines.
 
-    ``min_count_for`` turns the song table (playlist count, song counts) into the integer
-    support threshold: the job's support setting, resolved once the data is known.
+    ``source`` is the local file the job fetched (``downloaded``: into DATA_DIR, ours to
+    delete) or a Hadoop URL Spark reads itself. The session started here, sized by
+    ``limit``, is the one ``mine_itemsets`` then finds active.
     """
-    with (
-        spark_session(options, memory_limit, log_level) as session,
-        _reporting_failures(session, shown),
-    ):
-        started = time.perf_counter()
-        with read_dataset(session, location, shown) as (pairs, songs):
-            logger.info(
-                "read: %d rows (%d skipped: empty pid or track_name), %d playlists, %d songs, "
-                "in %.2f s (Spark)",
-                songs.rows,
-                songs.skipped_rows,
-                songs.playlists,
-                len(songs.song_names),
-                time.perf_counter() - started,
-            )
-            started = time.perf_counter()
-            min_count = min_count_for(songs)
-            width = int(np.count_nonzero(songs.song_counts >= min_count))
-            if width == 0 or (max_len is not None and max_len < 1):
-                return MinedDataset(songs, min_count, {}, time.perf_counter() - started)
-            baskets = _baskets(session, pairs, songs, width).persist()
-            try:
-                itemsets = _frequent_itemsets(session, baskets, baskets.count(), min_count, max_len)
-            finally:
-                baskets.unpersist()
-    return MinedDataset(songs, min_count, itemsets, time.perf_counter() - started)
+    from mining.pipeline import mine_ruleset  # noqa: PLC0415
 
-
-def spark_location(source: str | Path, work_dir: Path) -> tuple[str, Path | None]:
-    """What Spark should read for ``source``, and a temporary copy to delete afterwards (or None).
-
-    Local files are checked like the reader checks them (empty, binary, not UTF-8) and given to
-    Spark as ``file://`` URLs, decompressed first when Spark could not tell their compression by
-    name; Hadoop URLs (``s3a://`` and the like) go to Spark unchanged.
-    """
-    if isinstance(source, str) and not is_job_readable(source):
-        return source, None
-    from mining.reader import check_text  # noqa: PLC0415
-
-    path = Path(source)
-    if not path.is_file():
-        raise MiningInputError(f"{path}: no such file")
-    check_text(path)
-    copy = _decompressed_for_spark(path, work_dir)
-    return (copy or path.resolve()).as_uri(), copy
-
-
-def mine_dataset(
-    settings: Settings,
-    fetch: Callable[[Settings], tuple[Path, bool]],
-    min_count_for: Callable[[SongTable], int],
-    memory_limit: int | None = None,
-) -> MinedDataset:
-    """The job's read-and-mine step on Spark.
-
-    ``fetch`` gets the dataset like for the other engines (a download into DATA_DIR, or a local
-    file read in place); Hadoop URLs go to Spark directly. ``min_count_for`` resolves the support
-    setting once the song table is known; ``memory_limit`` (bytes) sizes Spark's heaps.
-    """
     remove_leftover_inputs(settings.data_dir)
-    downloaded: Path | None = None
-    if is_job_readable(settings.dataset_url):
-        path, was_downloaded = fetch(settings)
-        downloaded = path if was_downloaded else None
-        source: str | Path = path
-    else:
-        source = settings.dataset_url
-        logger.info("download: not needed, Spark reads %s itself", source)
     try:
-        location, copy = spark_location(source, settings.data_dir)
+        location, copy = spark_location(source, settings.data_dir, settings.max_input_bytes)
         try:
-            return read_and_mine(
-                location,
-                str(source),
-                min_count_for,
-                settings.max_len,
-                settings.spark,
-                memory_limit=memory_limit,
-                log_level=settings.log_level,
-            )
+            with spark_session(settings.spark, limit, settings.log_level) as session:
+                report("read", f"reading {source} with Spark")
+                started = time.perf_counter()
+                found = read_transactions(session, location, str(source))
+                # Everything needed is in memory now.
+                if copy is not None:
+                    copy.unlink(missing_ok=True)
+                if downloaded:
+                    Path(source).unlink(missing_ok=True)
+                transactions = found.transactions
+                logger.info(
+                    "read: %d rows (%d skipped: empty pid or track_name), %d playlists, "
+                    "%d songs, in %.2f s (Spark)",
+                    found.rows,
+                    found.skipped_rows,
+                    transactions.playlists,
+                    len(transactions.song_names),
+                    time.perf_counter() - started,
+                )
+                return mine_ruleset(transactions, settings, limit=limit)
         finally:
             if copy is not None:
                 copy.unlink(missing_ok=True)
     finally:
-        # Executors may read the file until the last stage: removed only now.
-        if downloaded is not None:
-            downloaded.unlink(missing_ok=True)
+        if downloaded:
+            Path(source).unlink(missing_ok=True)

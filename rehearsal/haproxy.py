@@ -98,6 +98,9 @@ class LogEvent:
     text: str
     # "UP" or "DOWN" when the pod entered or left the Service, None for a check result.
     state: str | None = None
+    # For a check result: "succeeded" or "failed", and the health it left ("1/2 UP", "0/1 DOWN").
+    check: str | None = None
+    health: str | None = None
 
 
 @dataclass(frozen=True)
@@ -126,7 +129,10 @@ def parse_log(lines: Iterable[str]) -> LogFacts:
                 f"HAProxy: check of {match['slot']} {match['result']} "
                 f"({match['reason']}), health {match['status']}"
             )
-            events.append(LogEvent(datetime.fromisoformat(match["time"]), match["slot"], text))
+            moment = datetime.fromisoformat(match["time"])
+            events.append(
+                LogEvent(moment, match["slot"], text, check=match["result"], health=match["status"])
+            )
     return LogFacts(tuple(events), dict(terminations))
 
 

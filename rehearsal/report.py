@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 from client.record import Sample
 from client.summary import FailureRun, Summary, summarize
@@ -12,6 +13,22 @@ from client.summary import FailureRun, Summary, summarize
 # Issue 6's targets.
 MAX_CHANGE_LATENCY_MS = 100.0
 MAX_MODEL_SWITCH_SECONDS = 2.0
+
+
+class EventKind(StrEnum):
+    """What a marker records: the plot draws each kind on the lane of the pod or job it concerns."""
+
+    NOTE = "note"
+    POD_STARTED = "pod started"
+    SIGTERM = "SIGTERM"
+    POD_EXITED = "pod exited"
+    SERVICE_UP = "HAProxy: UP"
+    SERVICE_DOWN = "HAProxy: DOWN"
+    CHECK_FAILED = "HAProxy: check failed"
+    CHECK_PASSED = "HAProxy: check passed"
+    JOB_STARTED = "job started"
+    JOB_COMMITTED = "job committed its output"
+    JOB_EXITED = "job exited"
 
 
 @dataclass(frozen=True)
@@ -22,6 +39,9 @@ class Marker:
     label: str
     # "rehearsal" for what it did, "haproxy" for what HAProxy logged.
     source: str = "rehearsal"
+    # The pod (its HAProxy slot) or job it concerns, "" for none; and what happened.
+    lane: str = ""
+    kind: EventKind = EventKind.NOTE
 
 
 @dataclass(frozen=True)
@@ -53,6 +73,10 @@ class ScenarioRecord:
     # (pod, exit status) of each pod SIGTERMed during the change.
     pod_exits: tuple[tuple[str, int], ...]
     haproxy_notes: tuple[str, ...]
+    # The pods HAProxy had in the Service when the client started (its states, asked then).
+    in_service_at_start: tuple[str, ...] = ()
+    # What happened at window_start, the plot's t = 0.
+    start_label: str = ""
 
 
 @dataclass(frozen=True)
@@ -206,6 +230,23 @@ def change_text(record: ScenarioRecord, m: Measurement) -> str:
     return f"{m.lag_seconds:.3f} s after {record.change.since_label}"
 
 
+def plot_subtitle(record: ScenarioRecord, m: Measurement) -> str:
+    """The plot's line under its title: what to conclude, or why its failures are expected."""
+    if record.expect_failures:
+        return (
+            "CONTROL RUN: the drain is off, so failures are expected. "
+            f"{control_verdict(m)}, which shows the rehearsal sees failures when there are some."
+        )
+    text = (
+        f"{m.whole.failures} of {m.whole.requests} requests failed; latency during the change "
+        "p50 / p99 / max "
+        f"{latency_text(m.window)} ms"
+    )
+    if record.change is not None:
+        text += f"; new {record.change.field} seen {change_text(record, m)}"
+    return text
+
+
 def _offset(moment: datetime, origin: datetime) -> str:
     return f"{(moment - origin).total_seconds():+.3f}"
 
@@ -215,11 +256,15 @@ def scenario_markdown(
 ) -> str:
     """The scenario's summary.md."""
     origin = record.window_start
-    lines = [
-        f"# {record.title}",
-        "",
-        record.description,
-        "",
+    lines = [f"# {record.title}", "", record.description, ""]
+    if record.expect_failures:
+        lines += [
+            f"**A control run: its failures are expected.** {control_verdict(m)}, which shows "
+            "that the rehearsal sees failed requests when there are some, so the other "
+            "scenarios' zeros mean something.",
+            "",
+        ]
+    lines += [
         f"Change window: {origin.isoformat(timespec='milliseconds')} to "
         f"{record.window_end.isoformat(timespec='milliseconds')} "
         f"({(record.window_end - origin).total_seconds():.2f} s); times below are seconds from "
@@ -294,10 +339,25 @@ def scenario_markdown(
     return "\n".join(lines)
 
 
+def control_verdict(m: Measurement) -> str:
+    """What a control run saw, against what it must see."""
+    if m.whole.failures:
+        return f"Seen: {m.whole.failures} of {m.whole.requests} requests failed"
+    return f"NONE seen: 0 of {m.whole.requests} requests failed"
+
+
 def table_row(record: ScenarioRecord, m: Measurement, results: Sequence[Check]) -> str:
     """One row of the combined table."""
-    missed = [c.name for c in results if not c.passed]
-    verdict = "all met" if not missed else "missed: " + "; ".join(missed)
+    missed = [c.name for c in results if not c.passed and c.gating]
+    advisory = [c.name for c in results if not c.passed and not c.gating]
+    if missed:
+        verdict = "MISSED: " + "; ".join(missed)
+    elif record.expect_failures:
+        verdict = "control: failures expected and seen; the other targets met"
+    else:
+        verdict = "all met"
+    if advisory:
+        verdict += "; advisory missed: " + "; ".join(advisory)
     return (
         f"| [{record.title}]({record.key}/summary.md) | {m.whole.requests} | "
         f"{m.whole.failures} | {failure_run_text(m.whole.longest_failure_run)} | "

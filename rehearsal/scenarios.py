@@ -18,7 +18,7 @@ from mining.checkpoint import CHECKPOINT_FILENAME, read_checkpoint
 from mining.rulesfile import RULES_FILENAME, read_rules
 from mining.version import __version__
 from rehearsal.deployment import ManifestError, RolloutSettings
-from rehearsal.haproxy import LOOPBACK, Haproxy, HaproxyConfig, LogEvent, Slot
+from rehearsal.haproxy import LOOPBACK, Haproxy, HaproxyConfig, LogEvent, Slot, is_up
 from rehearsal.processes import (
     REPO_ROOT,
     ContinuousClient,
@@ -32,14 +32,18 @@ from rehearsal.processes import (
 from rehearsal.report import (
     MAX_MODEL_SWITCH_SECONDS,
     Check,
+    EventKind,
     ExpectedChange,
     Marker,
     Measurement,
     ScenarioRecord,
+    arrival,
     checks,
     measure,
+    plot_subtitle,
     scenario_markdown,
 )
+from rehearsal.timeline import build_timeline
 
 INITIAL_DATASET = REPO_ROOT / "mining" / "data" / "sample_playlists.csv.gz"
 SECOND_DATASET = REPO_ROOT / "tests" / "data" / "synth_ds1.csv.xz"
@@ -50,6 +54,8 @@ QUERY_SONGS = 3
 MINING_TIMEOUT_SECONDS = 120.0
 # The client stops by itself after this long even if the rehearsal is stuck.
 CLIENT_MAX_SECONDS = 180.0
+# The plot's lane of the mining job in the dataset update.
+MINING_LANE = "mining job"
 
 
 @dataclass(frozen=True)
@@ -146,6 +152,7 @@ class Stage:
         self.markers: list[Marker] = []
         self.haproxy: Haproxy | None = None
         self.client: ContinuousClient | None = None
+        self.in_service_at_start: tuple[str, ...] = ()
         self._stack = ExitStack()
         # A short path of its own: a unix socket's path is limited to about 100 bytes.
         self._socket_dir = Path(tempfile.mkdtemp(prefix="rehearsal-"))
@@ -156,9 +163,16 @@ class Stage:
         """The client's CSV."""
         return self.directory / "client.csv"
 
-    def mark(self, label: str, when: Marker | None = None) -> None:
-        """Put an event on the timeline (now, unless given)."""
-        self.markers.append(when or Marker(now(), label))
+    def mark(
+        self,
+        label: str,
+        *,
+        lane: str = "",
+        kind: EventKind = EventKind.NOTE,
+        at: datetime | None = None,
+    ) -> None:
+        """Put an event on the timeline, at ``at`` or now."""
+        self.markers.append(Marker(at or now(), label, lane=lane, kind=kind))
 
     def start_pod(self, name: str, *, new_code: bool, env: Mapping[str, str]) -> Pod:
         """Start a server in slot ``name``, from the checkout or from the v2 copy."""
@@ -174,7 +188,7 @@ class Stage:
         )
         self.pods[name] = pod
         self._stack.callback(pod.stop_quickly)
-        self.mark(f"{name} ({label}) started")
+        self.mark(f"{name} ({label}) started", lane=name, kind=EventKind.POD_STARTED)
         return pod
 
     def start_service(self, ready: Sequence[str]) -> Haproxy:
@@ -207,16 +221,21 @@ class Stage:
         self._stack.callback(client.stop)
         client.wait_for_rows(1, 10)
         self.client_started = now()
+        if self.haproxy is not None:
+            states = self.haproxy.server_states()
+            self.in_service_at_start = tuple(slot for slot in self.slots if is_up(states[slot]))
         time.sleep(self.options.lead_seconds)
 
     def retire(self, pod: Pod) -> int:
         """SIGTERM a pod and wait for its exit within the grace period."""
         pod.terminate()
         assert pod.terminated_at is not None
-        self.markers.append(Marker(pod.terminated_at, f"{pod.name} ({pod.label}) SIGTERM"))
+        label = f"{pod.name} ({pod.label}) SIGTERM"
+        self.mark(label, lane=pod.name, kind=EventKind.SIGTERM, at=pod.terminated_at)
         code = pod.wait_exit(self.options.rollout.termination_grace_seconds)
         assert pod.exited_at is not None
-        self.markers.append(Marker(pod.exited_at, f"{pod.name} exited with status {code}"))
+        label = f"{pod.name} exited with status {code}"
+        self.mark(label, lane=pod.name, kind=EventKind.POD_EXITED, at=pod.exited_at)
         return code
 
     def wait_out_of_service(self, pods: Sequence[Pod]) -> None:
@@ -238,7 +257,7 @@ class Stage:
         assert self.haproxy is not None
         log = self.haproxy.log()
         markers = tuple(
-            Marker(event.time, event.text, "haproxy")
+            Marker(event.time, event.text, "haproxy", event.slot, _event_kind(event))
             for event in log.events
             if event.time >= self.client_started
         )
@@ -269,6 +288,17 @@ class Stage:
     def close(self) -> None:
         """Stop the client, HAProxy and the pods, newest first."""
         self._stack.close()
+
+
+def _event_kind(event: LogEvent) -> EventKind:
+    if event.state is not None:
+        return EventKind.SERVICE_UP if event.state == "UP" else EventKind.SERVICE_DOWN
+    if event.check == "succeeded":
+        return EventKind.CHECK_PASSED
+    # The failed check that takes a pod out is logged again at once as "is DOWN".
+    if event.health is not None and event.health.endswith("DOWN"):
+        return EventKind.NOTE
+    return EventKind.CHECK_FAILED
 
 
 def _retirement_note(pod: Pod, events: Sequence[LogEvent]) -> str:
@@ -304,8 +334,9 @@ def scale_down(options: Options, stage: Stage) -> ScenarioRecord:
         pod.wait_ready(30)
     stage.start_service(ready=list(stage.slots))
     stage.start_client()
-    start = now()
     code = stage.retire(pods[-1])
+    assert pods[-1].terminated_at is not None
+    start = pods[-1].terminated_at
     stage.wait_out_of_service([pods[-1]])
     end = now()
     return ScenarioRecord(
@@ -324,10 +355,11 @@ def scale_down(options: Options, stage: Stage) -> ScenarioRecord:
         pod_switches=(),
         pod_exits=((pods[-1].name, code),),
         haproxy_notes=(),
+        start_label=f"{pods[-1].name} gets SIGTERM",
     )
 
 
-def _roll(options: Options, stage: Stage, env: Mapping[str, str]) -> tuple[list[Pod], Marker]:
+def _roll(options: Options, stage: Stage, env: Mapping[str, str]) -> tuple[list[Pod], datetime]:
     """maxSurge 1 / maxUnavailable 0: per old pod, start a new one, wait UP, retire the old."""
     replicas = options.rollout.replicas
     names = list(stage.slots)
@@ -336,7 +368,8 @@ def _roll(options: Options, stage: Stage, env: Mapping[str, str]) -> tuple[list[
         pod.wait_ready(30)
     haproxy = stage.start_service(ready=names[:replicas])
     stage.start_client()
-    start = Marker(now(), "rollout started")
+    start = now()
+    stage.mark("rollout started", at=start)
     readiness = options.rollout.readiness
     # The Deployment's startupProbe allows 30 s; then one readiness period to be seen.
     ready_budget = 30 + readiness.period_seconds * readiness.success_threshold + 5
@@ -365,7 +398,7 @@ def _code_update(
     end = now()
     replicas = options.rollout.replicas
     if control:
-        title = "Control: scenario 2 with DRAIN_SECONDS=0"
+        title = "Control run: scenario 2 without the drain (DRAIN_SECONDS=0), failures expected"
         what = (
             "The same rolling update with the drain turned off (`DRAIN_SECONDS=0`): a SIGTERMed "
             "pod stops listening at once while HAProxy still routes to it until its checks fail. "
@@ -384,16 +417,17 @@ def _code_update(
         key=stage.key,
         title=title,
         description=what,
-        window_start=start.time,
+        window_start=start,
         window_end=end,
         markers=(),
         expect_failures=control,
-        change=ExpectedChange("version", NEW_VERSION, start.time, "the rollout started"),
+        change=ExpectedChange("version", NEW_VERSION, start, "the rollout started"),
         pod_switches=(),
         pod_exits=tuple(
             (pod.name, pod.process.returncode) for pod in old if pod.process.returncode is not None
         ),
         haproxy_notes=(),
+        start_label="the rollout starts its first new pod",
     )
 
 
@@ -410,7 +444,7 @@ def dataset_update(options: Options, stage: Stage) -> ScenarioRecord:
     try:
         stage.start_client()
         start = now()
-        stage.mark("mining job started")
+        stage.mark("mining job started", lane=MINING_LANE, kind=EventKind.JOB_STARTED, at=start)
         run_mining(
             stage.data_dir,
             options.second_dataset,
@@ -418,13 +452,18 @@ def dataset_update(options: Options, stage: Stage) -> ScenarioRecord:
             {"MINING_ENGINE": options.mining_engine},
             MINING_TIMEOUT_SECONDS,
         )
-        stage.mark("mining job exited with status 0")
+        stage.mark("mining job exited with status 0", lane=MINING_LANE, kind=EventKind.JOB_EXITED)
         checkpoint_path = stage.data_dir / CHECKPOINT_FILENAME
         checkpoint = read_checkpoint(checkpoint_path)
         written_ns = checkpoint_path.stat().st_mtime_ns
         generated = _from_ns(checkpoint.generated_ns)
-        stage.mark("", Marker(generated, "checkpoint's generation time (generated_ns)"))
-        stage.mark("", Marker(_from_ns(written_ns), "checkpoint file written (its mtime)"))
+        stage.mark("checkpoint's generation time (generated_ns)", at=generated)
+        stage.mark(
+            "checkpoint file written (its mtime)",
+            lane=MINING_LANE,
+            kind=EventKind.JOB_COMMITTED,
+            at=_from_ns(written_ns),
+        )
         watch.wait_all(timeout=10)
     finally:
         watch.stop()
@@ -459,6 +498,7 @@ def dataset_update(options: Options, stage: Stage) -> ScenarioRecord:
         pod_switches=tuple(sorted((pod, when) for pod, (when, _) in watch.switched.items())),
         pod_exits=(),
         haproxy_notes=(),
+        start_label="the mining job starts",
     )
 
 
@@ -494,10 +534,23 @@ def run_scenario(options: Options, shared: Shared, scenario: Scenario) -> Outcom
         haproxy_markers, notes = stage.haproxy_facts()
     finally:
         stage.close()
-    record = replace(record, markers=(*stage.markers, *haproxy_markers), haproxy_notes=notes)
+    record = replace(
+        record,
+        markers=(*stage.markers, *haproxy_markers),
+        haproxy_notes=notes,
+        in_service_at_start=stage.in_service_at_start,
+    )
     measurement = measure(samples, record)
     results = tuple(checks(samples, record, measurement))
-    plot_run(samples, stage.directory / "client.png", record.title)
+    plot_run(
+        samples,
+        stage.directory / "client.png",
+        record.title,
+        subtitle=plot_subtitle(record, measurement),
+        timeline=build_timeline(
+            record, samples[0].time, arrival(samples[-1]), origin_label=record.start_label
+        ),
+    )
     (stage.directory / "summary.md").write_text(
         scenario_markdown(samples, record, measurement, results), encoding="utf-8"
     )

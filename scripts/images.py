@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""Build the three container images with podman, and check them for real (`make images`).
+"""Build the three container images with podman, offline, and check them for real (`make images`).
 
-`build`: system packages (podman, runc, debootstrap) if missing, a Debian base image made with
-debootstrap (kept once built: no image registry is reachable here), a wheelhouse built on the
-host (kept while setup.cfg and the pinned versions do not change), then the images.
+`build`: system packages (podman, runc, debootstrap) if missing, two Debian bases made with
+debootstrap (kept once built: no image registry is reachable here), a wheelhouse of the versions
+constraints.txt pins, built on the host (kept while constraints.txt and setup.cfg do not change),
+then the images from containers/Dockerfile with the build arguments of an offline build: the
+local bases instead of the public Python images, the wheelhouse instead of the package index.
 `check`: `build`, then run the ML image on a fresh volume with the bundled sample, run the API
 image on that volume read-only the way the Deployment does, ask it for its probes' paths and a
 recommendation, stop it and require a prompt exit 0. The spark image mines the same sample
@@ -25,9 +27,10 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
-import zipfile
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,26 +42,30 @@ from mining.version import __version__
 
 ROOT = Path(__file__).resolve().parent.parent
 VERSION = __version__
-BASE_IMAGE = "localhost/playlist-recommender-base:bookworm"
+# Debian bookworm roots standing in for the public Python images (python:3.11-bookworm and
+# python:3.11-slim-bookworm): Debian's python3 is 3.11 too, at /usr/bin in both, so the build
+# stage's virtualenv runs in the runtime image. Only the build base has a compiler.
+RUNTIME_BASE = "localhost/playlist-recommender-base:bookworm"
+BUILD_BASE = "localhost/playlist-recommender-build-base:bookworm"
+BASE_PACKAGES = {
+    RUNTIME_BASE: ("python3", "python3-venv", "ca-certificates"),
+    BUILD_BASE: ("python3", "python3-venv", "python3-dev", "gcc", "libc6-dev", "ca-certificates"),
+}
+CONSTRAINTS = ROOT / "constraints.txt"
 WHEELHOUSE = ROOT / "build" / "wheelhouse"
-# pyspark's wheel alone (~460 MB), so that only the spark image's build copies it.
-SPARK_WHEELHOUSE = ROOT / "build" / "wheelhouse-spark"
-SPARK_WHEELS = ("pyspark", "py4j")
-# The project's own wheel, built on the host like pyfim's: the images never get a compiler.
-PROJECT_DIST = ROOT / "build" / "dist"
 DOCKERFILE = ROOT / "containers" / "Dockerfile"
 # The overlay whose images are the ones built here (localhost/...:VERSION).
 LOCAL_OVERLAY = ROOT / "manifests" / "overlays" / "local"
-# The extras each image installs; the Dockerfile's `pip install` lines name the same.
-IMAGE_EXTRAS = {"mining": ("mining", "fast"), "api": ("serve",), "spark": ("spark",)}
-TARGETS = tuple(IMAGE_EXTRAS)
+# The extras the images install between them (the Dockerfile's `pip install` lines).
+IMAGE_EXTRAS = ("mining", "fast", "serve", "spark")
+TARGETS = ("mining", "api", "spark")
 # The spark image installs Debian's JRE during its build: the one build that needs the network
 # (the host's; never podman's default bridge).
 BUILD_NETWORK = {"mining": "none", "api": "none", "spark": "host"}
 # Where the SparkApplication finds the job's entry point in the spark image
 # (manifests/components/spark/spark-application.yaml, mainApplicationFile).
 SPARK_MAIN = "/opt/venv/lib/python3.11/site-packages/mining/__main__.py"
-SYSTEM_PACKAGES = ("podman:podman", "runc:runc", "debootstrap:debootstrap")
+SYSTEM_PACKAGES = ("podman:podman", "runc:runc", "debootstrap:debootstrap", "git:git")
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 # Bounds of the run check, generous on a 2-core machine: the sample mines in seconds.
 MINING_TIMEOUT_S = 600
@@ -100,17 +107,17 @@ def podman_ok(*args: str) -> bool:
     return subprocess.run(["podman", *args], capture_output=True, check=False).returncode == 0
 
 
-def ensure_base_image() -> None:
-    """Make the base image with debootstrap unless it exists already."""
-    if podman_ok("image", "exists", BASE_IMAGE):
-        print(f"    {BASE_IMAGE} exists, kept")
+def ensure_base_image(name: str) -> None:
+    """Make the base image ``name`` with debootstrap unless it exists already."""
+    if podman_ok("image", "exists", name):
+        print(f"    {name} exists, kept")
         return
     with tempfile.TemporaryDirectory(prefix="base-image-", dir="/var/tmp") as tmp:
         rootfs = Path(tmp) / "rootfs"
         run(
             "debootstrap",
             "--variant=minbase",
-            "--include=python3,python3-venv,ca-certificates",
+            "--include=" + ",".join(BASE_PACKAGES[name]),
             "bookworm",
             str(rootfs),
             DEBIAN_MIRROR,
@@ -120,94 +127,85 @@ def ensure_base_image() -> None:
         for leftover in ("var/cache/apt", "var/lib/apt/lists", "usr/share/man", "usr/share/info"):
             shutil.rmtree(rootfs / leftover)
         tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
-        run("podman", "import", "-", BASE_IMAGE, stdin=tar.stdout, stdout=subprocess.DEVNULL)
+        run("podman", "import", "-", name, stdin=tar.stdout, stdout=subprocess.DEVNULL)
         if tar.wait() != 0:
             raise SystemExit("images: tar of the debootstrap root failed")
 
 
-def resolve(extras: tuple[str, ...]) -> list[str]:
-    """The pinned dependencies pip picks from the wheelhouse for the project with `extras`."""
-    report = output(
-        sys.executable,
-        "-m",
-        "pip",
-        "install",
-        "--dry-run",
-        "--quiet",
-        "--ignore-installed",
-        "--no-index",
-        "--find-links",
-        str(WHEELHOUSE),
-        "--find-links",
-        str(SPARK_WHEELHOUSE),
-        "--report",
-        "-",
-        f".[{','.join(extras)}]",
-    )
-    return sorted(
-        f"{item['metadata']['name']}=={item['metadata']['version']}"
-        for item in json.loads(report)["install"]
-        if item["metadata"]["name"] != "playlist-recommender"
-    )
-
-
-def pip_wheel(wheel_dir: Path, *arguments: str) -> None:
-    """``pip wheel`` on the host into ``wheel_dir``."""
-    run(sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(wheel_dir), *arguments)
-
-
 def ensure_wheelhouse() -> None:
-    """Build every dependency's wheel on the host, pinned to the versions in .venv."""
-    constraints = output(
-        sys.executable, "-m", "pip", "freeze", "--exclude-editable", "--disable-pip-version-check"
-    )
+    """Build a wheel of every package constraints.txt pins, on the host, for the offline build."""
     digest = hashlib.sha256()
-    for part in ((ROOT / "setup.cfg").read_bytes(), (ROOT / "pyproject.toml").read_bytes()):
-        digest.update(part)
-    digest.update(constraints.encode())
+    for path in (CONSTRAINTS, ROOT / "setup.cfg", ROOT / "pyproject.toml"):
+        digest.update(path.read_bytes())
     stamp = WHEELHOUSE / ".inputs.sha256"
     if stamp.is_file() and stamp.read_text() == digest.hexdigest():
         print(f"    {WHEELHOUSE.relative_to(ROOT)} is up to date, kept")
         return
     shutil.rmtree(WHEELHOUSE, ignore_errors=True)
-    shutil.rmtree(SPARK_WHEELHOUSE, ignore_errors=True)
     WHEELHOUSE.mkdir(parents=True)
-    SPARK_WHEELHOUSE.mkdir(parents=True)
-    pins = WHEELHOUSE / "constraints.txt"
-    pins.write_text(constraints)
-    pip_wheel(
-        WHEELHOUSE,
-        "--constraint",
-        str(pins),
-        f".[{','.join(sorted({extra for extras in IMAGE_EXTRAS.values() for extra in extras}))}]",
-        "setuptools>=68",
+    requirements = output(
+        sys.executable, str(ROOT / "containers" / "requirements.py"), "--build", *IMAGE_EXTRAS
+    ).splitlines()
+    run(
+        sys.executable,
+        "-m",
+        "pip",
         "wheel",
+        "--quiet",
+        "--wheel-dir",
+        str(WHEELHOUSE),
+        "--constraint",
+        str(CONSTRAINTS),
+        *requirements,
     )
-    # The project's own wheel is built by build_project_wheel, from the checked-out sources.
-    for own in WHEELHOUSE.glob("playlist_recommender-*.whl"):
-        own.unlink()
-    for name in SPARK_WHEELS:
-        for wheel in WHEELHOUSE.glob(f"{name}-*.whl"):
-            wheel.rename(SPARK_WHEELHOUSE / wheel.name)
-    for target, extras in IMAGE_EXTRAS.items():
-        requirements = WHEELHOUSE / f"requirements-{target}.txt"
-        requirements.write_text("\n".join(resolve(extras)) + "\n")
     stamp.write_text(digest.hexdigest())
 
 
-def build_project_wheel() -> None:
-    """The project's wheel from the checked-out sources, with the recommender's compiled path."""
-    shutil.rmtree(PROJECT_DIST, ignore_errors=True)
-    pip_wheel(PROJECT_DIST, "--no-deps", str(ROOT))
-    (wheel,) = PROJECT_DIST.glob("playlist_recommender-*.whl")
-    with zipfile.ZipFile(wheel) as archive:
-        compiled = [name for name in archive.namelist() if name.startswith("http_api/_smallquery")]
-    require(compiled, f"{wheel.name} holds no compiled http_api._smallquery (is gcc installed?)")
-    print(f"    {wheel.relative_to(ROOT)}")
+def git(*arguments: str) -> str:
+    """A git command's output in the checkout, stripped ('' when git fails)."""
+    result = subprocess.run(
+        ["git", *arguments], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    return result.stdout.strip() if result.returncode == 0 else ""
 
 
-def build_image(target: str) -> None:
-    """Build one target of the Dockerfile (without network access, but for the spark JRE)."""
+def source_url() -> str:
+    """The checkout's origin remote, without any user name or password in it ('' if none)."""
+    url = git("remote", "get-url", "origin")
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme and "@" in parts.netloc:
+        url = urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+    return url
+
+
+def offline_build_args() -> dict[str, str]:
+    """The Dockerfile's build arguments for a build that reaches neither a registry nor PyPI."""
+    return {
+        "BUILD_IMAGE": BUILD_BASE,
+        "RUNTIME_IMAGE": RUNTIME_BASE,
+        "WHEELHOUSE": WHEELHOUSE.relative_to(ROOT).as_posix(),
+        "PIP_NO_INDEX": "1",
+        "VERSION": VERSION,
+    }
+
+
+def build_labels(created: str) -> dict[str, str]:
+    """The labels only a build knows: the commit (with -dirty when tracked files are modified),
+    the build time and where the source lives."""
+    revision = git("rev-parse", "HEAD")
+    if revision and git("status", "--porcelain", "--untracked-files=no"):
+        revision += "-dirty"
+    return {
+        "org.opencontainers.image.revision": revision,
+        "org.opencontainers.image.created": created,
+        "org.opencontainers.image.source": source_url(),
+    }
+
+
+def build_image(target: str, labels: dict[str, str]) -> None:
+    """Build one target of the Dockerfile without network access (but for the spark JRE)."""
+    arguments = [f"--build-arg={name}={value}" for name, value in offline_build_args().items()]
+    arguments += [f"--label={name}={value}" for name, value in labels.items() if value]
     run(
         "podman",
         "build",
@@ -217,10 +215,7 @@ def build_image(target: str) -> None:
         BUILD_NETWORK[target],
         "--target",
         target,
-        "--build-arg",
-        f"BASE_IMAGE={BASE_IMAGE}",
-        "--build-arg",
-        f"VERSION={VERSION}",
+        *arguments,
         "--file",
         str(DOCKERFILE),
         "--tag",
@@ -230,18 +225,18 @@ def build_image(target: str) -> None:
 
 
 def build() -> None:
-    """Everything up to the tagged images."""
+    """Everything up to two tagged images."""
     with step("system packages"):
         run(str(ROOT / "scripts" / "ensure-system-packages"), *SYSTEM_PACKAGES)
-    with step("base image"):
-        ensure_base_image()
+    for base in (RUNTIME_BASE, BUILD_BASE):
+        with step(f"base image {base}"):
+            ensure_base_image(base)
     with step("wheelhouse"):
         ensure_wheelhouse()
-    with step("project wheel"):
-        build_project_wheel()
+    labels = build_labels(datetime.now(UTC).isoformat(timespec="seconds"))
     for target in TARGETS:
         with step(f"build {target} image"):
-            build_image(target)
+            build_image(target, labels)
 
 
 def require(condition: object, problem: str) -> None:
@@ -250,15 +245,53 @@ def require(condition: object, problem: str) -> None:
         raise SystemExit(f"images: {problem}")
 
 
+# The labels every image carries (OCI image spec, "Pre-Defined Annotation Keys").
+OCI_LABELS = tuple(
+    f"org.opencontainers.image.{key}"
+    for key in (
+        "title",
+        "description",
+        "version",
+        "revision",
+        "created",
+        "source",
+        "licenses",
+        "base.name",
+    )
+)
+
+
 def check_image_config() -> None:
-    """The built images run as the numeric user and carry their version and health check."""
+    """The built images run as the numeric user and carry their labels and health check."""
     for target in TARGETS:
         (image,) = json.loads(output("podman", "image", "inspect", image_name(target)))
         config = image["Config"]
         print(f"    {image_name(target)}: {image['Size'] / 2**20:.0f} MiB")
         require(config["User"] == "10001:10001", f"{target} runs as {config['User']!r}")
-        label = config["Labels"]["org.opencontainers.image.version"]
-        require(label == VERSION, f"{target} is labelled version {label}, not {VERSION}")
+        labels = config["Labels"]
+        required = set(OCI_LABELS)
+        if not source_url():
+            # A clone without an origin remote has no source URL to give.
+            required.discard("org.opencontainers.image.source")
+            print("    no origin remote: no source label")
+        require(required <= set(labels), f"{target} lacks the labels {required - set(labels)}")
+        expected = {
+            "title": f"playlist-recommender-{target}",
+            "version": VERSION,
+            "revision": git("rev-parse", "HEAD"),
+            "base.name": RUNTIME_BASE,
+            "licenses": "MIT",
+        }
+        for key, value in expected.items():
+            label = labels[f"org.opencontainers.image.{key}"]
+            require(label.startswith(value), f"{target} is labelled {key} {label!r}, not {value}")
+        created = datetime.fromisoformat(labels["org.opencontainers.image.created"])
+        require(created.tzinfo is not None, f"{target}'s created label has no time zone")
+        facts = ("version", "revision", "created", "source")
+        print(
+            "    "
+            + ", ".join(f"{key} {labels.get(f'org.opencontainers.image.{key}')!r}" for key in facts)
+        )
     (api,) = json.loads(output("podman", "image", "inspect", image_name("api")))
     # Only the docker image format keeps HEALTHCHECK; OCI drops it without a word.
     require(api.get("Healthcheck"), "the api image lost its HEALTHCHECK")
@@ -282,8 +315,9 @@ def python_in(target: str, code: str, *arguments: str) -> str:
 
 
 def check_image_contents() -> None:
-    """The API image holds neither mlxtend nor pandas but the compiled small-query path;
-    neither image holds a compiler."""
+    """The API image holds neither mlxtend nor pandas but the compiled small-query path; the
+    spark image holds Java, pyspark and the job where the SparkApplication runs it; no image
+    holds a compiler."""
     probe = (
         "import importlib.util, shutil, sys; "
         "print(' '.join(m for m in sys.argv[1:] if shutil.which(m) or importlib.util.find_spec(m)))"
@@ -293,12 +327,12 @@ def check_image_contents() -> None:
     for target, forbidden in (
         ("api", (*compilers, *mining_only, "pyspark", "java")),
         ("mining", (*compilers, "pyspark", "java")),
-        ("spark", (*compilers, "mlxtend", "pandas", "sklearn", "scipy", "fim")),
+        ("spark", (*compilers, "mlxtend", "pandas", "sklearn")),
     ):
         found = python_in(target, probe, *forbidden).split()
         require(not found, f"the {target} image contains {found}")
-    found = python_in("spark", probe, "java", "pyspark", "pyarrow").split()
-    require(found == ["java", "pyspark", "pyarrow"], f"the spark image has only {found}")
+    found = python_in("spark", probe, "java", "pyspark", "pyarrow", "fim").split()
+    require(found == ["java", "pyspark", "pyarrow", "fim"], f"the spark image has only {found}")
     main = python_in("spark", "import mining.__main__ as m; print(m.__file__)").strip()
     require(main == SPARK_MAIN, f"the spark image has the job at {main}, not {SPARK_MAIN}")
     # A recommendation costs ~4 µs of server CPU compiled against ~12 µs in Python.
@@ -470,7 +504,7 @@ def stop_api(container: str) -> None:
 
 
 def check() -> None:
-    """Build, then run both images the way the manifests do."""
+    """Build, then run the images the way the manifests do."""
     build()
     with step("image configuration"):
         check_image_config()

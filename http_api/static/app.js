@@ -17,6 +17,7 @@ const chosenEmpty = document.getElementById("chosen-empty");
 const statusRegion = document.getElementById("status");
 const resultList = document.getElementById("results");
 const resultsFor = document.getElementById("results-for");
+const resultsNote = document.getElementById("results-note");
 const versionText = document.getElementById("server-version");
 const modelDateText = document.getElementById("model-date");
 
@@ -234,12 +235,47 @@ function removeChosen(index) {
   showStatus(`Removed ${song}.`);
 }
 
-function renderResults(query, songs) {
+// Where the answer's songs come from: the first `from_rules` from rules, the rest popular
+// fill; the query songs the model does not know. A server that does not say marks nothing.
+function describeOrigin(body) {
+  const songs = body.songs;
+  const fromRules = Number.isInteger(body.from_rules) ? body.from_rules : songs.length;
+  const unknown = Array.isArray(body.unknown) ? body.unknown : [];
+  const notes = [];
+  if (songs.length > 0 && fromRules === 0) {
+    notes.push("No rule matched these songs, so these are simply the most popular songs.");
+  } else if (fromRules < songs.length) {
+    const plural = fromRules === 1 ? "" : "s";
+    notes.push(
+      `The rules gave ${fromRules} song${plural}; the ones marked “popular” are the most ` +
+        "popular songs, added to fill the list.",
+    );
+  }
+  if (unknown.length > 0) {
+    notes.push(`Not in the model, so ignored: ${unknown.join(", ")}.`);
+  }
+  return { fromRules, note: notes.join(" ") };
+}
+
+function renderResults(query, body) {
+  const { fromRules, note } = describeOrigin(body);
   resultsFor.textContent = `For ${query.join(", ")}:`;
+  resultsNote.textContent = note;
+  resultsNote.hidden = note === "";
   resultList.replaceChildren(
-    ...songs.map((song) => {
+    ...body.songs.map((song, index) => {
       const item = document.createElement("li");
-      item.textContent = song;
+      const name = document.createElement("span");
+      name.className = "song";
+      name.textContent = song;
+      item.append(name);
+      if (index >= fromRules) {
+        item.className = "filled";
+        const tag = document.createElement("span");
+        tag.className = "origin";
+        tag.textContent = "popular";
+        item.append(" ", tag);
+      }
       return item;
     }),
   );
@@ -266,7 +302,7 @@ async function recommend() {
   try {
     const body = await withRetry(() => requestJSON("/api/recommend", init), controller.signal);
     showServerInfo(body);
-    renderResults(songs, body.songs);
+    renderResults(songs, body);
     const plural = body.songs.length === 1 ? "" : "s";
     showStatus(`${body.songs.length} recommendation${plural} shown.`);
   } catch (error) {

@@ -24,6 +24,7 @@ from actors.supervisor import bind_listener
 from http_api.app import init_app
 from http_api.settings import Settings
 from http_api.state import RulesGate, Snapshot
+from tests.helpers.openapi import checked_app
 from tests.helpers.rules import FIRST_NS, small_ruleset, snapshot_of
 
 SECOND_NS = FIRST_NS + 1_000_000_000
@@ -59,7 +60,7 @@ def listener() -> Iterator[socket.socket]:
 def start_frontend(
     listener: socket.socket,
     rule_server: pykka.ActorRef[Any],
-    app_factory: Any = init_app,
+    app_factory: Any = checked_app,
     **settings: Any,
 ) -> tuple[pykka.ActorRef[Any], str]:
     config = Settings(host="127.0.0.1", port=0, **settings)

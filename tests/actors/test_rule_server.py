@@ -13,13 +13,14 @@ import cbor2
 import pykka
 import pytest
 
+from actors import rule_server as rule_server_module
 from actors.backoff import Backoff
 from actors.messages import CheckRules, GetSnapshot, Ping, SnapshotChanged, Subscribe
 from actors.rule_server import RuleServer
 from http_api import metrics
 from http_api.state import Snapshot
 from mining.atomicfile import atomic_write_bytes
-from mining.checkpoint import CHECKPOINT_FILENAME, write_checkpoint
+from mining.checkpoint import CHECKPOINT_FILENAME, Checkpoint, write_checkpoint
 from mining.rulesfile import RULES_FILENAME, encode_rules, write_rules
 from tests.helpers.rules import (
     FIRST_NS,
@@ -254,3 +255,30 @@ def test_new_rules_replace_the_old_ones_in_recommendations(tmp_path: Path) -> No
     snapshot = get_snapshot(server)
     assert snapshot is not None
     assert snapshot.recommender.recommend(["Hey Jude"], 1) == ["Let It Be"]
+
+
+def test_a_commit_landing_during_a_load_is_loaded_without_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    write_model(tmp_path, small_ruleset(FIRST_NS))
+    server = start(tmp_path)
+    check(server)
+    write_model(tmp_path, small_ruleset(SECOND_NS))
+    real_load = rule_server_module.load_snapshot
+    raced = []
+
+    def load_after_a_commit(data_dir: Path, checkpoint: Checkpoint) -> Snapshot:
+        # The next miner commits right after this check read the checkpoint, and removes the
+        # rules that checkpoint named.
+        if not raced:
+            raced.append(write_model(tmp_path, small_ruleset(THIRD_NS)))
+        return real_load(data_dir, checkpoint)
+
+    monkeypatch.setattr(rule_server_module, "load_snapshot", load_after_a_commit)
+    caplog.set_level(logging.INFO, logger="actors.rule_server")
+    failed_before = failures()
+    check(server)
+    snapshot = get_snapshot(server)
+    assert snapshot is not None and snapshot.generated_ns == THIRD_NS
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert failures() == failed_before

@@ -22,11 +22,11 @@ from pykka.messages import ProxyCall
 
 from actors import HttpFrontend, RuleServer, RulesWatcher, Supervisor, bind_listener
 from actors.messages import Ping
-from http_api.app import init_app
 from http_api.settings import Settings
 from http_api.state import RulesGate
 from mining.checkpoint import format_model_date
 from tests.helpers.load import generate_load
+from tests.helpers.openapi import checked_app
 from tests.helpers.rules import FIRST_NS, small_ruleset, write_model
 
 NS = [FIRST_NS + i * 1_000_000_000 for i in range(4)]
@@ -55,7 +55,7 @@ def run_supervisor(data_dir: Path, **options: Any) -> Running:
         checkpoint_poll_seconds=0.5,
         rules_wait_seconds=5,
     )
-    supervisor = Supervisor(settings, bind_listener("127.0.0.1", 0), init_app, **options)
+    supervisor = Supervisor(settings, bind_listener("127.0.0.1", 0), checked_app, **options)
     status: list[int] = []
     thread = threading.Thread(target=lambda: status.append(supervisor.run()), name="supervisor")
     thread.start()

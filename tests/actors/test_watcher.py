@@ -17,6 +17,7 @@ from typing import Any
 import pykka
 import pytest
 from watchdog.events import (
+    FileAttribEvent,
     FileClosedEvent,
     FileClosedNoWriteEvent,
     FileCreatedEvent,
@@ -89,6 +90,12 @@ def test_events_are_matched_on_either_end_of_a_move() -> None:
     assert names_watched_file(FileClosedEvent("/d/rules.cbor"))
     assert not names_watched_file(FileOpenedEvent("/d/ml_processor_checkpoint.txt"))
     assert not names_watched_file(FileClosedNoWriteEvent("/d/ml_processor_checkpoint.txt"))
+    # The rules of each generation, and a chmod or chown (a permission problem fixed).
+    assert names_watched_file(FileMovedEvent("/d/rules-17.cbor.tmp-1a2b", "/d/rules-17.cbor"))
+    assert names_watched_file(FileAttribEvent("/d/rules-17.cbor"))
+    assert names_watched_file(FileAttribEvent("/d/ml_processor_checkpoint.txt"))
+    assert not names_watched_file(FileCreatedEvent("/d/rules-17.cbor.tmp-1a2b"))
+    assert not names_watched_file(FileCreatedEvent("/d/rules-.cbor"))
 
 
 def test_a_model_write_is_one_debounced_check_within_a_fraction_of_a_second(
@@ -102,6 +109,16 @@ def test_a_model_write_is_one_debounced_check_within_a_fraction_of_a_second(
     first = checks.get(timeout=5)
     assert first - written < 0.5
     assert drain(checks) <= 1  # the burst may straddle one debounce window, no more
+
+
+def test_a_permission_change_on_a_rules_file_is_a_check_at_once(tmp_path: Path) -> None:
+    write_model(tmp_path, small_ruleset())
+    _ref, checks = start_watcher(tmp_path)
+    drain(checks)
+    changed = time.monotonic()
+    (tmp_path / RULES_FILENAME).chmod(0o600)
+    assert checks.get(timeout=5) - changed < 0.5
+    assert drain(checks) == 0
 
 
 def test_other_files_in_the_directory_are_ignored(tmp_path: Path) -> None:

@@ -9,11 +9,13 @@ by the real ``python -m mining``; only the actor behind it is a test double (``G
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -209,15 +211,25 @@ async def pick_with_keyboard(page: Page, prefix: str, song: str) -> None:
     await box.press("Enter")
 
 
-async def api_recommendations(base_url: str, songs: list[str]) -> list[str]:
+async def api_recommendations(base_url: str, songs: list[str]) -> dict[str, Any]:
     """What ``POST /api/recommend`` answers for ``songs``."""
     async with (
         ClientSession() as session,
         session.post(base_url + "/api/recommend", json={"songs": songs}) as response,
     ):
         assert response.status == 200
-        body = await response.json()
-    return list(body["songs"])
+        body: dict[str, Any] = await response.json()
+    return body
+
+
+async def expect_results(page: Page, answer: dict[str, Any]) -> None:
+    """The page lists the answer's songs and marks those after ``from_rules`` as popular."""
+    songs, from_rules = answer["songs"], answer["from_rules"]
+    await expect(page.locator("#results .song")).to_have_text(songs)
+    await expect(page.locator("#results li.filled .song")).to_have_text(songs[from_rules:])
+    await expect(page.locator("#results .origin")).to_have_text(
+        ["popular"] * (len(songs) - from_rules)
+    )
 
 
 async def chip_names(page: Page) -> list[str]:
@@ -242,11 +254,11 @@ async def test_pick_two_songs_and_get_the_apis_recommendations(
         assert await chip_names(page) == [first, second]
 
         await page.get_by_role("button", name="Recommend").click()
-        expected = await api_recommendations(base_url, [first, second])
-        assert consequent in expected
-        await expect(page.locator("#results li")).to_have_text(expected)
+        answer = await api_recommendations(base_url, [first, second])
+        assert consequent in answer["songs"][: answer["from_rules"]]
+        await expect_results(page, answer)
         await expect(page.get_by_role("status")).to_have_text(
-            f"{len(expected)} recommendations shown."
+            f"{len(answer['songs'])} recommendations shown."
         )
 
         overflow = await page.evaluate(
@@ -351,9 +363,72 @@ async def test_a_cold_server_is_announced_and_the_page_recovers(
         await page.get_by_role("button", name="Recommend").click()
         await expect(status).to_have_text(not_ready)
         restarted.publish(mined.snapshot)
-        expected = await api_recommendations(base_url, [first, second])
-        await expect(page.locator("#results li")).to_have_text(expected)
-        await expect(status).to_have_text(f"{len(expected)} recommendations shown.")
+        answer = await api_recommendations(base_url, [first, second])
+        await expect_results(page, answer)
+        await expect(status).to_have_text(f"{len(answer['songs'])} recommendations shown.")
         await page.screenshot(path=str(artifacts / "recovered-360px.png"), full_page=True)
         assert watched.page_errors == []
+        assert watched.foreign_requests == []
+
+
+def song_without_rules(ruleset: RuleSet) -> str:
+    """The most popular song that is in no rule's antecedent: asking for it fires no rule."""
+    in_antecedents = {song for antecedent, *_ in ruleset.iter_rules() for song in antecedent}
+    counts = dict(zip(ruleset.song_names, ruleset.song_counts.tolist(), strict=True))
+    return max(set(ruleset.song_names) - in_antecedents, key=lambda song: (counts[song], song))
+
+
+def without_song(mined: Mined, song: str) -> Snapshot:
+    """The snapshot of a model reloaded without ``song`` (renamed), as if mined again."""
+    names = tuple(f"{name} (gone)" if name == song else name for name in mined.ruleset.song_names)
+    ruleset = dataclasses.replace(mined.ruleset, song_names=names)
+    return dataclasses.replace(mined.snapshot, recommender=Recommender.from_ruleset(ruleset))
+
+
+async def test_popular_fill_and_unknown_songs_are_marked(
+    browser: Browser, mined: Mined, artifacts: Path
+) -> None:
+    lonely = song_without_rules(mined.ruleset)
+    # The antecedent of the one-song rule that holds in the most playlists.
+    (first,), *_ = max(
+        (r for r in mined.ruleset.iter_rules() if len(r[0]) == 1), key=lambda r: (r[2], r[0])
+    )
+    recommender = mined.snapshot.recommender
+    gate = Gate(mined.snapshot)
+    async with serve(gate, SETTINGS) as base_url:
+        watched = await open_page(browser, base_url, NARROW)
+        page = watched.page
+        note = page.locator("#results-note")
+        recommend = page.get_by_role("button", name="Recommend")
+        await pick_with_mouse(page, typed_prefix(recommender, lonely, []), lonely)
+        await recommend.click()
+        answer = await api_recommendations(base_url, [lonely])
+        assert answer["from_rules"] == 0
+        await expect_results(page, answer)
+        await expect(note).to_have_text(
+            "No rule matched these songs, so these are simply the most popular songs."
+        )
+        await page.screenshot(path=str(artifacts / "all-popular-360px.png"), full_page=True)
+
+        # A song with rules: the note and the marks follow how many the rules gave.
+        await pick_with_keyboard(page, typed_prefix(recommender, first, [lonely]), first)
+        await recommend.click()
+        answer = await api_recommendations(base_url, [lonely, first])
+        assert answer["from_rules"] > 0
+        await expect_results(page, answer)
+        if answer["from_rules"] < len(answer["songs"]):
+            await expect(note).to_contain_text(f"The rules gave {answer['from_rules']} song")
+        else:
+            await expect(note).to_be_hidden()
+
+        # The model is reloaded without a chosen song: the page says it was ignored.
+        gate.publish(without_song(mined, lonely))
+        await recommend.click()
+        answer = await api_recommendations(base_url, [lonely, first])
+        assert answer["unknown"] == [lonely]
+        await expect_results(page, answer)
+        await expect(note).to_contain_text(f"Not in the model, so ignored: {lonely}.")
+        await page.screenshot(path=str(artifacts / "unknown-360px.png"), full_page=True)
+        assert watched.page_errors == []
+        assert watched.console_errors == []
         assert watched.foreign_requests == []

@@ -31,6 +31,8 @@ class FakeServer:
     # round-robin load balancer.
     version_cycle: tuple[str, ...] = ()
     delay: float = 0.0
+    # Fields added to every successful reply (a newer server's from_rules, unknown, ...).
+    extra: dict[str, Any] = field(default_factory=dict)
     bodies: list[Any] = field(default_factory=list)
     in_flight: int = 0
     max_in_flight: int = 0
@@ -72,7 +74,7 @@ class FakeServer:
             else self.version
         )
         return web.json_response(
-            {"songs": songs, "version": version, "model_date": self.model_date}
+            {"songs": songs, "version": version, "model_date": self.model_date, **self.extra}
         )
 
     async def start(self) -> None:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
 from client.cli import ExitCode, main, parse_request_command
 from client.continuous import ContinuousOptions
+from tests.helpers.logs import json_records
 
 if TYPE_CHECKING:
     from conftest import FakeServer, RunClient, StartClient
@@ -40,6 +42,55 @@ async def test_one_shot_prints_version_model_date_and_indented_songs(
     )
     assert result.stderr == ""
     assert fake_server.bodies == [{"songs": ["Yellow"], "limit": 2}]
+
+
+@pytest.mark.parametrize(
+    ("extra", "notes"),
+    [
+        # A server that says nothing about where songs come from (older ones): no note.
+        ({}, ""),
+        ({"from_rules": 1, "unknown": []}, ""),
+        ({"from_rules": 2, "unknown": []}, ""),
+        (
+            {"from_rules": 0, "unknown": ["Nope", 'Say "Ñ"']},
+            'note: not in the model, ignored: "Nope", "Say \\"Ñ\\""\n'
+            "note: no rule matched these songs: the recommendations are just the most popular "
+            "songs\n",
+        ),
+        ({"from_rules": 1, "unknown": ["Nope"]}, 'note: not in the model, ignored: "Nope"\n'),
+    ],
+)
+async def test_one_shot_notes_unknown_songs_and_answers_without_rules(
+    fake_server: FakeServer, run_client: RunClient, extra: dict[str, object], notes: str
+) -> None:
+    fake_server.extra = extra
+    result = await run_client("127.0.0.1", str(fake_server.port), "Yellow", "--limit", "2")
+    assert result.returncode == 0, result.stderr
+    # The original client's output, unchanged; the notes go to stderr.
+    assert result.stdout.splitlines()[1:] == [
+        "Song recommendations:",
+        "    Yellow (remix 0)",
+        "    Yellow (remix 1)",
+    ]
+    assert result.stderr == notes
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"from_rules": 3}, "error: reply's 'from_rules' is not a count of its 2 songs\n"),
+        ({"from_rules": True}, "error: reply's 'from_rules' is not a count of its 2 songs\n"),
+        ({"from_rules": -1}, "error: reply's 'from_rules' is not a count of its 2 songs\n"),
+        ({"unknown": "Nope"}, "error: reply's 'unknown' is not a list of song names\n"),
+        ({"unknown": [1]}, "error: reply's 'unknown' is not a list of song names\n"),
+    ],
+)
+async def test_malformed_origin_fields_are_a_bad_reply(
+    fake_server: FakeServer, run_client: RunClient, extra: dict[str, object], message: str
+) -> None:
+    fake_server.extra = extra
+    result = await run_client("127.0.0.1", str(fake_server.port), "Yellow", "--limit", "2")
+    assert (result.returncode, result.stdout, result.stderr) == (ExitCode.BAD_REPLY, "", message)
 
 
 async def test_json_prints_the_reply_and_url_keeps_a_path_prefix(
@@ -141,7 +192,7 @@ def test_usage_errors_exit_2_naming_the_problem(
 def test_options_after_songs_and_defaults_are_understood() -> None:
     command = parse_request_command(["h", "52004", "A", "--limit", "5", "B", "-c", "--count", "2"])
     assert command.query.songs == ("A", "B")
-    assert (command.query.limit, command.query.timeout) == (5, 1.0)
+    assert (command.query.limit, command.query.timeout) == (5, 10.0)
     assert str(command.query.url) == "http://h:52004/api/recommend"
     assert command.continuous == ContinuousOptions(
         interval=1.0, count=2, duration=None, changes_only=False
@@ -164,3 +215,39 @@ async def test_ctrl_c_during_a_one_shot_request_is_one_line_not_a_traceback(
     stdout, stderr = await asyncio.wait_for(process.communicate(), 10)
     assert process.returncode == ExitCode.INTERRUPTED
     assert (stdout, stderr) == (b"", b"error: interrupted\n")
+
+
+async def test_json_logs_turn_every_stderr_line_into_a_record(
+    fake_server: FakeServer, run_client: RunClient, closed_port: int, tmp_path: Path
+) -> None:
+    refused = await run_client("127.0.0.1", str(closed_port), "Yellow", LOG_FORMAT="json")
+    assert (refused.returncode, refused.stdout) == (ExitCode.CONNECTION, "")
+    (record,) = json_records(refused.stderr)
+    assert (record["level"], record["logger"]) == ("ERROR", "client")
+    assert record["message"] == (
+        f"cannot connect to http://127.0.0.1:{closed_port}: Connection refused"
+    )
+
+    usage = await run_client("127.0.0.1", "52004", LOG_FORMAT="json")
+    assert usage.returncode == ExitCode.USAGE
+    (record,) = json_records(usage.stderr)
+    assert record["level"] == "ERROR"
+    assert record["message"].startswith("expected HOST PORT SONG")
+    assert record["message"].endswith("(see python -m client --help)")
+
+    csv_path = tmp_path / "run.csv"
+    measured = await run_client(
+        "-c", "--interval", "0.05", "--count", "3", "--output", str(csv_path),
+        "127.0.0.1", str(fake_server.port), "Yellow", LOG_FORMAT="json",
+    )  # fmt: skip
+    assert measured.returncode == ExitCode.OK, measured.stderr
+    *events, summary = json_records(measured.stderr)
+    assert [event["message"].split(" ")[:2] for event in events] == [["first", "reply"]]
+    assert summary["message"].startswith("--- summary ---\nrequests: 3, failed: 0")
+    assert csv_path.read_text().startswith("time,response_time,version,model_date\n")
+
+
+async def test_a_bad_log_format_is_a_usage_error(run_client: RunClient) -> None:
+    result = await run_client("127.0.0.1", "52004", "Yellow", LOG_FORMAT="xml")
+    assert result.returncode == ExitCode.USAGE
+    assert result.stderr == "error: LOG_FORMAT='xml' must be text or json\n"

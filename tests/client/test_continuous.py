@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import itertools
+import logging
 import signal
 from datetime import datetime
 from pathlib import Path
@@ -31,13 +32,17 @@ async def run_measure(
     """Run the measurement loop in-process; return the CSV, the log and the summary."""
     query = Query(endpoint_from_url(server.url), ("Yellow",), None, timeout)
     out, log = io.StringIO(), io.StringIO()
+    logger = logging.getLogger(f"{__name__}.measure")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    logger.handlers = [logging.StreamHandler(log)]
     async with new_session() as session:
         summary = await measure(
             session,
             query=query,
             options=options,
             out=out,
-            log=log,
+            log=logger,
             stop=stop or asyncio.Event(),
         )
     return out.getvalue(), log.getvalue(), summary

@@ -10,7 +10,19 @@ from typing import TYPE_CHECKING
 import pytest
 
 from client.cli import ExitCode, main
-from client.plot import Annotation, Shading, plot_run
+from client.plot import (
+    Annotation,
+    FailureBin,
+    Lane,
+    Point,
+    Segment,
+    Shading,
+    Timeline,
+    bin_seconds,
+    failure_bins,
+    plot_contents,
+    plot_run,
+)
 from client.record import CSV_HEADER, Sample, format_row
 from client.summary import FailureRun
 
@@ -41,12 +53,17 @@ def write_csv(path: Path, samples: list[Sample]) -> None:
         writer.writerows(format_row(sample) for sample in samples)
 
 
-def assert_png(path: Path) -> None:
+def png_size(path: Path) -> tuple[int, int]:
     data = path.read_bytes()
     assert data.startswith(PNG_SIGNATURE)
-    # The first chunk is IHDR: width and height of a figure 11 x 5 in at 100 dpi.
+    # The first chunk is IHDR: width and height.
     assert data[12:16] == b"IHDR"
-    assert (int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")) == (1100, 500)
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def assert_png(path: Path) -> None:
+    # A figure 12 in wide at 100 dpi, the latency and failure panels and the legend.
+    assert png_size(path) == (1200, 650)
 
 
 def test_plot_marks_failures_downtime_and_changes(tmp_path: Path) -> None:
@@ -61,6 +78,64 @@ def test_plot_marks_failures_downtime_and_changes(tmp_path: Path) -> None:
     assert contents.failure_times == (at(5), at(6), at(7), at(8))
     assert contents.downtime == FailureRun(4, at(5), at(8), at(9))
     assert contents.summary.requests == 15
+    # The failure track: one request a second, so bins of 5 s hold 5 requests each.
+    assert contents.bin_seconds == 5
+    assert contents.failure_bins == (
+        FailureBin(at(0), 5, 0),
+        FailureBin(at(5), 5, 4),
+        FailureBin(at(10), 5, 0),
+    )
+
+
+@pytest.mark.parametrize(
+    ("interval", "seconds", "width"),
+    [(0.01, 10, 0.1), (0.01, 60, 0.5), (1.0, 20, 5), (1.0, 3600, 30), (0.01, 0, 0.05)],
+)
+def test_failure_bins_hold_a_few_requests_and_at_most_150_over_the_run(
+    interval: float, seconds: float, width: float
+) -> None:
+    count = int(seconds / interval) + 1
+    samples = [Sample(at(i * interval), 1.0, "0.1.0", "m") for i in range(count)]
+    assert bin_seconds(samples) == width
+    bins = failure_bins(samples, width)
+    assert sum(b.requests for b in bins) == count
+    assert len(bins) <= 151
+
+
+def test_empty_bins_of_a_pause_are_kept_so_the_track_is_a_time_axis() -> None:
+    samples = [Sample(at(0), 1.0, None, None), Sample(at(2.5), 1.0, "0.1.0", "m")]
+    assert failure_bins(samples, 1) == (
+        FailureBin(at(0), 1, 1),
+        FailureBin(at(1), 0, 0),
+        FailureBin(at(2), 1, 0),
+    )
+
+
+def test_a_timeline_adds_its_lanes_under_the_failure_track(tmp_path: Path) -> None:
+    samples = rollout()
+    plain, with_lanes = tmp_path / "plain.png", tmp_path / "lanes.png"
+    plot_run(samples, plain, "rollout")
+    lanes = tuple(
+        Lane(
+            f"pod{i}",
+            (Segment(at(0), at(5 + i), "in the Service", "tab:green"),),
+            (Point(at(5 + i), "SIGTERM", "X", "black"),),
+        )
+        for i in range(4)
+    )
+    timeline = Timeline(
+        lanes=lanes,
+        spans=(Shading(at(2), at(4), "job running"),),
+        guides=(at(5),),
+        origin=at(5),
+        origin_label="the first SIGTERM",
+    )
+    contents = plot_run(samples, with_lanes, "rollout", subtitle="4 failed", timeline=timeline)
+    # The same annotations; a taller figure, 0.45 in per lane.
+    assert contents == plot_contents(samples)
+    (width, height), (_, plain_height) = png_size(with_lanes), png_size(plain)
+    assert width == 1200
+    assert height - plain_height >= 4 * 45
 
 
 def rolling_update() -> list[Sample]:

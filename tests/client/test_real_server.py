@@ -40,8 +40,8 @@ class RealServer:
         self.process: asyncio.subprocess.Process | None = None
         self._log: IO[bytes] | None = None
 
-    async def start(self) -> None:
-        """Start the server and wait until /readyz says the rules are loaded."""
+    async def start(self, path: str = "/readyz") -> None:
+        """Start the server and wait until ``path`` answers 200 (/readyz: rules are loaded)."""
         self._log = self.log_path.open("ab")
         env = {
             **os.environ,
@@ -63,10 +63,10 @@ class RealServer:
             stderr=self._log,
         )
         async with aiohttp.ClientSession() as session:
-            await self._ready(session)
+            await self._ready(session, path)
 
-    async def _ready(self, session: aiohttp.ClientSession) -> None:
-        url = f"http://127.0.0.1:{self.port}/readyz"
+    async def _ready(self, session: aiohttp.ClientSession, path: str) -> None:
+        url = f"http://127.0.0.1:{self.port}{path}"
         async with asyncio.timeout(30):
             while True:
                 assert self.process is not None
@@ -147,10 +147,41 @@ async def test_one_shot_against_the_real_server(
     assert reply["songs"] == [song.strip() for song in songs]
     assert (reply["version"], reply["model_date"]) == (__version__, model_date)
 
+    # SONG has rules, so at least its first recommendation comes from one.
+    assert 1 <= reply["from_rules"] <= 10
+    assert reply["unknown"] == []
+    assert result.stderr == ""
+
+    unknown = await run_client("127.0.0.1", port, "no such song", "--limit", "3")
+    assert unknown.returncode == 0, unknown.stderr
+    assert unknown.stderr.splitlines() == [
+        'note: not in the model, ignored: "no such song"',
+        "note: no rule matched these songs: the recommendations are just the most popular songs",
+    ]
+
     rejected = await run_client("--limit", "1000", "127.0.0.1", port, SONG)
     assert rejected.returncode == 5
     assert rejected.stderr.startswith("error: server rejected the request (400 Bad Request): ")
     assert "limit" in rejected.stderr
+
+
+async def test_with_the_defaults_the_servers_no_rules_answer_reaches_the_user(
+    servers: list[RealServer], tmp_path: Path, run_client: RunClient, closed_port: int
+) -> None:
+    # Both sides at their defaults: the server holds the request RULES_WAIT_SECONDS (5 s), then
+    # answers 503; the client's timeout must be longer for the user to read why.
+    data_dir = tmp_path / "empty"
+    data_dir.mkdir()
+    server = RealServer(closed_port, data_dir, tmp_path / "server.log")
+    servers.append(server)
+    await server.start(path="/healthz")
+
+    result = await run_client("127.0.0.1", str(server.port), SONG)
+    assert result.returncode == 6, result.stderr
+    assert result.stderr == (
+        "error: server error (503 Service Unavailable): no rules loaded yet (waited 5 s); "
+        "retry later (retry after 5 s)\n"
+    )
 
 
 def copy_with_version(destination: Path, version: str) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import shlex
@@ -10,6 +11,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import jsonschema
@@ -17,6 +19,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 MANIFESTS = REPO / "manifests"
+SCHEMAS = Path(__file__).with_name("schemas")
 SPARK_COMPONENT = "../../components/spark"
 # The oldest Kubernetes minor we claim: everything used is GA there (autoscaling/v2 1.23,
 # policy/v1 1.21, seccompProfile 1.19, startupProbe 1.20, emptyDir sizeLimit 1.25).
@@ -39,6 +42,15 @@ SPARK_OVERLAYS = [path.name for path in _ALL_OVERLAYS if uses_spark(path)]
 DOCKERFILE = REPO / "containers" / "Dockerfile"
 
 
+def load_script(path: Path) -> ModuleType:
+    """A script of the checkout (not a package module), imported from its file."""
+    spec = importlib.util.spec_from_file_location(f"script_{path.stem}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def venv_tool(name: str) -> str:
     """A command installed next to the running Python (the project's virtualenv), or on PATH."""
     beside = Path(sys.executable).parent / name
@@ -56,6 +68,53 @@ def render(directory: Path) -> list[dict[str, Any]]:
     )
     assert result.returncode == 0, result.stderr
     return [obj for obj in yaml.safe_load_all(result.stdout) if obj]
+
+
+def strict(schema: Any) -> Any:
+    """The schema with every object that lists its properties refusing any other field.
+
+    The API server prunes unknown fields of a custom resource without a word, so a misspelled
+    `selfHeal` would silently turn self-healing off; this makes such a field an error here.
+    """
+    if isinstance(schema, list):
+        return [strict(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    tightened = {key: strict(value) for key, value in schema.items()}
+    if (
+        "properties" in schema
+        and "additionalProperties" not in schema
+        and not schema.get("x-kubernetes-preserve-unknown-fields")
+    ):
+        tightened["additionalProperties"] = False
+    return tightened
+
+
+def crd_validator(path: Path, version: str) -> jsonschema.protocols.Validator:
+    """A validator for objects of the CustomResourceDefinition in ``path`` at ``version``, from
+    its openAPIV3Schema made :func:`strict`."""
+    crd = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    (served,) = [v for v in crd["spec"]["versions"] if v["name"] == version]
+    schema = strict(served["schema"]["openAPIV3Schema"])
+    validator_class = jsonschema.validators.validator_for(
+        schema, default=jsonschema.Draft7Validator
+    )
+    # Not check_schema(): it also asserts the "regex" format of every pattern, and CRD patterns
+    # are Go (RE2) expressions Python's re may refuse, e.g. the Prometheus Operator's
+    # "^(?i)(abort|warn)?$".
+    problems = [
+        error.message for error in validator_class(validator_class.META_SCHEMA).iter_errors(schema)
+    ]
+    assert problems == [], f"{path} does not hold a valid schema: {problems[:3]}"
+    return validator_class(schema)
+
+
+def schema_errors(validator: jsonschema.protocols.Validator, document: dict[str, Any]) -> list[str]:
+    """Every schema violation in ``document``, one line each."""
+    return [
+        f"{'.'.join(map(str, error.absolute_path))}: {error.message}"
+        for error in validator.iter_errors(document)
+    ]
 
 
 class Rendered:
@@ -104,6 +163,8 @@ class Dockerfile:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.stages: dict[str, Stage] = {}
+        # ARGs declared before the first FROM: usable in FROM lines.
+        self.global_args: dict[str, str | None] = {}
         logical: list[str] = []
         pending = ""
         for line in path.read_text().splitlines():
@@ -127,8 +188,37 @@ class Dockerfile:
                 current, body = (name.strip(), base.strip()), []
             elif current:
                 body.append(Instruction(keyword, arguments.strip()))
+            elif keyword == "ARG":
+                name, equals, default = arguments.strip().partition("=")
+                self.global_args[name] = shlex.split(default)[0] if equals and default else None
         assert current, f"{path} has no FROM"
         self.stages[current[0]] = Stage(current[0], current[1], tuple(body))
+
+    def args(self, stage: str) -> dict[str, str | None]:
+        """The ARGs a stage declares, with their defaults (None: no default; a global's value
+        when it redeclares a global ARG without one)."""
+        declared: dict[str, str | None] = {}
+        for arguments in (
+            i.arguments for i in self.stages[stage].instructions if i.keyword == "ARG"
+        ):
+            name, equals, default = arguments.partition("=")
+            value = (shlex.split(default) or [""])[0] if equals else self.global_args.get(name)
+            declared[name] = value
+        return declared
+
+    def substitute(self, text: str, values: dict[str, str | None]) -> str:
+        """``text`` with each ``${NAME}`` replaced by its value; a missing one is an error."""
+
+        def value(match: re.Match[str]) -> str:
+            found = values.get(match[1])
+            assert found is not None, f"{match[0]} has no default in {self.path.name}"
+            return found
+
+        return re.sub(r"\$\{(\w+)\}", value, text)
+
+    def base(self, stage: str) -> str:
+        """What a stage is built FROM, with the global ARGs' defaults put in."""
+        return self.substitute(self.stages[stage].base, self.global_args)
 
     def chain(self, target: str) -> list[Stage]:
         """The stages `target` is built on, outermost first, ending with `target`."""
@@ -146,60 +236,29 @@ class Dockerfile:
             if instruction.keyword == keyword
         ]
 
-    def env(self, target: str) -> dict[str, str]:
-        """The ENV of the image built from `target`."""
-        env: dict[str, str] = {}
-        for arguments in self.instructions(target, "ENV"):
+    def pairs(self, target: str, keyword: str) -> dict[str, str]:
+        """The NAME=VALUE pairs of every `keyword` (ENV, LABEL) `target` has, later ones winning,
+        as written (ARGs not put in)."""
+        pairs: dict[str, str] = {}
+        for arguments in self.instructions(target, keyword):
             for pair in shlex.split(arguments):
                 name, _, value = pair.partition("=")
-                env[name] = value
-        return env
+                pairs[name] = value
+        return pairs
+
+    def env(self, target: str) -> dict[str, str]:
+        """The ENV of the image built from `target`."""
+        return self.pairs(target, "ENV")
+
+    def labels(self, target: str) -> dict[str, str]:
+        """The LABELs of the image built from `target`."""
+        return self.pairs(target, "LABEL")
 
     def exec_form(self, target: str, keyword: str) -> list[str]:
         """The last `keyword` (ENTRYPOINT, CMD) of `target`, which must be a JSON array."""
         value = json.loads(self.instructions(target, keyword)[-1])
         assert isinstance(value, list), f"{keyword} of {target} is not exec form"
         return [str(item) for item in value]
-
-
-def strict(schema: Any) -> Any:
-    """The schema with every object that lists its properties refusing any other field.
-
-    The API server prunes unknown fields of a custom resource without a word, so a misspelled
-    `selfHeal` would silently turn self-healing off; this makes such a field an error here.
-    """
-    if isinstance(schema, list):
-        return [strict(item) for item in schema]
-    if not isinstance(schema, dict):
-        return schema
-    tightened = {key: strict(value) for key, value in schema.items()}
-    if (
-        "properties" in schema
-        and "additionalProperties" not in schema
-        and not schema.get("x-kubernetes-preserve-unknown-fields")
-    ):
-        tightened["additionalProperties"] = False
-    return tightened
-
-
-def crd_validator(path: Path, version: str) -> jsonschema.protocols.Validator:
-    """A validator for one version of a CustomResourceDefinition's objects, made strict."""
-    crd = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    (served,) = [v for v in crd["spec"]["versions"] if v["name"] == version]
-    schema = strict(served["schema"]["openAPIV3Schema"])
-    validator_class = jsonschema.validators.validator_for(
-        schema, default=jsonschema.Draft7Validator
-    )
-    validator_class.check_schema(schema)
-    return validator_class(schema)
-
-
-def errors(validator: jsonschema.protocols.Validator, document: dict[str, Any]) -> list[str]:
-    """Every schema violation in `document`, one line each."""
-    return [
-        f"{'.'.join(map(str, error.absolute_path))}: {error.message}"
-        for error in validator.iter_errors(document)
-    ]
 
 
 def annotations_of(obj: dict[str, Any]) -> dict[str, str]:

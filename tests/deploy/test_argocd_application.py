@@ -4,16 +4,22 @@ overlay automatically, without fighting the autoscaler."""
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
 import yaml
 
-from tests.deploy.deployfiles import MANIFESTS, REPO, Rendered, crd_validator, errors
+from tests.deploy.deployfiles import (
+    MANIFESTS,
+    REPO,
+    SCHEMAS,
+    Rendered,
+    crd_validator,
+    schema_errors,
+)
 
-CRD = Path(__file__).with_name("schemas") / "argocd-application-crd.yaml"
+CRD = SCHEMAS / "argocd-application-crd.yaml"
 APPLICATION = MANIFESTS / "argocd" / "application.yaml"
 
 
@@ -35,7 +41,7 @@ def test_application_is_valid_for_argo_cds_crd(
 ) -> None:
     assert application["apiVersion"] == "argoproj.io/v1alpha1"
     assert application["kind"] == "Application"
-    assert errors(validator, application) == []
+    assert schema_errors(validator, application) == []
 
 
 @pytest.mark.parametrize(
@@ -58,7 +64,7 @@ def test_schema_check_catches_mistakes(
     for key in path[:-1]:
         parent = parent[key]
     parent[path[-1]] = value
-    assert errors(validator, broken)
+    assert schema_errors(validator, broken)
 
 
 def test_application_syncs_the_production_overlay_automatically(

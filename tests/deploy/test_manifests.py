@@ -317,3 +317,106 @@ def test_images_are_the_package_version(rendered: Rendered) -> None:
     for kind, target in (("Deployment", "api"), ("Job", "mining")):
         image = rendered.container(kind)["image"]
         assert image.endswith(f"/playlist-recommender-{target}:{__version__}"), image
+
+
+# Kubernetes' recommended labels (kubernetes.io/docs/concepts/overview/working-with-objects/
+# common-labels): every object and pod template carries them all.
+RECOMMENDED = {
+    "app.kubernetes.io/name": "playlist-recommender",
+    "app.kubernetes.io/instance": "playlist-recommender",
+    "app.kubernetes.io/version": __version__,
+    "app.kubernetes.io/part-of": "playlist-recommender",
+    "app.kubernetes.io/managed-by": "kustomize",
+}
+COMPONENT = "app.kubernetes.io/component"
+# Only these may select pods: a Deployment's selector is immutable, so a label whose value
+# changes with a release (version) or that a tool rewrites (instance, managed-by) must not be in it.
+SELECTOR_LABELS = {"app.kubernetes.io/name", COMPONENT}
+
+
+def labelled_parts(obj: dict[str, Any]) -> list[tuple[str, dict[str, str]]]:
+    """An object's labels, and its pod template's, each with where they are."""
+    where = f"{obj['kind']} {obj['metadata']['name']}"
+    parts = [(where, dict(obj["metadata"].get("labels") or {}))]
+    template = obj.get("spec", {}).get("template")
+    if template is not None:
+        parts.append((f"{where} pod template", dict(template["metadata"].get("labels") or {})))
+    return parts
+
+
+def selectors(rendered: Rendered) -> dict[str, dict[str, str]]:
+    """Every label selector in the rendered objects, by where it is."""
+    deployment = rendered.one("Deployment")
+    found = {
+        "Deployment selector": deployment["spec"]["selector"]["matchLabels"],
+        "Service selector": rendered.one("Service")["spec"]["selector"],
+        "PodDisruptionBudget selector": rendered.one("PodDisruptionBudget")["spec"]["selector"][
+            "matchLabels"
+        ],
+    }
+    for index, constraint in enumerate(
+        deployment["spec"]["template"]["spec"].get("topologySpreadConstraints", [])
+    ):
+        found[f"topologySpreadConstraints[{index}]"] = constraint["labelSelector"]["matchLabels"]
+    return found
+
+
+def test_every_object_and_pod_template_has_the_recommended_labels(rendered: Rendered) -> None:
+    components = {
+        ("Deployment", "api"): "api",
+        ("Service", "playlist-recommender"): "api",
+        ("PodDisruptionBudget", "api"): "api",
+        ("HorizontalPodAutoscaler", "api"): "api",
+        ("Job", "mining"): "mining",
+        ("PersistentVolumeClaim", "ml-data"): "rules-storage",
+        ("ConfigMap", "mining-config"): "mining",
+    }
+    for obj in rendered.objects:
+        name = obj["metadata"]["name"]
+        key = (obj["kind"], "mining-config" if name.startswith("mining-config-") else name)
+        for where, labels in labelled_parts(obj):
+            assert labels.items() >= RECOMMENDED.items(), where
+            # Objects added later (an overlay's, a component's) name their own component.
+            assert labels.get(COMPONENT) == components.get(key, labels.get(COMPONENT)), where
+            assert labels.get(COMPONENT), where
+
+
+def test_selectors_name_only_the_labels_that_never_change(rendered: Rendered) -> None:
+    api_pods = rendered.one("Deployment")["spec"]["template"]["metadata"]["labels"]
+    for where, selector in selectors(rendered).items():
+        assert selector == {"app.kubernetes.io/name": "playlist-recommender", COMPONENT: "api"}, (
+            where
+        )
+        assert set(selector) <= SELECTOR_LABELS
+        assert selector.items() <= api_pods.items()
+
+
+def test_a_new_version_relabels_everything_and_keeps_every_selector(tmp_path: Path) -> None:
+    copy = tmp_path / "manifests"
+    shutil.copytree(MANIFESTS, copy)
+    base = copy / "base" / "kustomization.yaml"
+    text = base.read_text()
+    line = f'app.kubernetes.io/version: "{__version__}"'
+    assert text.count(line) == 1
+    base.write_text(text.replace(line, 'app.kubernetes.io/version: "9.9.9"'))
+    for overlay in ("local", "production"):
+        before = Rendered(MANIFESTS / "overlays" / overlay)
+        after = Rendered(copy / "overlays" / overlay)
+        for obj in after.objects:
+            for where, labels in labelled_parts(obj):
+                assert labels["app.kubernetes.io/version"] == "9.9.9", where
+        # An upgrade applies over the running objects: an immutable selector must not move.
+        assert selectors(after) == selectors(before)
+
+
+def test_the_argo_cd_application_has_the_recommended_labels() -> None:
+    application = yaml.safe_load((MANIFESTS / "argocd" / "application.yaml").read_text())
+    labels = application["metadata"]["labels"]
+    assert labels == {
+        **RECOMMENDED,
+        "app.kubernetes.io/managed-by": "kubectl",
+        COMPONENT: "argocd-application",
+    }
+    # Argo CD's default tracking label is app.kubernetes.io/instance, set to the Application's
+    # name on everything it deploys: the value the manifests carry, so the two never disagree.
+    assert application["metadata"]["name"] == RECOMMENDED["app.kubernetes.io/instance"]

@@ -29,7 +29,7 @@ from tests.deploy.deployfiles import (
     Rendered,
     annotations_of,
     crd_validator,
-    errors,
+    schema_errors,
     validate,
 )
 
@@ -78,7 +78,7 @@ def test_the_spark_application_is_valid_for_the_operators_crd(
 ) -> None:
     application = spark_rendered.one("SparkApplication")
     assert application["apiVersion"] == "sparkoperator.k8s.io/v1beta2"
-    assert errors(validator, application) == []
+    assert schema_errors(validator, application) == []
 
 
 @pytest.mark.parametrize(
@@ -102,7 +102,7 @@ def test_the_schema_check_catches_mistakes(
     for key in path[:-1]:
         parent = parent[key]
     parent[path[-1]] = value
-    assert errors(validator, broken)
+    assert schema_errors(validator, broken)
 
 
 @pytest.mark.parametrize("version", [OLDEST_KUBERNETES, None], ids=["oldest", "newest"])

@@ -8,14 +8,15 @@ real gate end to end. ``serve`` runs ``init_app`` on a real 127.0.0.1 port.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from aiohttp import web
-
-from http_api.app import init_app
+from http_api.connections import start_serving
 from http_api.settings import Settings
 from http_api.state import Snapshot
+from tests.helpers.openapi import checked_app
 
 
 class Gate:
@@ -46,11 +47,17 @@ class Gate:
 
 @asynccontextmanager
 async def serve(gate: Gate, settings: Settings, port: int = 0) -> AsyncIterator[str]:
-    """Run the application on 127.0.0.1 (``port`` 0: a free one); yield its base URL."""
-    runner = web.AppRunner(init_app(gate, settings), shutdown_timeout=0.1)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    """Run the application on 127.0.0.1 (``port`` 0: a free one) as the HttpFrontend actor
+    does (connection cap, timeouts, JSON for malformed requests), every response checked
+    against the OpenAPI document; yield its base URL."""
+    listener = socket.create_server(("127.0.0.1", port))
+    address = listener.getsockname()
+    runner = await start_serving(
+        checked_app(gate, settings),
+        listener,
+        dataclasses.replace(settings, shutdown_timeout_seconds=0.1),
+    )
     try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+        yield f"http://127.0.0.1:{address[1]}"
     finally:
         await runner.cleanup()

@@ -3,9 +3,9 @@
 ``build_ruleset`` packs a test's own songs and rules (``HeaderFields`` not given take the
 defaults below); ``small_ruleset`` is a hand-made set whose recommendations are easy to predict;
 ``synthetic_ruleset`` builds hundreds of thousands of rules with numpy (no Python object per
-rule) for reload-under-load tests. ``write_model`` writes the rules file, then the checkpoint:
-the checkpoint is the commit marker, exactly as ``python -m mining`` does; ``read_model`` reads
-them back as the server does.
+rule) for reload-under-load tests. ``write_model`` commits a rule set with the job's own commit
+(``mining.datadir``), ``write_legacy_model`` writes rules.cbor and the checkpoint only, as
+version 0.1.0 of the job did; ``read_model`` reads them back as the server does.
 """
 
 from __future__ import annotations
@@ -20,11 +20,13 @@ import numpy.typing as npt
 from http_api.recommender import Recommender
 from http_api.state import Snapshot
 from mining.checkpoint import CHECKPOINT_FILENAME, Checkpoint, read_checkpoint, write_checkpoint
+from mining.datadir import commit_rules
 from mining.rulesfile import (
     RULES_FILENAME,
     MiningParameters,
     RuleSet,
     RulesHeader,
+    encode_rules,
     pack_rules,
     read_rules,
     write_rules,
@@ -154,7 +156,17 @@ def checkpoint_of(ruleset: RuleSet) -> Checkpoint:
 
 
 def write_model(data_dir: Path, ruleset: RuleSet) -> Checkpoint:
-    """Write the rules file, then the checkpoint (the commit marker), atomically."""
+    """Commit ``ruleset`` with the job's own commit: its generation's rules file, then the
+    checkpoint (the commit marker), then rules.cbor, then the older generations removed."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint = checkpoint_of(ruleset)
+    commit_rules(data_dir, encode_rules(ruleset), checkpoint)
+    return checkpoint
+
+
+def write_legacy_model(data_dir: Path, ruleset: RuleSet) -> Checkpoint:
+    """Write rules.cbor, then the checkpoint, atomically, and no generation file: the layout
+    version 0.1.0 of the job left (and what a hand-written tool may still write)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     write_rules(data_dir / RULES_FILENAME, ruleset)
     checkpoint = checkpoint_of(ruleset)

@@ -7,6 +7,7 @@ to end); the snapshots are built from rules written and read back through mining
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gzip
 import json
 import re
@@ -21,11 +22,11 @@ from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 
 from http_api import metrics
-from http_api.app import init_app
 from http_api.settings import Settings
 from http_api.state import Snapshot
 from mining.version import __version__
 from tests.helpers.gate import Gate
+from tests.helpers.openapi import checked_app
 from tests.helpers.rules import HeaderFields, build_ruleset, read_model, write_model
 
 SONGS = ("HUMBLE.", "DNA.", "Tyler, The Creator", "Ünïcödé", "City Of Stars", "plain")
@@ -60,7 +61,7 @@ async def start() -> AsyncIterator[Start]:
     servers: list[TestServer] = []
 
     async def _start(gate: Gate, settings: Settings = SETTINGS) -> str:
-        server = TestServer(init_app(gate, settings), host="127.0.0.1")
+        server = TestServer(checked_app(gate, settings), host="127.0.0.1")
         await server.start_server()
         servers.append(server)
         return str(server.make_url("")).rstrip("/")
@@ -144,6 +145,8 @@ async def test_recommend_answers_the_rules_with_version_and_model_date(
         "songs": ["Tyler, The Creator", "DNA.", "Ünïcödé"],
         "version": __version__,
         "model_date": "2023-11-14 22:13:20.123456",
+        "from_rules": 2,
+        "unknown": [],
     }
     status, answer = await post_json(http, url, {"songs": [" humble. ", "ÜNÏCÖDÉ"], "limit": 2})
     assert (status, answer["songs"]) == (200, ["City Of Stars", "Tyler, The Creator"])
@@ -152,6 +155,47 @@ async def test_recommend_answers_the_rules_with_version_and_model_date(
     assert answer["songs"] == list(SONGS)  # all popular fill, most popular first
     status, answer = await post_json(http, url, {"songs": ["DNA.", "DNA."], "limit": 1})
     assert (status, answer["songs"]) == (200, ["HUMBLE."])
+
+
+async def test_the_answer_says_how_many_songs_came_from_rules_and_which_songs_are_unknown(
+    start: Start, snapshot: Snapshot
+) -> None:
+    url = await start(Gate(snapshot))
+    unknown = ['not "here"', "Ünknown\u2028", "x" * 1000]
+    document = {"songs": ["HUMBLE.", *unknown, unknown[0], "dna."], "limit": 4}
+    request = http_post("/api/recommend", json.dumps(document).encode())
+    status, _, body, _ = await raw_request(url, request)
+    answer = json.loads(body)
+    assert status == 200
+    # One rule-based song (the others' rules give songs in the query), then the fill; the
+    # unknown songs once each, in request order.
+    assert answer["songs"] == ["Tyler, The Creator", "Ünïcödé", "City Of Stars", "plain"]
+    assert (answer["from_rules"], answer["unknown"]) == (1, unknown)
+    # Written as json.dumps writes it, like every other answer.
+    assert body == json.dumps(answer).encode()
+    for songs, from_rules in ((["plain"], 0), (["DNA."], 1), (["HUMBLE.", "Ünïcödé"], 3)):
+        request = http_post("/api/recommend", json.dumps({"songs": songs, "limit": 3}).encode())
+        status, _, body, _ = await raw_request(url, request)
+        answer = json.loads(body)
+        assert (status, answer["from_rules"], answer["unknown"]) == (200, from_rules, [])
+        assert body == json.dumps(answer).encode()
+
+
+async def test_ranking_is_the_servers_setting(start: Start, tmp_path: Path) -> None:
+    # HUMBLE. → Tyler 0.8 is the best rule; "plain" has two weaker ones, 0.6 + 0.5 = 1.1.
+    more = [((0,), 5, 57, 95), ((1,), 5, 45, 90)]
+    fields = HeaderFields(version=__version__, dataset_url="file:///data/playlists.csv")
+    write_model(tmp_path, build_ruleset(SONGS, COUNTS, RULES + more, fields))
+    gate = Gate(read_model(tmp_path))
+    query = {"songs": ["HUMBLE.", "DNA."], "limit": 2}
+    async with ClientSession() as http:
+        for ranking, expected in (
+            ("best", ["Tyler, The Creator", "plain"]),
+            ("sum", ["plain", "Tyler, The Creator"]),
+        ):
+            url = await start(gate, dataclasses.replace(SETTINGS, ranking=ranking))
+            status, answer = await post_json(http, url, query)
+            assert (status, answer["songs"], answer["from_rules"]) == (200, expected, 2)
 
 
 async def test_content_type_is_not_required(start: Start, snapshot: Snapshot) -> None:
@@ -177,7 +221,7 @@ async def test_gzip_request_bodies_are_accepted_and_broken_ones_are_a_400(
         url, http_post("/api/recommend", b"not gzip at all", "Content-Encoding: gzip\r\n")
     )
     assert status == 400
-    assert "could not be read" in json.loads(body)["error"]
+    assert json.loads(body)["error"] == "body is not valid gzip data"
 
 
 async def test_healthz_never_depends_on_rules_and_readyz_does(
@@ -350,10 +394,12 @@ async def test_a_bug_in_a_handler_is_a_json_500(start: Start, snapshot: Snapshot
     # A snapshot without a recommender makes the handler raise, as a genuine bug would.
     broken = Snapshot(checkpoint=snapshot.checkpoint, header=snapshot.header, recommender=None)  # type: ignore[arg-type]
     url = await start(Gate(broken))
-    before = sample("http_requests_total", route="/api/recommend", status="500")
+    before = sample("http_requests_total", route="/api/recommend", method="POST", code="500")
     status, _, body, _ = await raw_request(url, http_post("/api/recommend", b'{"songs": ["a"]}'))
     assert (status, json.loads(body)) == (500, {"error": "internal server error"})
-    assert sample("http_requests_total", route="/api/recommend", status="500") == before + 1
+    assert sample("http_requests_total", route="/api/recommend", method="POST", code="500") == (
+        before + 1
+    )
 
 
 def sample(name: str, **labels: str) -> float:
@@ -366,10 +412,12 @@ async def test_metrics_count_requests_and_describe_the_rules(
 ) -> None:
     gate = Gate()
     url = await start(gate)
-    ok = sample("http_requests_total", route="/api/recommend", status="200")
-    bad = sample("http_requests_total", route="/api/recommend", status="400")
-    unmatched = sample("http_requests_total", route="unmatched", status="404")
-    timed = sample("http_request_duration_seconds_count", route="/api/recommend")
+    recommend = {"route": "/api/recommend", "method": "POST"}
+    ok = sample("http_requests_total", **recommend, code="200")
+    bad = sample("http_requests_total", **recommend, code="400")
+    unmatched = sample("http_requests_total", route="unmatched", method="GET", code="404")
+    refused = sample("http_requests_total", route="/healthz", method="PUT", code="405")
+    timed = sample("http_request_duration_seconds_count", **recommend)
     reloads = sample("recommender_rule_reloads_total")
     failures = sample("recommender_rule_reload_failures_total")
 
@@ -378,6 +426,8 @@ async def test_metrics_count_requests_and_describe_the_rules(
         assert response.headers["Content-Type"].startswith("text/plain")
         text = await response.text()
     assert re.search(r"^recommender_rules_loaded 0\.0$", text, re.MULTILINE)
+    assert re.search(r"^recommender_ready 0\.0$", text, re.MULTILINE)
+    assert f'playlist_recommender_build_info{{version="{__version__}"}} 1.0\n' in text
 
     gate.publish(snapshot)
     metrics.record_reload_succeeded(snapshot)
@@ -387,23 +437,73 @@ async def test_metrics_count_requests_and_describe_the_rules(
     assert (await post_json(http, url, {"songs": 5}))[0] == 400
     async with http.get(f"{url}/{'x' * 50}") as response:
         assert response.status == 404
+    async with http.put(f"{url}/healthz") as response:
+        assert response.status == 405
 
     async with http.get(f"{url}/metrics") as response:
         text = await response.text()
     assert re.search(r"^recommender_rules_loaded 4\.0$", text, re.MULTILINE)
     assert re.search(r"^recommender_songs_loaded 6\.0$", text, re.MULTILINE)
+    assert re.search(r"^recommender_ready 1\.0$", text, re.MULTILINE)
     assert re.search(
         r"^recommender_model_generated_timestamp_seconds 1\.70000000012345\d*e\+09$",
         text,
         re.MULTILINE,
     )
     assert "process_resident_memory_bytes" in text
-    assert sample("http_requests_total", route="/api/recommend", status="200") == ok + 3
-    assert sample("http_requests_total", route="/api/recommend", status="400") == bad + 1
-    assert sample("http_requests_total", route="unmatched", status="404") == unmatched + 1
-    assert sample("http_request_duration_seconds_count", route="/api/recommend") == timed + 4
+    assert sample("http_requests_total", **recommend, code="200") == ok + 3
+    assert sample("http_requests_total", **recommend, code="400") == bad + 1
+    assert sample("http_requests_total", route="unmatched", method="GET", code="404") == (
+        unmatched + 1
+    )
+    assert sample("http_requests_total", route="/healthz", method="PUT", code="405") == refused + 1
+    assert sample("http_request_duration_seconds_count", **recommend) == timed + 4
     assert sample("recommender_rule_reloads_total") == reloads + 1
     assert sample("recommender_rule_reload_failures_total") == failures + 1
+
+    gate.draining = True
+    async with http.get(f"{url}/metrics") as response:
+        text = await response.text()
+    assert re.search(r"^recommender_ready 0\.0$", text, re.MULTILINE)
+
+
+async def test_invented_methods_share_one_series(start: Start, snapshot: Snapshot) -> None:
+    url = await start(Gate(snapshot))
+    before = sample("http_requests_total", route="/healthz", method="other", code="405")
+    # (aiohttp's parser knows some 40 methods and answers 400 to any other.)
+    for method in ("PROPFIND", "MKCOL", "PURGE"):
+        request = f"{method} /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n"
+        status, headers, _, _ = await raw_request(url, request.encode())
+        assert (status, headers["allow"]) == (405, "GET, HEAD")
+    assert sample("http_requests_total", route="/healthz", method="other", code="405") == (
+        before + 3
+    )
+    assert sample("http_requests_total", route="/healthz", method="PURGE", code="405") == 0
+
+
+async def test_latency_buckets_resolve_requests_of_tens_of_microseconds(
+    start: Start, http: ClientSession, snapshot: Snapshot
+) -> None:
+    url = await start(Gate(snapshot))
+    labels = {"route": "/healthz", "method": "GET"}
+
+    def buckets() -> dict[float, float]:
+        return {
+            bound: sample("http_request_duration_seconds_bucket", **labels, le=str(bound))
+            for bound in metrics.LATENCY_BUCKETS
+        }
+
+    before = buckets()
+    for _ in range(200):
+        async with http.get(f"{url}/healthz") as response:
+            assert response.status == 200
+    counts = {bound: n - before[bound] for bound, n in buckets().items()}
+    # A health check takes tens of µs: the ladder starts below that, so the bulk of them is
+    # not all in the first bucket (the old first bucket was 500 µs), and all are under 1 s.
+    assert metrics.LATENCY_BUCKETS[0] <= 1e-5
+    assert counts[metrics.LATENCY_BUCKETS[0]] < 200
+    assert counts[0.001] > 0
+    assert counts[1.0] == 200
 
 
 async def test_max_body_bytes_bounds_both_sized_and_chunked_bodies(start: Start) -> None:
@@ -439,19 +539,22 @@ def test_request_series_are_exposed_as_prometheus_clients_own_would_be() -> None
     buckets = (0.001, 0.01, 0.1, 1.0)
     ours = metrics.RequestMetrics(buckets)
     theirs = prometheus_client.CollectorRegistry()
-    counter = prometheus_client.Counter("http_requests", "d", ["route", "status"], registry=theirs)
+    counter = prometheus_client.Counter(
+        "http_requests", "d", ["route", "method", "code"], registry=theirs
+    )
     histogram = prometheus_client.Histogram(
-        "http_request_duration_seconds", "d", ["route"], buckets=buckets, registry=theirs
+        "http_request_duration_seconds", "d", ["route", "method"], buckets=buckets, registry=theirs
     )
     rng = np.random.default_rng(3)
     edges = [*buckets, 0.0, 5.0, 1e-9]
     for i in range(400):
         route = ("/api/recommend", "/healthz", metrics.UNMATCHED_ROUTE)[i % 3]
+        method = ("GET", "POST", "HEAD")[i % 5 % 3]
         status = (200, 400, 404)[int(rng.integers(3))]
         seconds = edges[i % len(edges)] if i % 4 == 0 else float(rng.exponential(0.01))
-        ours.observer(route)(status, seconds)
-        counter.labels(route, str(status)).inc()
-        histogram.labels(route).observe(seconds)
+        ours.observer(route, metrics.ANY_METHOD)(method, status, seconds)
+        counter.labels(route, method, str(status)).inc()
+        histogram.labels(route, method).observe(seconds)
 
     def samples(families: Iterable[prometheus_client.Metric]) -> dict[tuple[str, str], float]:
         return {

@@ -22,13 +22,13 @@ from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from http_api.app import init_app
 from http_api.settings import Settings
 from http_api.state import Snapshot
 from http_api.validation import MAX_LIMIT
 from mining.rulesfile import MiningParameters
 from mining.version import __version__
 from tests.helpers.gate import Gate
+from tests.helpers.openapi import checked_app
 from tests.helpers.rules import HeaderFields, build_ruleset, read_model, write_model
 
 N_SONGS = 40
@@ -75,7 +75,7 @@ def port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     snapshot = build_snapshot(tmp_path_factory.mktemp("rules"))
     app_settings = Settings(max_query_songs=MAX_QUERY_SONGS, max_body_bytes=64 * 1024)
     loop = asyncio.new_event_loop()
-    runner = web.AppRunner(init_app(Gate(snapshot), app_settings))
+    runner = web.AppRunner(checked_app(Gate(snapshot), app_settings))
     started = threading.Event()
 
     def serve() -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import unicodedata
 from collections.abc import Sequence
 from fractions import Fraction
@@ -13,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from http_api import recommender
-from http_api.recommender import Recommender, normalise_name
+from http_api.recommender import Recommendation, Recommender, normalise_name
 from mining.rulesfile import MiningParameters, RuleSet, RulesHeader, pack_rules
 
 Rule = tuple[Sequence[int], int, int, int]
@@ -46,12 +48,12 @@ def make_ruleset(
     )
 
 
-def brute_force(ruleset: RuleSet, query: Sequence[str], limit: int) -> list[str]:
-    """The contract's semantics, written plainly: exact fractions, sets, sorted()."""
+def brute_force_match(ruleset: RuleSet, query: Sequence[str]) -> tuple[set[str], list[str]]:
+    """The songs a query names, and its names that name none (distinct, in order, at most 20)."""
     names = list(ruleset.song_names)
     counts = [int(c) for c in ruleset.song_counts]
-    n = ruleset.header.transactions
     chosen: set[str] = set()
+    unknown: list[str] = []
     for name in query:
         if name in names:
             chosen.add(name)
@@ -59,6 +61,17 @@ def brute_force(ruleset: RuleSet, query: Sequence[str], limit: int) -> list[str]
         same_form = [s for s in names if normalise_name(s) == normalise_name(name)]
         if same_form:
             chosen.add(min(same_form, key=lambda s: (-counts[names.index(s)], s)))
+        elif name not in unknown and len(unknown) < 20:
+            unknown.append(name)
+    return chosen, unknown
+
+
+def brute_force(ruleset: RuleSet, query: Sequence[str], limit: int) -> list[str]:
+    """The contract's semantics, written plainly: exact fractions, sets, sorted()."""
+    names = list(ruleset.song_names)
+    counts = [int(c) for c in ruleset.song_counts]
+    n = ruleset.header.transactions
+    chosen, _ = brute_force_match(ruleset, query)
     best: dict[str, tuple[Fraction, Fraction]] = {}
     for antecedent, consequent, rule_count, antecedent_count in ruleset.iter_rules():
         if set(antecedent) <= chosen and consequent not in chosen:
@@ -508,3 +521,232 @@ def test_the_json_answer_is_what_json_dumps_writes(
                 patch.setattr(recommender, "FEW_QUERY_SONGS", switch)
                 answer = r.recommend_json(query, limit)
                 assert answer == json.dumps(r.recommend(query, limit)).encode()
+
+
+# --- The sum ranking, and where answers come from -------------------------------------------
+
+
+def fixed_point(confidence: Fraction) -> int:
+    """A confidence as the sum ranking weighs it: round(c · 2^31), halves up."""
+    return math.floor(confidence * 2**recommender.WEIGHT_BITS + Fraction(1, 2))
+
+
+def firing_rules(ruleset: RuleSet, chosen: set[str]) -> dict[tuple[frozenset[str], str], Fraction]:
+    """Each distinct rule ``A → c`` with ``A ⊆ Q``, ``c ∉ Q``, and its best confidence (a rule
+    repeated in the file counts once)."""
+    firing: dict[tuple[frozenset[str], str], Fraction] = {}
+    for antecedent, consequent, rule_count, antecedent_count in ruleset.iter_rules():
+        if set(antecedent) <= chosen and consequent not in chosen:
+            key = (frozenset(antecedent), consequent)
+            firing[key] = max(firing.get(key, Fraction(0)), Fraction(rule_count, antecedent_count))
+    return firing
+
+
+def brute_force_explain(
+    ruleset: RuleSet, query: Sequence[str], limit: int, ranking: str
+) -> Recommendation:
+    """``explain`` written plainly: sums of fixed-point confidences as Python ints, ties by
+    (best confidence, best lift, name) as Fractions, sorted(); then the popular fill."""
+    names = list(ruleset.song_names)
+    counts = {name: int(c) for name, c in zip(names, ruleset.song_counts, strict=True)}
+    n = ruleset.header.transactions
+    chosen, unknown = brute_force_match(ruleset, query)
+    sums: dict[str, int] = {}
+    best: dict[str, tuple[Fraction, Fraction]] = {}
+    for (_, consequent), confidence in firing_rules(ruleset, chosen).items():
+        sums[consequent] = sums.get(consequent, 0) + fixed_point(confidence)
+        lift = confidence / Fraction(counts[consequent], n)
+        best[consequent] = max(best.get(consequent, (confidence, lift)), (confidence, lift))
+    summed = ranking == "sum"
+    ranked = sorted(best, key=lambda c: (-sums[c] if summed else 0, -best[c][0], -best[c][1], c))
+    popular = sorted(names, key=lambda s: (-counts[s], s))
+    fill = [s for s in popular if s not in chosen and s not in best]
+    return Recommendation((ranked + fill)[:limit], min(len(ranked), limit), unknown)
+
+
+def explained_by_switch(
+    recommenders: Sequence[Recommender], query: Sequence[str], limit: int, ranking: str
+) -> list[Recommendation]:
+    """``explain(query, limit)`` under ``ranking`` with every query path of every build, from
+    an index built for that ranking and through ``explain_json`` of one built for the other."""
+    answers = []
+    for r in recommenders:
+        own = dataclasses.replace(r, ranking=ranking)
+        for switch in SWITCHES:
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(recommender, "FEW_QUERY_SONGS", switch)
+                answers.append(own.explain(query, limit))
+                songs_json, from_rules, unknown = r.explain_json(query, limit, ranking=ranking)
+                answers.append(Recommendation(json.loads(songs_json), from_rules, unknown))
+    return answers
+
+
+def summed(rules: Sequence[Rule], songs: Sequence[tuple[str, int]] = SONGS) -> Recommender:
+    return Recommender.from_ruleset(make_ruleset(songs, rules), ranking="sum")
+
+
+def test_sum_ranks_by_the_sum_of_the_confidences_of_the_rules_that_fire() -> None:
+    # Zeta: one rule, 0.9. Alpha: 0.5 + 0.6 = 1.1 (two antecedents inside the query). Beta:
+    # 0.7, plus a rule whose antecedent is not inside the query.
+    rules = [
+        rule(["Theta"], "Zeta", 9, 10),
+        rule(["Theta"], "Alpha", 5, 10),
+        rule(["Eta"], "Alpha", 6, 10),
+        rule(["Theta"], "Beta", 7, 10),
+        rule(["Theta", "Delta"], "Beta", 10, 10),
+    ]
+    r = summed(rules)
+    assert r.recommend(["Theta", "Eta"], limit=3) == ["Alpha", "Zeta", "Beta"]
+    assert r.explain(["Theta", "Eta", "Delta"], limit=3).songs == ["Beta", "Alpha", "Zeta"]
+    # The index serves both rankings; "best" is the contract's order.
+    assert r.explain(["Theta", "Eta"], limit=3, ranking="best").songs == ["Zeta", "Beta", "Alpha"]
+
+
+def test_equal_sums_fall_back_to_the_best_rule_then_lift_then_name() -> None:
+    # Eta: 0.5 + 0.5; Zeta: 1.0 alone (the better rule wins the tie); Gamma and Delta: 0.5 + 0.5
+    # with a best rule equal to Eta's: Eta has the larger lift (rarest song), then the name.
+    rules = [
+        rule(["Theta"], "Eta", 5, 10),
+        rule(["Alpha"], "Eta", 5, 10),
+        rule(["Theta"], "Zeta", 10, 10),
+        rule(["Theta"], "Delta", 5, 10),
+        rule(["Alpha"], "Delta", 5, 10),
+    ]
+    assert summed(rules).recommend(["Theta", "Alpha"], limit=3) == ["Zeta", "Eta", "Delta"]
+    songs = [("b", 10), ("a", 10), ("q", 50), ("r", 50)]
+    ties = [([2], 0, 1, 2), ([3], 0, 1, 2), ([2], 1, 1, 2), ([3], 1, 1, 2)]
+    assert summed(ties, songs).recommend(["q", "r"], limit=2) == ["a", "b"]
+
+
+def test_sums_are_fixed_point_within_the_documented_tolerance() -> None:
+    # Exactly 1/3 + 1/3 + 1/3 = 1, but each 1/3 weighs round(2^31 / 3) = 715,827,883, so the
+    # three sum to 2^31 + 1, one unit over the single certain rule (the error allowed for four
+    # rules is 4 · 2^-32 of a confidence).
+    assert 3 * fixed_point(Fraction(1, 3)) == 2**31 + 1
+    rules = [
+        rule(["Theta"], "Zeta", 10, 10),
+        rule(["Theta"], "Alpha", 1, 3),
+        rule(["Eta"], "Alpha", 2, 6),
+        rule(["Delta"], "Alpha", 3, 9),
+    ]
+    assert summed(rules).recommend(["Theta", "Eta", "Delta"], limit=2) == ["Alpha", "Zeta"]
+
+
+def test_a_repeated_rule_counts_once_in_a_sum() -> None:
+    # {Theta} → Eta three times (once with a lower confidence): 0.6 once, not 1.6 or 1.8.
+    rules = [rule(["Theta"], "Eta", 6, 10)] * 2 + [rule(["Theta"], "Eta", 4, 10)]
+    rules += [rule(["Theta"], "Zeta", 7, 10)]
+    rs = every_build(make_ruleset(SONGS, rules))
+    expected = Recommendation(["Zeta", "Eta"], 2, [])
+    assert explained_by_switch(rs, ["Theta"], 2, "sum") == [expected] * 2 * PATHS
+
+
+def test_explain_counts_the_songs_from_rules_and_reports_unknown_songs() -> None:
+    r = engine([rule(["Theta"], "Eta", 8, 10), rule(["Theta"], "Beta", 9, 10)])
+    assert r.explain(["nope", "Theta", "nope", "theta", "also"], limit=4) == Recommendation(
+        ["Beta", "Eta", "Alpha", "Gamma"], 2, ["nope", "also"]
+    )
+    assert r.explain(["Theta"], limit=1) == Recommendation(["Beta"], 1, [])
+    assert r.explain(["Alpha"], limit=2) == Recommendation(["Beta", "Gamma"], 0, [])
+    many = [f"unknown {i}" for i in range(30)]
+    assert r.explain(many, limit=1).unknown == many[: recommender.UNKNOWN_LIST_LIMIT]
+
+
+def test_rankings_are_checked() -> None:
+    ruleset = make_ruleset(SONGS, [rule(["Theta"], "Eta", 8, 10)])
+    with pytest.raises(ValueError, match="ranking must be one of best, sum"):
+        Recommender.from_ruleset(ruleset, ranking="max")
+    with pytest.raises(ValueError, match="ranking must be one of"):
+        Recommender.from_ruleset(ruleset).explain(["Theta"], ranking="mean")
+    assert recommender.RANKINGS == ("best", "sum")
+    assert recommender.DEFAULT_RANKING in recommender.RANKINGS
+
+
+def test_rule_counts_must_be_confidences() -> None:
+    with pytest.raises(ValueError, match="antecedent's count"):
+        engine([rule(["Theta"], "Eta", 11, 10)])
+
+
+RANKING_NAMES = st.sampled_from(recommender.RANKINGS)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), ruleset=wider_rulesets(), limit=st.integers(1, 16), ranking=RANKING_NAMES)
+def test_every_query_path_explains_as_the_brute_force(
+    data: st.DataObject, ruleset: RuleSet, limit: int, ranking: str
+) -> None:
+    size = data.draw(st.integers(0, len(ruleset.song_names)))
+    query = data.draw(st.permutations(ruleset.song_names))[:size]
+    query += data.draw(st.lists(st.sampled_from(["nope", "NOPE", "s1 "]), max_size=3))
+    expected = brute_force_explain(ruleset, query, limit, ranking)
+    answers = explained_by_switch(every_build(ruleset), query, limit, ranking)
+    assert answers == [expected] * 2 * PATHS
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data(), ruleset=wider_rulesets(messy=True), limit=st.integers(1, 16))
+def test_sums_count_repeated_rules_and_songs_once(
+    data: st.DataObject, ruleset: RuleSet, limit: int
+) -> None:
+    query = data.draw(st.lists(st.sampled_from(ruleset.song_names), max_size=12))
+    expected = brute_force_explain(ruleset, query, limit, "sum")
+    assert explained_by_switch(every_build(ruleset), query, limit, "sum") == [expected] * 2 * PATHS
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), ruleset=wider_rulesets(), limit=st.integers(1, 16))
+def test_the_sum_order_is_the_exact_order_up_to_the_tolerance(
+    data: st.DataObject, ruleset: RuleSet, limit: int
+) -> None:
+    # Candidate a listed before b: their exact sums (Fractions) may be in the other order only
+    # by at most the rounding of their rules, (n_a + n_b) · 2^-32; so may a candidate left out.
+    query = data.draw(st.permutations(ruleset.song_names))[: data.draw(st.integers(0, 14))]
+    chosen, _ = brute_force_match(ruleset, query)
+    exact: dict[str, Fraction] = {}
+    rules: dict[str, int] = {}
+    for (_, consequent), confidence in firing_rules(ruleset, chosen).items():
+        exact[consequent] = exact.get(consequent, Fraction(0)) + confidence
+        rules[consequent] = rules.get(consequent, 0) + 1
+    answer = summed_build(ruleset).explain(query, limit)
+    listed = answer.songs[: answer.from_rules]
+    assert set(listed) <= set(exact)
+    assert len(listed) == min(limit, len(exact))
+    tolerance = Fraction(1, 2 ** (recommender.WEIGHT_BITS + 1))
+    after = [(a, b) for i, a in enumerate(listed) for b in listed[i + 1 :]]
+    after += [(listed[-1], b) for b in exact if b not in listed]
+    for a, b in after:
+        assert exact[b] - exact[a] <= (rules[a] + rules[b]) * tolerance
+
+
+def summed_build(ruleset: RuleSet) -> Recommender:
+    return Recommender.from_ruleset(ruleset, ranking="sum")
+
+
+def test_a_large_random_rule_set_is_summed_as_the_brute_force_sums() -> None:
+    # Popular songs in hundreds of rules: the numpy accumulation (more than FEW_MATCHES rules
+    # fire) on the scan and in the Python small-query path, and long runs in the compiled one.
+    rng = np.random.default_rng(11)
+    n_songs, transactions = 200, 400
+    counts = rng.integers(1, transactions, n_songs)
+    songs = [(f"song {i:03}", int(counts[i])) for i in range(n_songs)]
+    weights = np.sort(rng.zipf(1.4, n_songs).astype(float))[::-1]
+    weights /= weights.sum()
+    rules: dict[tuple[tuple[int, ...], int], Rule] = {}
+    while len(rules) < 5000:
+        size = int(rng.choice([1, 1, 1, 2, 3]))
+        antecedent = tuple(sorted(rng.choice(n_songs, size, replace=False, p=weights).tolist()))
+        consequent = int(rng.integers(n_songs))
+        if consequent in antecedent:
+            continue
+        antecedent_count = int(rng.integers(1, 12))
+        count = int(rng.integers(1, antecedent_count + 1))
+        rules[antecedent, consequent] = (antecedent, consequent, count, antecedent_count)
+    ruleset = make_ruleset(songs, list(rules.values()), transactions)
+    rs = every_build(ruleset)
+    for size in (1, 2, 3, 5, 8, 9, 20, 60):
+        for _ in range(4):
+            query = [songs[i][0] for i in rng.choice(n_songs, size, replace=False, p=weights)]
+            for limit in (10, 100):
+                expected = brute_force_explain(ruleset, query, limit, "sum")
+                answers = explained_by_switch(rs, query, limit, "sum")
+                assert answers == [expected] * 2 * PATHS

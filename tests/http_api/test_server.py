@@ -5,13 +5,17 @@ the real miner (or atomically by the test, the way the miner commits them), real
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import functools
+import gzip
 import os
+import platform
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -24,6 +28,7 @@ import cbor2
 import pytest
 
 from actors import bind_listener
+from http_api.recommender import DEFAULT_RANKING
 from http_api.settings import Settings
 from mining.atomicfile import atomic_write_bytes
 from mining.checkpoint import (
@@ -32,9 +37,13 @@ from mining.checkpoint import (
     read_checkpoint,
     write_checkpoint,
 )
+from mining.datadir import generation_filename
 from mining.rulesfile import RULES_FILENAME, encode_rules, write_rules
+from tests.helpers.bombs import gzip_bomb
 from tests.helpers.load import generate_load
-from tests.helpers.processes import REPO, mine, stop, wait_until
+from tests.helpers.logs import json_records
+from tests.helpers.processes import REPO, capped, mine, stop, wait_until
+from tests.helpers.rawhttp import exchange, port_of
 from tests.helpers.rules import (
     FIRST_NS,
     checkpoint_of,
@@ -94,6 +103,20 @@ def server_env(data_dir: Path, **env: str) -> dict[str, str]:
     }
 
 
+def run_to_exit(data_dir: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``python -m http_api ARGS`` that is expected to exit by itself (a usage or setting
+    error); its status and output."""
+    return subprocess.run(
+        [sys.executable, "-m", "http_api", *args],
+        cwd=REPO,
+        env=server_env(data_dir, **env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 @pytest.fixture
 async def start_server() -> AsyncIterator[Callable[..., asyncio.Future[Server]]]:
     """Start ``python -m http_api`` subprocesses; any still running at teardown is stopped."""
@@ -105,8 +128,12 @@ async def start_server() -> AsyncIterator[Callable[..., asyncio.Future[Server]]]
         async for raw in server.process.stderr:
             server.lines.append((time.time(), raw.decode(errors="replace").rstrip("\n")))
 
-    async def start(data_dir: Path, **env: str) -> Server:
+    async def start(data_dir: Path, *prefix: str, nofile: int | None = None, **env: str) -> Server:
+        """Start the server (``prefix``: a command that runs it, such as a resource limit;
+        ``nofile``: its descriptor limit)."""
+        limit = [*prefix] + ([] if nofile is None else ["prlimit", f"--nofile={nofile}:{nofile}"])
         process = await asyncio.create_subprocess_exec(
+            *limit,
             sys.executable,
             "-m",
             "http_api",
@@ -146,36 +173,77 @@ def checkpoint_written_at(data_dir: Path) -> float:
         ("PORT", "http", "http_api: error: PORT='http' is not a number"),
         ("DRAIN_SECONDS", "-1", "http_api: error: DRAIN_SECONDS='-1' must be between 0 and 600"),
         ("WATCHER", "fanotify", "http_api: error: WATCHER='fanotify' must be auto, inotify or"),
+        ("LOG_FORMAT", "xml", "http_api: error: LOG_FORMAT='xml' must be text or json"),
+        ("ACCESS_LOG", "maybe", "http_api: error: ACCESS_LOG='maybe' must be 1 or 0"),
+        ("RANKING", "max", "http_api: error: RANKING='max' must be best or sum"),
     ],
 )
 def test_a_bad_setting_is_one_line_naming_it_and_status_2(
     tmp_path: Path, variable: str, value: str, message: str
 ) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "http_api"],
-        cwd=REPO,
-        env=server_env(tmp_path, **{variable: value}),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_to_exit(tmp_path, **{variable: value})
     assert result.returncode == 2
     assert result.stderr.startswith(message)
     assert result.stderr.count("\n") == 1
 
 
-def test_help_lists_every_variable_and_an_argument_is_refused(tmp_path: Path) -> None:
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "http_api", *args],
+def test_with_json_logs_a_bad_setting_is_one_json_record(tmp_path: Path) -> None:
+    result = run_to_exit(tmp_path, PORT="http", LOG_FORMAT="json")
+    assert result.returncode == 2
+    (record,) = json_records(result.stderr)
+    assert (record["level"], record["logger"]) == ("ERROR", "http_api")
+    assert record["message"] == "PORT='http' is not a number"
+
+
+def test_ranking_is_read_from_the_environment_and_defaults_to_the_one_constant() -> None:
+    assert Settings.from_env({}).ranking == Settings().ranking == DEFAULT_RANKING == "sum"
+    assert Settings.from_env({"RANKING": " BEST "}).ranking == "best"
+    assert Settings.from_env({"RANKING": ""}).ranking == DEFAULT_RANKING
+
+
+# Frees 45 of 50 two-MiB arrays, keeping every tenth, after a freed 16 MiB mapping has raised
+# glibc's mmap threshold; prints how many MiB stay resident.
+HOLES = r"""
+import re, sys
+from pathlib import Path
+import numpy as np
+from http_api.__main__ import return_freed_memory_at_once
+if sys.argv[1] == "set":
+    return_freed_memory_at_once()
+def rss():
+    return int(re.search(r"VmRSS:\s+(\d+)", Path("/proc/self/status").read_text()).group(1))
+mapped = np.ones(16 << 20, dtype=np.uint8)
+del mapped
+before = rss()
+blocks = [np.ones(2 << 20, dtype=np.uint8) for _ in range(50)]
+kept = blocks[::10]
+del blocks
+print((rss() - before) // 1024)
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="a glibc malloc setting")
+def test_the_server_gives_large_freed_blocks_back_to_the_kernel() -> None:
+    # Without the setting, freed index arrays of one build stay resident (holes in the heap);
+    # with it each has its own mapping, unmapped when freed. Side by side, same process kind.
+    resident = {}
+    for mode in ("default", "set"):
+        result = subprocess.run(
+            [sys.executable, "-c", HOLES, mode],
             cwd=REPO,
-            env=server_env(tmp_path),
             capture_output=True,
             text=True,
             timeout=60,
-            check=False,
+            check=True,
         )
+        resident[mode] = int(result.stdout)
+    assert resident["default"] >= 60, resident
+    assert resident["set"] <= 30, resident
+
+
+def test_help_lists_every_variable_and_an_argument_is_refused(tmp_path: Path) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return run_to_exit(tmp_path, *args)
 
     helped = run("--help")
     assert helped.returncode == 0
@@ -192,15 +260,7 @@ def test_help_lists_every_variable_and_an_argument_is_refused(tmp_path: Path) ->
 def test_a_port_in_use_is_one_line_and_status_1(tmp_path: Path) -> None:
     with bind_listener("127.0.0.1", 0) as taken:
         port = taken.getsockname()[1]
-        result = subprocess.run(
-            [sys.executable, "-m", "http_api"],
-            cwd=REPO,
-            env=server_env(tmp_path, PORT=str(port)),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        result = run_to_exit(tmp_path, PORT=str(port))
     assert result.returncode == 1
     assert result.stderr == (
         f"http_api: error: cannot listen on HOST=127.0.0.1 PORT={port}: Address already in use\n"
@@ -259,6 +319,56 @@ async def test_data_dir_missing_at_start_is_served_once_created(
     write_model(data_dir, small_ruleset())
     await wait_until(lambda: _status_is(server, "/readyz", 200), 5, "/readyz 200")
     assert server.logged("does not exist (yet)")
+
+
+async def test_json_logs_and_the_access_log_from_start_to_exit(
+    tmp_path: Path, start_server: Callable[..., asyncio.Future[Server]]
+) -> None:
+    write_model(tmp_path, small_ruleset())
+    server = await start_server(tmp_path, LOG_FORMAT="json", ACCESS_LOG="1")
+    await wait_until(lambda: _status_is(server, "/readyz", 200), 30, "/readyz 200")
+    agent = 'tester "quoted" \\ 1.0'
+    async with aiohttp.ClientSession(headers={"User-Agent": agent}) as session:
+        async with session.post(f"{server.url}/api/recommend", json=BODY) as response:
+            assert response.status == 200
+            size = len(await response.read())
+        async with session.get(f"{server.url}/nowhere?x=1") as response:
+            assert response.status == 404
+    await wait_until(lambda: server.logged("/nowhere"), 10, "the access log of the 404")
+    await stop(server.process, grace=30)
+    await wait_until(lambda: server.logged("exiting with status 0"), 10, "the last line")
+
+    records = json_records(server.log())
+    assert {"actors.supervisor", "actors.rule_server", "http_api"} <= {r["logger"] for r in records}
+    access = {r["path"]: r for r in records if r["logger"] == "http_api.access"}
+    posted = access["/api/recommend"]
+    assert posted["method"] == "POST"
+    assert (posted["status"], posted["protocol"]) == (200, "HTTP/1.1")
+    assert size < posted["bytes"] < size + 400  # the bytes written, headers included
+    assert (posted["remote"], posted["user_agent"]) == ("127.0.0.1", agent)
+    assert 0 < posted["duration_seconds"] < 5
+    assert posted["message"].startswith('127.0.0.1 "POST /api/recommend HTTP/1.1" 200 ')
+    assert (access["/nowhere?x=1"]["method"], access["/nowhere?x=1"]["status"]) == ("GET", 404)
+
+
+async def test_the_access_log_is_off_by_default_and_one_text_line_per_request_when_on(
+    tmp_path: Path, start_server: Callable[..., asyncio.Future[Server]]
+) -> None:
+    write_model(tmp_path, small_ruleset())
+    quiet = await start_server(tmp_path)
+    loud = await start_server(tmp_path, ACCESS_LOG="1")
+    for server in (quiet, loud):
+        await wait_until(functools.partial(_status_is, server, "/readyz", 200), 30, "/readyz 200")
+        assert (await server.recommend())[0] == 200
+    line = re.compile(
+        r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO http_api\.access: 127\.0\.0\.1 "
+        r'"POST /api/recommend HTTP/1\.1" 200 \d+ \d+\.\d{6} s "Python/3\.\d+ aiohttp/[\d.]+"$'
+    )
+    await wait_until(lambda: loud.logged("POST /api/recommend"), 10, "the access log line")
+    (logged,) = loud.logged("POST /api/recommend")
+    assert line.match(logged), logged
+    # The quiet server answered the same requests (readyz polls included) without a line.
+    assert quiet.logged("http_api.access") == []
 
 
 # -- reloads under load --------------------------------------------------------------------
@@ -347,6 +457,29 @@ def unknown_format_version(data_dir: Path, ns: int) -> None:
     write_model_checkpoint(data_dir, ns)
 
 
+def _replace_with_fifo(path: Path) -> None:
+    fifo = path.with_name("fifo")
+    os.mkfifo(fifo)
+    os.replace(fifo, path)
+
+
+def fifo_as_checkpoint(data_dir: Path, ns: int) -> None:
+    _replace_with_fifo(data_dir / CHECKPOINT_FILENAME)
+
+
+def fifo_as_rules(data_dir: Path, ns: int) -> None:
+    # A new checkpoint whose generation has no file: rules.cbor, now a FIFO, is the one read.
+    _replace_with_fifo(data_dir / RULES_FILENAME)
+    write_model_checkpoint(data_dir, ns)
+
+
+def endless_rules(data_dir: Path, ns: int) -> None:
+    link = data_dir / "link"
+    link.symlink_to("/dev/zero")
+    os.replace(link, data_dir / RULES_FILENAME)
+    write_model_checkpoint(data_dir, ns)
+
+
 def data_dir_deleted(data_dir: Path, ns: int) -> None:
     shutil.rmtree(data_dir)
 
@@ -357,9 +490,12 @@ def write_model_checkpoint(data_dir: Path, ns: int) -> None:
 
 FAULTS = [
     (truncated_rules, "not valid CBOR"),
-    (garbage_checkpoint, "checkpoint unusable"),
+    (garbage_checkpoint, "checkpoint unusable: checkpoint line must be"),
     (header_disagreeing_with_checkpoint, "does not match the checkpoint"),
     (unknown_format_version, "format version 2 is not supported"),
+    (fifo_as_checkpoint, f"{CHECKPOINT_FILENAME}: a FIFO, not a regular file"),
+    (fifo_as_rules, f"{RULES_FILENAME}: a FIFO, not a regular file"),
+    (endless_rules, f"{RULES_FILENAME}: a character device, not a regular file"),
     (data_dir_deleted, "the checkpoint has gone"),
 ]
 
@@ -369,7 +505,8 @@ async def test_every_fault_is_survived_under_load_and_the_next_good_write_is_ser
 ) -> None:
     data_dir = tmp_path / "data"
     write_model(data_dir, small_ruleset(FIRST_NS))
-    server = await start_server(data_dir)
+    # Capped: a server that read a rules file linked to /dev/zero would grow without end.
+    server = await start_server(data_dir, *capped())
     await wait_until(lambda: _status_is(server, "/readyz", 200), 10, "/readyz 200")
     stop = asyncio.Event()
     load = asyncio.create_task(generate_load(f"{server.url}/api/recommend", stop))
@@ -400,6 +537,51 @@ async def test_every_fault_is_survived_under_load_and_the_next_good_write_is_ser
 async def _model_date_is(server: Server, model_date: str) -> bool:
     status, body, _ = await server.recommend()
     return status == 200 and body["model_date"] == model_date
+
+
+async def _reload_failures(server: Server) -> float:
+    async with aiohttp.ClientSession() as session, session.get(f"{server.url}/metrics") as got:
+        text = await got.text()
+    [value] = re.findall(r"^recommender_rule_reload_failures_total (\S+)$", text, re.MULTILINE)
+    return float(value)
+
+
+def without_permission_override() -> tuple[str, ...]:
+    """A command prefix under which file permissions apply, even to root (as in the tests here):
+    the capabilities that bypass them are dropped."""
+    if os.geteuid() != 0:
+        return ()
+    return ("setpriv", "--bounding-set=-dac_override,-dac_read_search")
+
+
+async def test_a_rules_file_whose_permission_is_fixed_is_loaded_at_once(
+    tmp_path: Path, start_server: Callable[..., asyncio.Future[Server]]
+) -> None:
+    write_model(tmp_path, small_ruleset(FIRST_NS))
+    server = await start_server(tmp_path, *without_permission_override())
+    await wait_until(lambda: _status_is(server, "/readyz", 200), 10, "/readyz 200")
+    # A new model whose rules file the server may not read.
+    new = small_ruleset(FIRST_NS + 1_000_000_000)
+    generation = tmp_path / generation_filename(new.header.generated_ns)
+    write_rules(generation, new)
+    generation.chmod(0o000)
+    write_checkpoint(tmp_path / CHECKPOINT_FILENAME, checkpoint_of(new))
+    await wait_until(functools.partial(server.logged, "Permission denied"), 5, "the failure")
+    # Four failed attempts: at once, then 0.5, 1 and 2 s later; the next is due 4 s later.
+    fourth_failure_seen = await wait_until(
+        lambda: _reload_failures_are(server, 4), 10, "four attempts"
+    )
+    generation.chmod(0o644)
+    new_date = checkpoint_of(new).model_date
+    loaded = await wait_until(functools.partial(_model_date_is, server, new_date), 10, "the load")
+    # Loaded on the change itself (an inotify attribute event, or the periodic check), well
+    # before the backoff timer's next attempt, due 4 s after the fourth failure.
+    assert loaded - fourth_failure_seen < 4.0 / 2
+    assert len(server.logged("Permission denied")) == 1
+
+
+async def _reload_failures_are(server: Server, count: float) -> bool:
+    return await _reload_failures(server) >= count
 
 
 # -- shutdown ------------------------------------------------------------------------------
@@ -440,3 +622,184 @@ async def test_sigterm_under_load_drains_finishes_requests_and_exits_0(
     assert result.server_errors() == []
     for text in ("SIGTERM: draining for 1.5 s", "drain over", "exiting with status 0"):
         assert server.logged(text), text
+
+
+async def test_sigint_stops_at_once_without_a_drain_and_exits_0(
+    tmp_path: Path, start_server: Callable[..., asyncio.Future[Server]]
+) -> None:
+    # Ctrl-C at a terminal: nothing balances load, so the 30 s drain SIGTERM would give is skipped.
+    write_model(tmp_path, small_ruleset())
+    server = await start_server(tmp_path, DRAIN_SECONDS="30", SHUTDOWN_TIMEOUT_SECONDS="10")
+    await wait_until(lambda: _status_is(server, "/readyz", 200), 10, "/readyz 200")
+    sent = time.monotonic()
+    server.process.send_signal(signal.SIGINT)
+    code = await asyncio.wait_for(server.process.wait(), 40)
+    assert code == 0
+    assert time.monotonic() - sent < 30 / 3
+    assert server.logged("SIGINT: stopping without a drain")
+    assert not server.logged("draining for")
+    assert server.logged("exiting with status 0")
+
+
+# -- hostile clients -----------------------------------------------------------------------
+
+HEALTHZ_ONCE = b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+
+
+async def _healthz_seconds(port: int, bound: float) -> float:
+    """Seconds a fresh connection takes to get /healthz answered (``bound`` if it does not)."""
+    started = time.monotonic()
+    try:
+        reply = await exchange(port, HEALTHZ_ONCE, timeout=bound)
+    except (TimeoutError, OSError):
+        return bound
+    return time.monotonic() - started if reply.status == 200 else bound
+
+
+async def _hold_silent_connections(
+    port: int, count: int, stop: asyncio.Event, max_opened: int = 3000
+) -> int:
+    """Keep ``count`` connections open that never send a byte, replacing each the server
+    closes, until ``stop`` (or ``max_opened`` in all); how many were opened."""
+    loop = asyncio.get_running_loop()
+    held: list[socket.socket] = []
+    opened = 0
+    try:
+        while not stop.is_set() and opened < max_opened:
+            for sock in [s for s in held if _closed_by_peer(s)]:
+                held.remove(sock)
+                sock.close()
+            while len(held) < count and opened < max_opened:
+                sock = socket.socket()
+                sock.setblocking(False)
+                # The kernel completes the handshake even for one the server has not accepted.
+                await loop.sock_connect(sock, ("127.0.0.1", port))
+                held.append(sock)
+                opened += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.2)
+    finally:
+        for sock in held:
+            sock.close()
+    return opened
+
+
+def _closed_by_peer(sock: socket.socket) -> bool:
+    try:
+        return sock.recv(1, socket.MSG_PEEK) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+@pytest.mark.parametrize(
+    ("max_connections", "at_cap", "accept_errors"),
+    # At 250 the cap may be reached too, or not before accept() fails: one line each at most.
+    [("auto", (1, 1), 0), ("250", (0, 1), 1)],
+    ids=["cap below the limit", "cap at the limit: accept fails"],
+)
+async def test_300_silent_connections_under_ulimit_256_never_lock_out_healthz(
+    tmp_path: Path,
+    start_server: Callable[..., asyncio.Future[Server]],
+    max_connections: str,
+    at_cap: tuple[int, int],
+    accept_errors: int,
+) -> None:
+    write_model(tmp_path, small_ruleset())
+    server = await start_server(tmp_path, nofile=256, MAX_CONNECTIONS=max_connections)
+    await wait_until(lambda: _status_is(server, "/readyz", 200), 10, "/readyz 200")
+    port = port_of(server.url)
+    stop_holding = asyncio.Event()
+    holder = asyncio.create_task(_hold_silent_connections(port, 300, stop_holding))
+    timings = []
+    deadline = time.monotonic() + 4
+    while time.monotonic() < deadline:
+        timings.append(await _healthz_seconds(port, bound=1.0))
+        await asyncio.sleep(0.1)
+    stop_holding.set()
+    opened = await holder
+
+    # Shown with pytest -s (docs/reliability-http.md quotes it).
+    print(
+        f"silent connections ({max_connections}): {opened} opened, /healthz worst "
+        f"{max(timings) * 1000:.0f} ms of {len(timings)}, {len(server.lines)} log lines"
+    )
+    assert opened >= 300
+    assert len(timings) >= 10
+    assert max(timings) < 1.0, timings
+    assert len(server.lines) < 100, server.log()
+    assert at_cap[0] <= len(server.logged("at the connection cap")) <= at_cap[1], server.log()
+    assert len(server.logged("cannot accept connections")) == accept_errors, server.log()
+    assert "Traceback" not in server.log()
+
+
+GZIP_BOMB_MIB = 1000
+BUSY_LAG = re.compile(r"event loop lag: .* busy max ([\d.]+) ms")
+
+
+def test_the_gzip_bomb_is_what_it_claims() -> None:
+    bomb = gzip_bomb(8)
+    assert len(gzip.decompress(bomb)) == 8 << 20
+    assert len(gzip_bomb(GZIP_BOMB_MIB)) < Settings.max_body_bytes
+
+
+async def test_four_gzip_bombs_at_once_get_413_without_holding_the_event_loop(
+    tmp_path: Path, start_server: Callable[..., asyncio.Future[Server]]
+) -> None:
+    write_model(tmp_path, small_ruleset())
+    server = await start_server(tmp_path, LOG_LEVEL="DEBUG")
+    await wait_until(lambda: _status_is(server, "/readyz", 200), 10, "/readyz 200")
+    port = port_of(server.url)
+    bomb = gzip_bomb(GZIP_BOMB_MIB)
+    request = (
+        b"POST /api/recommend HTTP/1.1\r\nHost: t\r\nContent-Encoding: gzip\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(bomb)
+    ) + bomb
+    before = len(server.lines)
+    done = asyncio.Event()
+
+    async def probe_healthz() -> list[float]:
+        timings = []
+        while not done.is_set():
+            timings.append(await _healthz_seconds(port, bound=30))
+            await asyncio.sleep(0.02)
+        return timings
+
+    prober = asyncio.create_task(probe_healthz())
+    replies = await asyncio.gather(*(exchange(port, request, timeout=60) for _ in range(4)))
+    # The server reports its loop lag once a second: wait for the window holding the bombs.
+    await asyncio.sleep(2.5)
+    done.set()
+    healthz = await prober
+
+    for reply in replies:
+        assert reply.status == 413
+        assert reply.json() == {"error": "request body is larger than 1048576 bytes"}
+    busy = [float(m.group(1)) for _, line in server.lines[before:] if (m := BUSY_LAG.search(line))]
+    print(
+        f"gzip bombs: busy lag max {max(busy, default=float('nan')):.1f} ms, "
+        f"/healthz worst {max(healthz) * 1000:.0f} ms of {len(healthz)}"
+    )
+    assert busy, server.log()
+    assert max(busy) <= 50, busy
+    assert len(busy) >= 2, server.log()  # the window of the bombs and one after
+    # From outside, through a machine shared with other work: generous. Before the fix the
+    # bombs were inflated on the loop to be discarded and held /healthz 2.8 s on a quiet machine.
+    assert max(healthz) < 2.0, healthz
+
+
+async def test_a_malformed_request_gets_json_one_log_line_and_a_count_in_metrics(
+    tmp_path: Path, start_server: Callable[..., asyncio.Future[Server]]
+) -> None:
+    server = await start_server(tmp_path)
+    port = port_of(server.url)
+    for _ in range(5):
+        reply = await exchange(port, b"post /api/recommend HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert reply.status == 400
+        assert reply.json() == {"error": "malformed request: Invalid method encountered"}
+    async with aiohttp.ClientSession() as session, session.get(server.url + "/metrics") as got:
+        text = await got.text()
+    assert 'http_requests_total{code="400",method="other",route="malformed"} 5.0' in text
+    assert len(server.logged("malformed request from 127.0.0.1: 400")) == 1
+    assert "Traceback" not in server.log()

@@ -54,17 +54,51 @@ def crowded_ruleset(n_songs: int = 400) -> tuple[list[str], RuleSet]:
     return names, build_ruleset(names, counts, rules)
 
 
+def wide_ruleset(n_songs: int = 2000) -> tuple[list[str], RuleSet]:
+    """Songs 0, 1 and {0, 1} each lead to every other song: a query of both fires 5,994 rules
+    for 1,998 candidates, past the sum ranking's on-stack table of 512."""
+    names = [f"song {i:04}" for i in range(n_songs)]
+    counts = [5000 - i for i in range(n_songs)]
+    rules = [
+        (antecedent, consequent, 1 + (consequent * 13 + len(antecedent) * 7) % 40, 40)
+        for antecedent in ([0], [1], [0, 1])
+        for consequent in range(2, n_songs)
+    ]
+    return names, build_ruleset(names, counts, rules)
+
+
 @needs_compiled
+@pytest.mark.parametrize("ranking", recommender.RANKINGS)
+@pytest.mark.parametrize("limit", [1, 10, 300, 2000])
+def test_answers_from_thousands_of_candidates_equal_the_python_path(
+    limit: int, ranking: str
+) -> None:
+    names, ruleset = wide_ruleset()
+    compiled = Recommender.from_ruleset(ruleset, compiled=True, ranking=ranking)
+    python = Recommender.from_ruleset(ruleset, compiled=False, ranking=ranking)
+    for query in (names[:2], names[1:5], [names[0]]):
+        expected = python.explain(query, limit)
+        assert compiled.explain(query, limit) == expected
+        # Every song but 0 and 1 is a consequent.
+        assert expected.from_rules == min(limit, len(set(names[2:]) - set(query)))
+
+
+@needs_compiled
+@pytest.mark.parametrize("ranking", recommender.RANKINGS)
 @pytest.mark.parametrize("limit", [1, 10, 100, 300, 400, 1000])
-def test_long_answers_equal_the_python_path(limit: int) -> None:
-    # limit 300+: the "listed songs" set outgrows its on-stack slots too.
+def test_long_answers_equal_the_python_path(limit: int, ranking: str) -> None:
+    # limit 300+: the "listed songs" set outgrows its on-stack slots too, and the sum
+    # ranking's heap its on-stack entries.
     names, ruleset = crowded_ruleset()
-    compiled = Recommender.from_ruleset(ruleset, compiled=True)
-    python = Recommender.from_ruleset(ruleset, compiled=False)
+    compiled = Recommender.from_ruleset(ruleset, compiled=True, ranking=ranking)
+    python = Recommender.from_ruleset(ruleset, compiled=False, ranking=ranking)
     for query in (names[:5], names[:8], [names[4], names[2]], [names[200]], names[3:11]):
-        expected = python.recommend(query, limit)
-        assert compiled.recommend(query, limit) == expected
-        assert len(expected) == min(limit, len(names) - len(query))
+        expected = python.explain(query, limit)
+        assert compiled.explain(query, limit) == expected
+        assert len(expected.songs) == min(limit, len(names) - len(query))
+        # Every query but [song 200] fires rules for every consequent 8-107 outside it.
+        candidates = 0 if query == [names[200]] else len(set(names[8:108]) - set(query))
+        assert expected.from_rules == min(limit, candidates)
 
 
 @needs_compiled
@@ -72,11 +106,15 @@ def test_the_index_keeps_its_arrays_alive() -> None:
     names, ruleset = crowded_ruleset()
     r = Recommender.from_ruleset(ruleset, compiled=True)
     expected = r.recommend(names[:5], 20)
+    summed = r.explain(names[:5], 20, ranking="sum")
     index = r._compiled
     del r, ruleset
     gc.collect()
     assert index is not None
-    assert [names[song] for song in index.ids(list(range(5)), 20)] == expected
+    songs, from_rules = index.answer(list(range(5)), 20, False)
+    assert ([names[song] for song in songs], from_rules) == (expected, 20)
+    songs, from_rules = index.answer(list(range(5)), 20, True)
+    assert ([names[song] for song in songs], from_rules) == (summed.songs, summed.from_rules)
 
 
 def arrays(**changes: object) -> dict[str, object]:
@@ -88,6 +126,8 @@ def arrays(**changes: object) -> dict[str, object]:
         "group_rows": np.array([0], dtype=np.uint8),
         "row_width": 1,
         "keys": np.array([5], dtype=np.uint64),  # 5 % 2 = 1: tie_songs[1] is song 1
+        "consequents": np.array([1], dtype=np.uint8),
+        "weights": np.array([2**30], dtype=np.uint32),
         "tie_songs": np.array([0, 1], dtype=np.int64),
         "popular": np.array([1, 0], dtype=np.int64),
     }
@@ -107,6 +147,12 @@ BAD_ARRAYS: list[tuple[dict[str, object], str]] = [
     ({"group_rows": np.array([0], dtype=np.float32)}, "unsigned song ids"),
     ({"tie_songs": np.array([0, 2], dtype=np.int64)}, "does not exist"),
     ({"popular": np.array([1, -1], dtype=np.int64)}, "does not exist"),
+    ({"consequents": np.array([2], dtype=np.uint8)}, "consequents names a song"),
+    ({"consequents": np.array([1, 0], dtype=np.uint8)}, "disagree"),
+    ({"consequents": np.array([1], dtype=np.int8)}, "consequents must be"),
+    ({"weights": np.array([1], dtype=np.uint64)}, "weights must be"),
+    ({"weights": np.array([], dtype=np.uint32)}, "disagree"),
+    ({"keys": np.array([2**64 - 1], dtype=np.uint64)}, "marks a query song"),
     (
         {
             "group_hashes": np.array([11, 11], dtype=np.uint64),
@@ -118,6 +164,7 @@ BAD_ARRAYS: list[tuple[dict[str, object], str]] = [
 ]
 # Queries that must raise: query, limit, the exception, a piece of its message.
 BAD_QUERIES: list[tuple[object, int, type[Exception], str]] = [
+    ([0], 1.5, TypeError, "integer"),
     ([0], 0, ValueError, "limit must be at least 1"),
     ([2], 1, ValueError, "no song has id 2"),
     ([-1], 1, ValueError, "no song has id -1"),
@@ -129,11 +176,12 @@ BAD_QUERIES: list[tuple[object, int, type[Exception], str]] = [
 
 
 @needs_compiled
-def test_a_valid_index_answers() -> None:
+@pytest.mark.parametrize("summed", [False, True])
+def test_a_valid_index_answers(summed: bool) -> None:
     index = SmallQueryIndex(**arrays())
-    assert index.ids([0], 5) == [1]
-    assert index.ids([1], 5) == [0]
-    assert index.ids([], 5) == [1, 0]
+    assert index.answer([0], 5, summed) == ([1], 1)
+    assert index.answer([1], 5, summed) == ([0], 0)
+    assert index.answer([], 5, summed) == ([1, 0], 0)
     assert index.table_bytes > 0
 
 
@@ -150,7 +198,7 @@ def test_bad_queries_raise_instead_of_reading_out_of_bounds(
     query: object, limit: int, error: type[Exception], message: str
 ) -> None:
     with pytest.raises(error, match=message):
-        SmallQueryIndex(**arrays()).ids(query, limit)  # type: ignore[arg-type]
+        SmallQueryIndex(**arrays()).answer(query, limit, True)  # type: ignore[arg-type]
 
 
 @needs_compiled
@@ -158,10 +206,12 @@ def test_an_index_cannot_be_reinitialised_or_used_uninitialised() -> None:
     index = SmallQueryIndex(**arrays())
     with pytest.raises(TypeError, match="immutable"):
         index.__init__(**arrays())  # type: ignore[misc]
-    assert index.ids([0], 1) == [1]
+    assert index.answer([0], 1, False) == ([1], 1)
     blank = SmallQueryIndex.__new__(SmallQueryIndex)
     with pytest.raises(RuntimeError, match="not initialised"):
-        blank.ids([0], 1)
+        blank.answer([0], 1, False)
+    with pytest.raises(TypeError, match="whether to sum"):
+        index.answer([0], 1)  # type: ignore[call-arg]
 
 
 def test_compiled_true_without_the_extension_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -202,17 +252,26 @@ def soak(library: str, rounds: int) -> None:
             size = int(rng.integers(0, min(n_songs, 12) + 1))
             query = [names[i] for i in rng.choice(n_songs, size, replace=False)]
             limit = int(rng.choice([1, 3, 10, 100, 400]))
-            for switch in (8, 12):
+            for switch, ranking in itertools.product((8, 12), recommender.RANKINGS):
                 with pytest.MonkeyPatch.context() as patch:
                     patch.setattr(recommender, "FEW_QUERY_SONGS", switch)
-                    expected = python.recommend(query, limit)
-                    assert compiled.recommend(query, limit) == expected, (round_, query, limit)
+                    expected = python.explain(query, limit, ranking=ranking)
+                    got = compiled.explain(query, limit, ranking=ranking)
+                    assert got == expected, (round_, query, limit, ranking)
+    # Answers past the on-stack buffers: pools, "listed" sets, sum tables and heaps on the heap.
+    for names, ruleset in (crowded_ruleset(), wide_ruleset()):
+        compiled = Recommender.from_ruleset(ruleset, compiled=True)
+        python = Recommender.from_ruleset(ruleset, compiled=False)
+        for limit, ranking in itertools.product((10, 300, 2000), recommender.RANKINGS):
+            for query in (names[:8], names[3:11], names[:2]):
+                expected = python.explain(query, limit, ranking=ranking)
+                assert compiled.explain(query, limit, ranking=ranking) == expected
     for changes, _ in BAD_ARRAYS:
         with pytest.raises(ValueError):
             module.SmallQueryIndex(**arrays(**changes))
     for query, limit, error, _ in BAD_QUERIES:
         with pytest.raises(error):
-            module.SmallQueryIndex(**arrays()).ids(query, limit)
+            module.SmallQueryIndex(**arrays()).answer(query, limit, True)
 
 
 def sanitizer_runtime(name: str) -> str | None:

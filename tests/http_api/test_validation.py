@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
 import json
+import time
+import zlib
 
 import pytest
 from hypothesis import given
@@ -15,8 +18,10 @@ from http_api.validation import (
     MAX_SONG_NAME_CHARS,
     RecommendRequest,
     RequestError,
+    decode_content,
     parse_recommend_request,
 )
+from tests.helpers.bombs import gzip_bomb
 
 CAP = 1000
 
@@ -178,3 +183,58 @@ def test_bodies_parse_exactly_as_with_the_stdlib_json_alone(body: bytes) -> None
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(validation, "_decode", validation._decode_with_stdlib)
             assert got == parse_recommend_request(candidate, CAP)
+
+
+def test_a_control_character_is_named_without_a_doubled_word() -> None:
+    message = error('{"songs": ["a\x01b"]}')
+    assert message == "body is not valid JSON: Invalid control character at line 1 column 14"
+
+
+LIMIT = 1 << 20
+
+
+def test_inflating_stops_at_the_limit_instead_of_running_through_the_bomb() -> None:
+    bomb = gzip_bomb(200)
+    started = time.process_time()
+    refused = decode_content(bomb, "gzip", LIMIT)
+    bounded = time.process_time() - started
+    started = time.process_time()
+    assert len(zlib.decompress(bomb, zlib.MAX_WBITS | 16)) == 200 << 20
+    whole = time.process_time() - started
+    assert refused == RequestError(413, f"request body is larger than {LIMIT} bytes")
+    # Side by side: stopping at 1 MiB costs a small fraction of inflating all 200 MiB.
+    assert bounded < whole / 20, (bounded, whole)
+
+
+@pytest.mark.parametrize("size", [LIMIT - 1, LIMIT])
+def test_a_body_inflating_to_the_limit_is_kept_whole(size: int) -> None:
+    body = b"x" * size
+    assert decode_content(gzip.compress(body), "gzip", LIMIT) == body
+    assert decode_content(gzip.compress(body + b"x"), "gzip", size) == RequestError(
+        413, f"request body is larger than {size} bytes"
+    )
+
+
+@pytest.mark.parametrize(
+    ("header", "status", "message"),
+    [
+        ("br", 415, "Content-Encoding 'br' is not supported; send gzip, deflate, identity"),
+        ("zstd", 415, "Content-Encoding 'zstd' is not supported"),
+        ("foo", 415, "Content-Encoding 'foo' is not supported"),
+        ("\x1b[31m" + "z" * 200, 415, "Content-Encoding '\\x1b[31mzzz"),
+        ("gzip, deflate", 415, "a body may be compressed once only"),
+    ],
+)
+def test_a_coding_the_server_cannot_decode_is_named_in_a_415(
+    header: str, status: int, message: str
+) -> None:
+    refused = decode_content(b"{}", header, LIMIT)
+    assert isinstance(refused, RequestError)
+    assert refused.status == status
+    assert refused.message.startswith(message)
+    assert len(refused.message) < 150
+
+
+@pytest.mark.parametrize("header", ["identity", "", " , identity", "Identity"])
+def test_identity_is_the_body_as_sent(header: str) -> None:
+    assert decode_content(b"{}", header, LIMIT) == b"{}"

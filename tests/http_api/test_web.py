@@ -168,6 +168,9 @@ async def test_longest_allowed_query_is_accepted(server: Server) -> None:
         ({"limit": ""}, "limit"),
         ({"limit": "٥"}, "limit"),
         ({"limit": "1e1"}, "limit"),
+        # Past int()'s 4,300-digit limit (a ValueError of its own: once a 500).
+        ({"limit": "9" * 4301}, "limit must be from 1 to 50"),
+        ({"limit": "1" * 8000}, "limit must be from 1 to 50"),
         ({"q": "x" * (MAX_QUERY_CHARS + 1)}, "q"),
     ],
 )

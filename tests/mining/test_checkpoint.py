@@ -16,6 +16,7 @@ from mining.checkpoint import (
     read_checkpoint,
     write_checkpoint,
 )
+from tests.helpers.processes import run_python
 
 
 def test_written_line_is_exactly_the_original_format(tmp_path: Path) -> None:
@@ -74,3 +75,31 @@ def test_a_url_with_a_space_cannot_be_written(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="found 4 fields"):
         write_checkpoint(tmp_path / "cp.txt", Checkpoint("1", "file:///a b", 5))
     assert not (tmp_path / "cp.txt").exists()
+
+
+def test_a_fifo_or_a_device_is_refused_without_blocking(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "fifo.txt")
+    (tmp_path / "zero.txt").symlink_to("/dev/zero")
+    # In a child with a timeout: a blocking open() would hang the test run, not fail it.
+    code = f"""
+from mining.checkpoint import read_checkpoint, CheckpointError
+for name in ("fifo.txt", "zero.txt"):
+    try:
+        read_checkpoint({str(tmp_path)!r} + "/" + name)
+    except CheckpointError as exc:
+        print(exc)
+"""
+    result = run_python(code, timeout=20)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        f"cannot read checkpoint {tmp_path}/fifo.txt: a FIFO, not a regular file",
+        f"cannot read checkpoint {tmp_path}/zero.txt: a character device, not a regular file",
+    ]
+
+
+def test_a_bad_generation_time_is_quoted_short_and_sanitised() -> None:
+    with pytest.raises(CheckpointError) as raised:
+        parse_checkpoint("1.0 file:///x \x1b[31m" + "9" * 500 + "\n")
+    message = str(raised.value)
+    assert "\x1b" not in message and "\\x1b[31m" in message
+    assert len(message) < 100

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import random
 import shutil
 import ssl
@@ -18,7 +19,7 @@ from aiohttp import web
 
 from mining import download
 from mining.download import DownloadError, resolve_dataset
-from tests.helpers.processes import free_port
+from tests.helpers.processes import free_port, run_python
 
 BODY = random.Random(0).randbytes(700_000)
 ETAG = '"v1"'
@@ -182,6 +183,16 @@ def test_not_found_fails_at_once_naming_status_and_url(tmp_path: Path) -> None:
     message = str(caught.value)
     assert "404" in message and server.url() in message
     assert "\n" not in message
+    assert len(server.requests) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_status_past_599_is_no_server_error_and_is_not_retried(tmp_path: Path) -> None:
+    async def nonsense(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=999, text="what")
+
+    with Server(nonsense) as server, pytest.raises(DownloadError, match="HTTP 999"):
+        fetch(server.url(), tmp_path)
     assert len(server.requests) == 1
     assert list(tmp_path.iterdir()) == []
 
@@ -449,3 +460,57 @@ def test_data_dir_that_cannot_be_created_fails_with_one_line(tmp_path: Path) -> 
     blocker.write_text("a file where the directory should be")
     with pytest.raises(DownloadError, match="cannot create data directory"):
         fetch("http://127.0.0.1:1/playlists.csv", blocker / "sub")
+
+
+# -- the download limit -----------------------------------------------------------------------
+
+
+def fetch_at_most(url: str, data_dir: Path, max_bytes: int) -> Path:
+    return resolve_dataset(
+        url, data_dir, timeout=0.5, max_attempts=3, backoff_cap=0.02, max_bytes=max_bytes
+    )
+
+
+async def chunked(request: web.Request) -> web.StreamResponse:
+    """BODY streamed without Content-Length, in 64 KiB chunks."""
+    response = web.StreamResponse()
+    await response.prepare(request)
+    for start in range(0, len(BODY), 64 * 1024):
+        await response.write(BODY[start : start + 64 * 1024])
+    return response
+
+
+def test_a_body_without_length_stops_at_the_limit_and_keeps_nothing(tmp_path: Path) -> None:
+    with Server(chunked) as server:
+        with pytest.raises(download.DownloadTooLargeError, match="larger than the download limit"):
+            fetch_at_most(server.url(), tmp_path, max_bytes=300_000)
+        assert len(server.requests) == 1, "a body over the limit is not retried"
+        assert leftovers(tmp_path) == [] and not list(tmp_path.glob("download-*"))
+        # Exactly the limit is within it.
+        assert fetch_at_most(server.url(), tmp_path, max_bytes=len(BODY)).read_bytes() == BODY
+
+
+def test_a_content_length_over_the_limit_is_refused_before_the_body(tmp_path: Path) -> None:
+    with Server(serve_with_ranges) as server:
+        with pytest.raises(
+            download.DownloadTooLargeError, match=f"is {len(BODY)} bytes, larger than"
+        ):
+            fetch_at_most(server.url(), tmp_path, max_bytes=len(BODY) - 1)
+        assert len(server.requests) == 1
+    assert leftovers(tmp_path) == []
+
+
+def test_a_fifo_at_the_partial_download_name_fails_instead_of_blocking(tmp_path: Path) -> None:
+    url = "http://127.0.0.1:9/playlists.csv"
+    os.mkfifo(download._paths_for(url, tmp_path).partial)
+    code = f"""
+from pathlib import Path
+from mining.download import DownloadError, resolve_dataset
+try:
+    resolve_dataset({url!r}, Path({str(tmp_path)!r}), max_attempts=1)
+except DownloadError as exc:
+    print(exc)
+"""
+    result = run_python(code, timeout=20)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("cannot write ") and ".part" in result.stdout

@@ -20,6 +20,7 @@ import pytest
 from aiohttp import web
 
 from mining.checkpoint import CHECKPOINT_FILENAME, Checkpoint, read_checkpoint, write_checkpoint
+from mining.datadir import generation_filename, generation_files
 from mining.engines import mine_itemsets
 from mining.errors import MiningInputError
 from mining.job import LOCK_FILENAME, run_job
@@ -104,9 +105,12 @@ def test_first_run_writes_a_consistent_pair_of_exact_rules(
     assert dict(zip(ruleset.song_names, ruleset.song_counts.tolist(), strict=True)) == dict(
         zip(tx.song_names, tx.song_counts.tolist(), strict=True)
     )
+    generation = generation_filename(outcome.generated_ns)
     assert sorted(p.name for p in settings.data_dir.iterdir()) == sorted(
-        [RULES_FILENAME, CHECKPOINT_FILENAME, LOCK_FILENAME]
+        [RULES_FILENAME, generation, CHECKPOINT_FILENAME, LOCK_FILENAME]
     )
+    # rules.cbor is the committed generation under its usual name, not a second copy.
+    assert (settings.data_dir / RULES_FILENAME).samefile(settings.data_dir / generation)
 
 
 def test_second_run_is_skipped_and_touches_nothing(
@@ -155,12 +159,24 @@ def _remove(name: str) -> Callable[[Settings], Settings]:
     return remove
 
 
+def _remove_rules(settings: Settings) -> Settings:
+    for path in [settings.data_dir / RULES_FILENAME, *generation_files(settings.data_dir)]:
+        path.unlink()
+    return settings
+
+
 CHANGES: dict[str, tuple[Callable[[Settings], Settings], str]] = {
     "url changed": (_other_url, "dataset URL changed"),
     "support changed": (lambda s: replace(s, min_support=0.05), "parameters changed"),
     "confidence changed": (lambda s: replace(s, min_confidence=0.7), "parameters changed"),
     "max length changed": (lambda s: replace(s, max_len=3), "parameters changed"),
-    "rules missing": (_remove(RULES_FILENAME), "rules file unusable"),
+    # 30 of the 300 playlists is the count 0.1 resolved to: the request changed all the same.
+    "support form changed": (
+        lambda s: replace(s, min_support="30 playlists"),
+        "parameters changed",
+    ),
+    "auto": (lambda s: replace(s, min_support="auto"), "parameters changed"),
+    "rules missing": (_remove_rules, "rules file unusable"),
     "rules corrupt": (_truncate_rules, "rules file unusable"),
     "checkpoint missing": (_remove(CHECKPOINT_FILENAME), "no usable checkpoint"),
     "version changed": (
@@ -192,6 +208,9 @@ def test_mines_again_when(
     header = read_rules(changed.data_dir / RULES_FILENAME).header
     assert checkpoint.generated_ns == header.generated_ns == again.generated_ns
     assert header.parameters == changed.parameters
+    assert generation_files(changed.data_dir) == [
+        changed.data_dir / generation_filename(again.generated_ns)
+    ]
     assert run_job(changed).skipped
 
 
@@ -209,10 +228,88 @@ def test_a_failed_run_leaves_the_previous_pair_untouched(
 
 def test_temporary_files_of_killed_runs_are_removed(settings: Settings) -> None:
     settings.data_dir.mkdir()
-    for name in (f"{RULES_FILENAME}.tmp-0a1b2c3d4e5f", f"{CHECKPOINT_FILENAME}.tmp-abcdef012345"):
+    for name in (
+        f"{RULES_FILENAME}.tmp-0a1b2c3d4e5f",
+        f"{CHECKPOINT_FILENAME}.tmp-abcdef012345",
+        f"{generation_filename(12345)}.tmp-00ff00ff00ff",
+    ):
         (settings.data_dir / name).write_bytes(b"half")
     run_job(settings)
     assert not list(settings.data_dir.glob("*.tmp-*"))
+
+
+def publish_by_hand(data_dir: Path, generation: Path) -> None:
+    """Make rules.cbor a hard link to ``generation``, as step 3 of a commit does."""
+    staged = data_dir / f"{RULES_FILENAME}.tmp-by-hand"
+    os.link(generation, staged)
+    os.replace(staged, data_dir / RULES_FILENAME)
+
+
+def test_a_commit_killed_after_the_checkpoint_is_finished_by_the_next_run_without_mining(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = run_job(settings)
+    old = settings.data_dir / generation_filename(first.generated_ns)
+    old_bytes = old.read_bytes()
+    second = run_job(replace(settings, min_support=0.05))
+    # As a kill after the checkpoint's rename leaves it: rules.cbor and the old generation.
+    old.write_bytes(old_bytes)
+    publish_by_hand(settings.data_dir, old)
+
+    with caplog.at_level(logging.INFO, logger="mining"):
+        again = run_job(replace(settings, min_support=0.05))
+    assert again.skipped and again.generated_ns == second.generated_ns
+    assert "finished the commit of an interrupted run" in caplog.text
+    new = settings.data_dir / generation_filename(second.generated_ns)
+    assert (settings.data_dir / RULES_FILENAME).samefile(new)
+    assert generation_files(settings.data_dir) == [new]
+
+
+def test_a_generation_left_uncommitted_by_a_kill_is_removed(settings: Settings) -> None:
+    first = run_job(settings)
+    orphan = settings.data_dir / generation_filename(first.generated_ns + 1)
+    shutil.copy(settings.data_dir / RULES_FILENAME, orphan)
+    assert run_job(settings).skipped
+    assert generation_files(settings.data_dir) == [
+        settings.data_dir / generation_filename(first.generated_ns)
+    ]
+
+
+def test_rules_written_by_the_previous_version_are_used_then_replaced(settings: Settings) -> None:
+    # Version 0.1.0 of the job wrote rules.cbor itself, with no generation file.
+    first = run_job(settings)
+    (settings.data_dir / generation_filename(first.generated_ns)).unlink()
+    before = snapshot(settings.data_dir)
+    assert run_job(settings).skipped
+    assert snapshot(settings.data_dir) == before
+    assert generation_files(settings.data_dir) == []
+
+    again = run_job(replace(settings, min_support=0.05))
+    new = settings.data_dir / generation_filename(again.generated_ns)
+    assert (settings.data_dir / RULES_FILENAME).samefile(new)
+
+
+def test_zero_rules_are_refused_keeping_the_previous_ones_unless_allowed(
+    settings: Settings,
+) -> None:
+    run_job(settings)
+    before = snapshot(settings.data_dir)
+    # No itemset is in every playlist: no rule at all.
+    empty = replace(settings, min_support=1.0)
+    with pytest.raises(MiningInputError, match=r"0 rules .* stay in place; lower MIN_SUPPORT"):
+        run_job(empty)
+    assert snapshot(settings.data_dir) == before
+
+    allowed = run_job(replace(empty, allow_empty_rules=True))
+    assert allowed.rules == 0
+    assert read_rules(settings.data_dir / RULES_FILENAME).header.rule_count == 0
+
+
+def test_zero_rules_on_a_first_run_write_nothing(settings: Settings) -> None:
+    with pytest.raises(MiningInputError, match=r"0 rules .*: nothing was written"):
+        run_job(replace(settings, min_support=1.0))
+    assert not (settings.data_dir / CHECKPOINT_FILENAME).exists()
+    assert generation_files(settings.data_dir) == []
 
 
 class FileServer:
@@ -262,10 +359,12 @@ def test_an_up_to_date_run_is_quick_and_downloads_nothing(tmp_path: Path, datase
         assert "download: " in mined.stderr
         downloads = server.requests
         assert downloads >= 1
+        ns = read_checkpoint(data_dir / CHECKPOINT_FILENAME).generated_ns
         assert sorted(
             p.name for p in (tmp_path / "data").iterdir() if not p.name.startswith(".")
         ) == [
             "ml_processor_checkpoint.txt",
+            f"rules-{ns}.cbor",
             "rules.cbor",
         ], "the downloaded dataset is deleted once read"
 
@@ -314,3 +413,19 @@ def test_a_second_job_on_the_same_data_dir_waits_its_turn(
     assert job.returncode == 0, stderr
     assert "waiting for another mining job" in stderr
     assert (tmp_path / "data" / CHECKPOINT_FILENAME).exists()
+
+
+def test_auto_records_its_bounds_and_mines_again_when_they_change(settings: Settings) -> None:
+    auto = replace(settings, min_support="auto", auto_floor=5, auto_max_rules=50)
+    first = run_job(auto)
+    header = read_rules(settings.data_dir / RULES_FILENAME).header
+    assert header.parameters.min_support == "auto"
+    assert (header.parameters.auto_floor, header.parameters.auto_max_rules) == (5, 50)
+    assert header.min_count >= 5
+    assert 0 < header.rule_count <= 50
+    assert run_job(auto).skipped
+    # A memory limit is not a parameter: the rules it allowed are still the ones asked for.
+    assert run_job(replace(auto, memory_limit=4 << 30)).skipped
+    for changed in (replace(auto, auto_floor=6), replace(auto, auto_max_rules=60)):
+        again = run_job(changed)
+        assert not again.skipped and again.generated_ns > first.generated_ns

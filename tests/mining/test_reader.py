@@ -137,3 +137,127 @@ def test_bad_input_is_one_line_naming_the_problem(
 def test_a_missing_file_is_an_input_error(tmp_path: Path) -> None:
     with pytest.raises(MiningInputError, match="no such file"):
         read_playlists(tmp_path / "nope.csv")
+
+
+# -- unbalanced quotes: never a silent merge of rows -------------------------------------------
+
+NINE_ROWS = "pid,track_name\n1,a\n1,b\n2,c\n2,d\n3,e\n3,f\n4,g\n4,h\n5,i\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "row", "column"),
+    [
+        # The quote opens in the last column and closes four lines later: 9 rows read as 5.
+        (NINE_ROWS.replace("1,b", '1,"b').replace("3,f", '3,f"x'), 2, "track_name"),
+        # Two unbalanced quotes in a column that is not read, with the field count intact.
+        (
+            "track_uri,album_name,pid,track_name\n"
+            'u1,Album,1,a\nu2,"Heroes,1,b\nu3,Album,1,c\nu4,Mono",2,d\nu5,Album,2,e\n',
+            2,
+            "album_name",
+        ),
+    ],
+    ids=["last-column", "unread-column"],
+)
+def test_an_unbalanced_quote_is_refused_naming_its_row(
+    tmp_path: Path, text: str, row: int, column: str
+) -> None:
+    path = tmp_path / "quote.csv"
+    path.write_text(text)
+    with pytest.raises(MiningInputError) as caught:
+        read_playlists(path)
+    message = str(caught.value)
+    assert f"row {row} after the header: its '{column}' value spans lines" in message
+    assert "unbalanced quote" in message
+
+
+def test_an_unbalanced_quote_is_found_in_a_later_block(tmp_path: Path) -> None:
+    rows = [f"{p},a song with a longer name {p % 97}" for p in range(100_000)]
+    rows[90_000] = '90000,"song'
+    path = tmp_path / "long.csv"
+    path.write_text("pid,track_name\n" + "\n".join(rows) + "\n")
+    assert path.stat().st_size > 2 * 1024**2  # more than one block of pyarrow's reader
+    with pytest.raises(MiningInputError, match="row 90001 after the header"):
+        read_playlists(path)
+
+
+# -- what a message may quote of the input ------------------------------------------------------
+
+SHADOW = (
+    "root:$6$Jx8e3Lm0$Qw3rTy7uI9oPaSdFgHjKlZxCvBnM1234567890abcdefghijklmnop:19700:0:99999:7:::\n"
+    "daemon:*:19700:0:99999:7:::\n"
+)
+
+
+def test_a_file_that_is_not_a_playlists_csv_is_not_quoted(tmp_path: Path) -> None:
+    path = tmp_path / "shadow"
+    path.write_text(SHADOW)
+    with pytest.raises(MiningInputError) as caught:
+        read_playlists(path)
+    message = str(caught.value).removeprefix(str(path))
+    assert "no 'pid' and no 'track_name' column" in message
+    assert "found 1 column, none named like a CSV column" in message
+    for secret in ("$6$", "Jx8e3Lm0", "Qw3rTy", "root"):
+        assert secret not in message
+
+
+def test_the_list_of_columns_found_is_short(tmp_path: Path) -> None:
+    names = [f"column_{i}" for i in range(500)] + ["x" * 10_000, "a:b$c"]
+    path = tmp_path / "wide.csv"
+    path.write_text(",".join(names) + "\n" + ",".join("1" * len(names)) + "\n")
+    with pytest.raises(MiningInputError) as caught:
+        read_playlists(path)
+    message = str(caught.value)
+    assert "found 502 columns: column_0, column_1, column_2, column_3, column_4, column_5, " in (
+        message
+    )
+    assert "column_7 and 494 not shown" in message
+    assert len(message) < len(str(path)) + 250
+
+
+def test_a_ragged_row_is_quoted_short_and_sanitised(tmp_path: Path) -> None:
+    path = tmp_path / "ragged.csv"
+    path.write_text("pid,track_name\n1,a\n2,b,\x1b[2Jpassword=" + "hunter2" * 100 + "\n")
+    with pytest.raises(MiningInputError) as caught:
+        read_playlists(path)
+    message = str(caught.value)
+    # 24 characters of the row at most, the terminal escape made visible.
+    assert "Expected 2 columns, got 3 (in a row starting '2,b,\\x1b[2Jpassword=hunter2…')" in (
+        message
+    )
+    assert "\x1b" not in message and "hunter2hunter2" not in message
+
+
+def test_a_long_header_line_is_named_as_such(tmp_path: Path) -> None:
+    path = tmp_path / "header.csv"
+    path.write_text("pid,track_name," + ",".join(f"c{i}" for i in range(40_000)) + "\n1,a\n")
+    with pytest.raises(MiningInputError, match="the first line, the CSV header, is longer than"):
+        read_playlists(path)
+
+
+# -- the input limit: the CSV text read, after decompression -----------------------------------
+
+
+def test_compressed_input_stops_at_the_limit(tmp_path: Path) -> None:
+    rows = b"pid,track_name\n" + b"".join(
+        b"%d,song %d\n" % (p // 20, p % 300) for p in range(150_000)
+    )
+    gz, xz = tmp_path / "rows.csv.gz", tmp_path / "rows.csv.xz"
+    gz.write_bytes(gzip.compress(rows))
+    xz.write_bytes(lzma.compress(rows, preset=0))
+    for path in (gz, xz):
+        with pytest.raises(
+            MiningInputError, match=r"more than 1 MiB of CSV text .* MAX_INPUT_SIZE"
+        ):
+            read_playlists(path, max_bytes=1024**2)
+        # Exactly at the limit is within it.
+        assert read_playlists(path, max_bytes=len(rows)).rows == 150_000
+
+
+def test_a_plain_file_over_the_limit_is_refused_unread(tmp_path: Path) -> None:
+    path = tmp_path / "big.csv"
+    with open(path, "wb") as f:
+        f.write(b"pid,track_name\n")
+        f.truncate(8 * 1024**3)  # sparse: reading it would take minutes
+    with pytest.raises(MiningInputError, match=r"8589934592 bytes of CSV text, more than"):
+        read_playlists(path, max_bytes=512 * 1024**2)

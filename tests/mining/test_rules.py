@@ -5,13 +5,17 @@ from __future__ import annotations
 import itertools
 from fractions import Fraction
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mining import itemsets as itemsets_module
 from mining.engines import ENGINES, mine_itemsets
+from mining.itemsets import ItemsetTable
 from mining.reader import build_transactions
-from mining.rules import derive_rules, exact_fraction, min_count
+from mining.rules import derive_packed, derive_rules, exact_fraction, min_count
+from mining.rulesfile import pack_rules
 
 
 def test_thresholds_are_the_decimals_written() -> None:
@@ -136,3 +140,42 @@ def test_songs_in_every_playlist_form_frequent_itemsets(engine: str) -> None:
     assert itemsets[tuple(sorted((x, y)))] == 4
     assert len(itemsets) == len(brute_force([set(b) for b in baskets], "0.25", "1", 3)[0])
     assert max(map(len, itemsets)) == 3
+
+
+def test_packed_rules_come_in_the_rules_files_canonical_order() -> None:
+    tx = build_transactions(
+        [p for p in range(40) for _ in range(4)],
+        [(p * 7 + k * 3) % 11 for p in range(40) for k in range(4)],
+        [f"s{i}" for i in range(11)],
+    )
+    itemsets = mine_itemsets(tx, 2, 4, "pyfim")
+    packed = derive_packed(itemsets, 0.3)
+    assert len(packed[2]) > 50
+    reference = pack_rules(derive_rules(itemsets, 0.3))
+    for ours, theirs in zip(packed, reference, strict=True):
+        assert ours.dtype == theirs.dtype == np.uint32
+        assert np.array_equal(ours, theirs)
+
+
+def test_a_threshold_with_many_digits_is_still_compared_exactly() -> None:
+    itemsets = {(0,): 10**7, (1,): 10**7, (0, 1): 1_234_567}
+    both = [((0,), 1, 1_234_567, 10**7), ((1,), 0, 1_234_567, 10**7)]
+    assert derive_rules(itemsets, 0.1234567) == both
+    # 15 significant digits: count · den overflows 64 bits, so Python integers decide.
+    assert derive_rules(itemsets, 0.123456700000001) == []
+    assert derive_rules(itemsets, 0.123456699999999) == both
+
+
+def test_lookups_stay_exact_when_row_hashes_collide(monkeypatch: pytest.MonkeyPatch) -> None:
+    itemsets = {(0,): 5, (1,): 4, (2,): 3, (0, 1): 3, (0, 2): 2, (1, 2): 2, (0, 1, 2): 2}
+    expected = sorted(derive_rules(itemsets, 0.5))
+
+    def colliding(rows: np.ndarray) -> np.ndarray:
+        return np.zeros(len(rows), dtype=np.uint64)
+
+    monkeypatch.setattr(itemsets_module, "row_hashes", colliding)
+    table = ItemsetTable.from_mapping(itemsets)
+    assert table[(0, 2)] == 2 and table[(2, 0)] == 2
+    assert sorted(derive_rules(table, 0.5)) == expected
+    with pytest.raises(KeyError):
+        table[(3,)]

@@ -140,6 +140,11 @@ def test_the_log_gives_health_events_and_connection_endings() -> None:
     ]
     assert facts.events[1].time == datetime(2026, 11, 28, 19, 42, 17, 303994, tzinfo=UTC)
     assert [e.state for e in facts.events] == [None, "DOWN", "UP"]
+    assert [(e.check, e.health) for e in facts.events] == [
+        ("failed", "1/2 UP"),
+        (None, None),
+        (None, None),
+    ]
     assert facts.terminations == {("pod0", "--"): 1, ("pod0", "SC"): 1, ("pod1", "--"): 1}
 
 

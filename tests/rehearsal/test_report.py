@@ -17,6 +17,7 @@ from rehearsal.report import (
     checks,
     combined_table,
     measure,
+    plot_subtitle,
     scenario_markdown,
     table_row,
 )
@@ -179,7 +180,7 @@ def test_the_combined_table_links_each_summary_and_names_missed_targets() -> Non
     row = table_row(scenario, m, checks(samples, scenario, m))
     assert row.startswith("| [Scenario 2: code update](2-code-update/summary.md) | 11 | 2 |")
     assert "2 requests, 0.30 s" in row  # from the first failure to the next success
-    assert row.endswith("| missed: no failed request |")
+    assert row.endswith("| MISSED: no failed request |")
     table = combined_table([row])
     assert table.splitlines()[2] == row
 
@@ -194,3 +195,47 @@ def test_slow_replies_are_listed_with_the_last_action_before_them() -> None:
     assert rows == ["| -2.000 | 300.0 | – |"]
     # HAProxy's log lines are context, not causes: the action before 3.7 s is the SIGTERM.
     assert "| +0.700 | 120.0 | pod0 SIGTERM (+0.500) |" in text
+
+
+def test_the_control_run_is_labelled_a_control_whose_failures_are_expected_and_seen() -> None:
+    control = record(expect_failures=True, title="Control run")
+    samples = [*SAMPLES[:3], failed(3.2), failed(3.3), *SAMPLES[3:]]
+    m = measure(samples, control)
+    results = checks(samples, control, m)
+    row = table_row(control, m, results)
+    assert "all met" not in row
+    assert row.endswith("| control: failures expected and seen; the other targets met |")
+    text = scenario_markdown(samples, control, m, results)
+    assert (
+        "**A control run: its failures are expected.** Seen: 2 of 11 requests failed, which "
+        "shows" in text
+    )
+    assert plot_subtitle(control, m).startswith(
+        "CONTROL RUN: the drain is off, so failures are expected. Seen: 2 of 11 requests failed"
+    )
+
+
+def test_a_control_run_that_sees_no_failure_says_so_everywhere() -> None:
+    control = record(expect_failures=True)
+    m = measure(SAMPLES, control)
+    results = checks(SAMPLES, control, m)
+    assert "| MISSED: failures seen |" in table_row(control, m, results)
+    assert "NONE seen: 0 of 9 requests failed" in plot_subtitle(control, m)
+
+
+def test_a_missed_advisory_target_is_named_as_advisory_beside_the_met_ones() -> None:
+    samples = [*SAMPLES[:4], ok(3.7, ms=150.0), *SAMPLES[4:]]
+    m = measure(samples, record())
+    row = table_row(record(), m, checks(samples, record(), m))
+    assert row.endswith(
+        f"| all met; advisory missed: max latency during the change <= "
+        f"{MAX_CHANGE_LATENCY_MS:g} ms |"
+    )
+
+
+def test_the_plot_subtitle_of_a_rollout_gives_failures_latency_and_the_change() -> None:
+    m = measure(SAMPLES, record())
+    assert plot_subtitle(record(), m) == (
+        "0 of 9 requests failed; latency during the change p50 / p99 / max 5.0 / 40.0 / 40.0 ms; "
+        "new version seen 1.010 s after the rollout started"
+    )
