@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DATA_DIR ?= ./ml-data
 PORT ?= 52004
 
-.PHONY: run mine serve test lint typecheck pytest sysdeps-test clean constraints
+.PHONY: run mine serve test lint typecheck pytest sysdeps-test clean constraints test-spark
 
 # gcc and the Python headers build pyfim and the recommender's compiled small-query path
 # (http_api/_smallquery.c; without them the server falls back to its slower Python path).
@@ -52,7 +52,12 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 pytest: $(STAMP) sysdeps-test
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -m "not slow_spark"
+
+## Every test of MINING_ENGINE=spark, the long ones included (synth_ds1 at 0.025, ...).
+test-spark: $(STAMP) sysdeps-test
+	$(BIN)/pytest -q tests/mining/test_spark.py tests/mining/test_engines.py \
+		tests/mining/test_rules.py -k spark
 
 ## Set up and run every fast check: ruff, mypy, pytest.
 test: lint typecheck pytest

@@ -14,8 +14,9 @@ a core; the targets are on wall time.
   runs under a time limit and an address-space limit; when it hits one, the
   figure printed is the bound reached ("≥ X").
 - *job, mlxtend* / *job, pyfim* / *job, spark*: ``python -m mining`` into a fresh
-  DATA_DIR; spark runs on ``--spark-master`` (local[2]) with its heaps sized for
-  ``--memory-limit`` the way ``mining.spark.memory_conf`` sizes them.
+  DATA_DIR, each with ``--memory-limit-gib`` as its MINING_MEMORY_LIMIT; spark runs on
+  ``--spark-master`` (local[2]) with the heaps the job derives from that budget
+  (``mining.spark.memory_conf``).
 
     .venv/bin/python -m benchmarks.mining [PATH] [--runs pyfim,mlxtend,spark,naive]
         [--min-support 0.025] [--max-len 8] [--memory-limit-gib 3] [--spark-master local[2]]
@@ -273,16 +274,14 @@ def run_job(
         MIN_CONFIDENCE=repr(parameters.min_confidence),
         MAX_LEN=str(parameters.max_len),
         MINING_ENGINE=engine,
+        MINING_MEMORY_LIMIT=str(memory_limit),
         LOG_LEVEL="INFO",
     )
     name = f"job: python -m mining, {engine}"
     if engine == "spark":
-        # The heaps the job derives from its memory budget (mining.spark.memory_conf).
-        conf = memory_conf(memory_limit)
-        env.update(
-            SPARK_MASTER=spark_master, SPARK_CONF="\n".join(f"{k}={v}" for k, v in conf.items())
-        )
-        name += f" {spark_master}, heap {conf['spark.driver.memory']}"
+        # The job derives its heaps from its memory budget (mining.spark.memory_conf).
+        env.update(SPARK_MASTER=spark_master)
+        name += f" {spark_master}, heap {memory_conf(memory_limit)['spark.driver.memory']}"
     run, _, stderr = measure(name, [sys.executable, "-m", "mining"], env, timeout)
     found = re.search(r"rules: (\d+) rules", stderr)
     rules = f"{int(found.group(1)):,}" if found else "?"

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import lzma
+import math
 import os
 import re
 import secrets
@@ -45,7 +46,7 @@ from mining.errors import (
     SettingsError,
 )
 from mining.guard import report
-from mining.itemsets import ItemsetTable
+from mining.itemsets import ItemsetTable, SizeGroup, group_from_rows
 from mining.quoting import clean
 from mining.sizes import format_size
 
@@ -83,12 +84,13 @@ LOG4J2_CONFIG = Path(__file__).with_name("data") / "spark-log4j2.properties"
 JVM_OVERHEAD_BYTES = 384 * 2**20
 PYTHON_SHARE = 0.3
 MIN_HEAP_BYTES = 256 * 2**20
+# The smallest budget a local Spark fits: its smallest heap with the JVM's overhead is the
+# JVM's share of it (1 - PYTHON_SHARE).
+MIN_LOCAL_LIMIT = math.ceil((MIN_HEAP_BYTES + JVM_OVERHEAD_BYTES) / (1 - PYTHON_SHARE))
 # Spark's exit code for an executor (here: the local JVM) killed by OutOfMemoryError.
 SPARK_OOM_EXIT_CODE = 52
 MiB = 2**20
 SHUFFLE_PARTITIONS_PER_CORE = 4
-# The process that started the session this module made (None: none running).
-_session_pid: int | None = None
 
 
 @dataclass(frozen=True)
@@ -228,15 +230,11 @@ def spark_session(
     from pyspark.errors import PySparkException  # noqa: PLC0415
     from pyspark.sql import SparkSession  # noqa: PLC0415
 
-    global _session_pid
     active = SparkSession.getActiveSession()
     if active is not None:
-        if _session_pid not in (None, os.getpid()):
-            # A fork inherits the Python side of its parent's session, not its JVM connection.
-            raise MiningError(
-                "the Spark session of a parent process cannot be used in a forked process: "
-                "run the spark engine where no session is active, or in-process"
-            )
+        # Also in the job's guarded worker forked from a process with a session (tests): the
+        # worker talks to its parent's JVM over the inherited connection while the parent
+        # only waits for it.
         yield active
         return
     conf = session_conf(
@@ -259,7 +257,6 @@ def spark_session(
             f"cannot start Spark (master {conf.get('spark.master', 'from spark-submit')}): "
             f"{_first_line(exc)}"
         ) from exc
-    _session_pid = os.getpid()
     _quiet_python_side(log_level)
     if "spark.sql.shuffle.partitions" not in dict(options.conf):
         # Spark's default of 200 shuffle partitions makes hundreds of tiny tasks on a few cores
@@ -278,7 +275,6 @@ def spark_session(
         yield session
     finally:
         session.stop()
-        _session_pid = None
 
 
 def _one_line(text: str) -> str:
@@ -302,12 +298,29 @@ def _java_causes(exc: BaseException) -> list[str]:
     return found
 
 
+def _jvm_exit_code(session: SparkSession) -> int | None:
+    """The exit code of the session's JVM if it is this process's child and has ended."""
+    process = getattr(session.sparkContext._gateway, "proc", None)
+    if process is None:
+        return None
+    if process.returncode is None:
+        # A forked worker inherits its parent's handle: waiting on another's child tells nothing.
+        try:
+            stat_line = Path(f"/proc/{process.pid}/stat").read_text()
+            parent = int(stat_line.rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            return None
+        if parent != os.getpid():
+            return None
+    code: int | None = process.poll()
+    return code
+
+
 def _spark_failure(exc: BaseException, session: SparkSession, shown: str) -> MiningError:
     """A one-line MiningError for a failed Spark call, with the job's exit code for its cause."""
     causes = _java_causes(exc)
     text = "\n".join([*causes, str(exc)])
-    process = getattr(session.sparkContext._gateway, "proc", None)
-    exit_code = process.poll() if process is not None else None
+    exit_code = _jvm_exit_code(session)
     advice = "raise MIN_SUPPORT, lower MAX_LEN or give the job more memory"
     if "maxResultSize" in text:
         return MemoryBudgetError(
@@ -433,9 +446,50 @@ def mine_transactions(
     ):
         baskets = _baskets_frame(session, transactions, width).persist()
         try:
+            if max_len is not None and max_len <= 2:
+                return _pairs(transactions, baskets, min_count, width, max_len)
             return _frequent_itemsets(session, baskets, baskets.count(), min_count, max_len)
         finally:
             baskets.unpersist()
+
+
+def _pairs(
+    transactions: Transactions, baskets: DataFrame, min_count: int, width: int, max_len: int
+) -> ItemsetTable:
+    """The frequent songs and (``max_len`` 2) pairs, the pairs counted by Spark.
+
+    FPGrowth cannot stop at a length: on playlists sharing long runs of songs it enumerates
+    2^run itemsets to keep the pairs, which takes hours where the pairs themselves are few.
+    Counting the pairs of each playlist directly is exact and bounded by Σ L²/2 per playlist.
+    """
+    from pyspark.sql import functions as F  # noqa: N812, PLC0415
+
+    singles = SizeGroup(
+        np.arange(width, dtype=np.uint32)[:, None], transactions.song_counts[:width].copy()
+    )
+    if max_len < 2:
+        return ItemsetTable([singles])
+    # Each playlist's ids are ascending: (items[i], items[j]) for i < j is each pair once.
+    pairs = baskets.select(
+        F.explode(
+            F.expr(
+                "flatten(transform(items, (a, i) -> "
+                "transform(slice(items, i + 2, size(items)), b -> named_struct('a', a, 'b', b))))"
+            )
+        ).alias("pair")
+    )
+    table = (
+        pairs.groupBy("pair.a", "pair.b")
+        .agg(F.count(F.lit(1)).alias("freq"))
+        .where(F.col("freq") >= min_count)
+        .toArrow()
+    )
+    rows = np.column_stack([table.column("a").to_numpy(), table.column("b").to_numpy()]).astype(
+        np.uint32
+    )
+    counts = table.column("freq").to_numpy().astype(np.int64)
+    del table
+    return ItemsetTable([singles, group_from_rows(rows.reshape(-1, 2), counts)])
 
 
 def jvm_headroom() -> int:
@@ -682,6 +736,19 @@ def _collect_playlists(
     )
 
 
+def check_local_limit(options: SparkOptions, limit: int) -> None:
+    """Refuse a budget a local Spark's JVM cannot fit in (its heap is then derived from it)."""
+    derived = "spark.driver.memory" not in dict(options.conf)
+    local = (options.master or DEFAULT_MASTER).startswith("local")
+    if derived and local and not launched_by_spark_submit() and limit < MIN_LOCAL_LIMIT:
+        raise MemoryBudgetError(
+            f"memory budget exceeded before starting Spark: {format_size(limit)} "
+            f"(MINING_MEMORY_LIMIT) is less than a local Spark needs, its JVM alone up to "
+            f"{format_size(MIN_HEAP_BYTES + JVM_OVERHEAD_BYTES)}; raise MINING_MEMORY_LIMIT to "
+            f"at least {format_size(MIN_LOCAL_LIMIT)}"
+        )
+
+
 def read_and_mine(
     source: str | Path, downloaded: bool, settings: Settings, limit: int
 ) -> MinedRules:
@@ -693,6 +760,7 @@ def read_and_mine(
     """
     from mining.pipeline import mine_ruleset  # noqa: PLC0415
 
+    check_local_limit(settings.spark, limit)
     remove_leftover_inputs(settings.data_dir)
     try:
         location, copy = spark_location(source, settings.data_dir, settings.max_input_bytes)

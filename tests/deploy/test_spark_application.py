@@ -264,7 +264,7 @@ def test_the_spark_image_enters_through_its_entry_point(dockerfile: Dockerfile) 
     env = dockerfile.env("spark")
     assert env["SPARK_HOME"] == str(Path(SPARK_MAIN).parents[1] / "pyspark")
     assert env["PYSPARK_PYTHON"] == env["PYSPARK_DRIVER_PYTHON"] == "/opt/venv/bin/python"
-    assert dockerfile.chain("spark")[0].base == "${BASE_IMAGE}"
+    assert dockerfile.chain("spark")[0].base == "${RUNTIME_IMAGE}"
     copied = [
         arguments
         for arguments in dockerfile.instructions("spark", "COPY")
@@ -356,3 +356,29 @@ def test_an_executor_pod_runs_the_kubernetes_executor_backend(tmp_path: Path) ->
         "--resourceProfileId": "0",
         "--podName": "mining-exec-1",
     }
+
+
+def test_every_object_and_pod_has_the_recommended_labels(spark_rendered: Rendered) -> None:
+    recommended = {
+        "app.kubernetes.io/name": "playlist-recommender",
+        "app.kubernetes.io/instance": "playlist-recommender",
+        "app.kubernetes.io/version": __version__,
+        "app.kubernetes.io/part-of": "playlist-recommender",
+        "app.kubernetes.io/managed-by": "kustomize",
+    }
+    application = spark_rendered.one("SparkApplication")
+    parts = [
+        (f"{o['kind']} {o['metadata']['name']}", o["metadata"]) for o in spark_rendered.objects
+    ]
+    parts += [
+        (f"SparkApplication {role}", application["spec"][role]) for role in ("driver", "executor")
+    ]
+    for where, metadata in parts:
+        labels = metadata.get("labels") or {}
+        assert labels.items() >= recommended.items(), where
+        assert labels.get("app.kubernetes.io/component"), where
+    # The version label is written in the component as in the base: both follow the package.
+    component = yaml.safe_load(
+        (MANIFESTS / "components" / "spark" / "kustomization.yaml").read_text()
+    )
+    assert component["labels"][0]["pairs"] == recommended

@@ -98,7 +98,7 @@ def run_mining(
     """``python -m mining ARGS`` in ``mining_env``, ``capped``; the finished process, whatever
     its status."""
     return subprocess.run(
-        capped(sys.executable, "-m", "mining", *args),
+        capped(sys.executable, "-m", "mining", *args, address_space=address_space),
         env=mining_env(data_dir, **env),
         cwd=REPO,
         capture_output=True,

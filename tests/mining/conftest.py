@@ -15,7 +15,8 @@ from mining.spark import SparkOptions, spark_session
 
 TEST_SPARK = SparkOptions(
     master="local[2]",
-    conf=(("spark.driver.memory", "768m"),),
+    # Tiny datasets: one shuffle partition per core keeps each query to a few tasks.
+    conf=(("spark.driver.memory", "768m"), ("spark.sql.shuffle.partitions", "2")),
 )
 
 

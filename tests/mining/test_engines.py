@@ -1,4 +1,4 @@
-"""Both engines give the exact published answers and identical itemsets and rules."""
+"""Every engine gives the exact published answers and identical itemsets and rules."""
 
 from __future__ import annotations
 
@@ -43,9 +43,7 @@ def check_synth_ds1(support: float, engine: str) -> None:
     assert len(derive_rules(itemsets, 0.7)) == rule_count
 
 
-# Spark's answer at 0.05 comes from the job itself, reading the file with Spark
-# (tests/mining/test_spark.py), so it is mined once per test run.
-@pytest.mark.parametrize("engine", ["mlxtend", "pyfim"])
+@pytest.mark.parametrize("engine", ENGINES)
 def test_synth_ds1_at_support_0_05(engine: str) -> None:
     check_synth_ds1(0.05, engine)
 
@@ -62,7 +60,9 @@ def test_synth_ds1_at_support_0_025_mlxtend_and_both_engines_agree() -> None:
     assert set(derive_rules(mlxtend, 0.7)) == set(derive_rules(pyfim, 0.7))
 
 
-@pytest.mark.slow  # ~20-60 s: Spark's FPGrowth on 2,300 long playlists (local[2])
+# ~20-75 s: Spark's FPGrowth on 2,300 long playlists (local[2]); `make test-spark` runs it.
+@pytest.mark.slow
+@pytest.mark.slow_spark
 def test_synth_ds1_at_support_0_025_spark_and_pyfim_agree(spark: object) -> None:
     check_synth_ds1(0.025, "spark")
     spark_itemsets = synth_ds1_itemsets(0.025, "spark")

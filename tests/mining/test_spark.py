@@ -6,6 +6,7 @@ tests start their own, as users do.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import lzma
 import stat
@@ -20,22 +21,30 @@ import pyarrow.compute as pc
 import pytest
 
 from mining.checkpoint import CHECKPOINT_FILENAME, Checkpoint, read_checkpoint
-from mining.engines import SongTable
-from mining.errors import DatasetUnavailableError, MiningInputError, SettingsError
+from mining.datadir import generation_files
+from mining.errors import (
+    DatasetUnavailableError,
+    MemoryBudgetError,
+    MiningInputError,
+    SettingsError,
+)
 from mining.job import LOCK_FILENAME, run_job
-from mining.reader import read_playlists
+from mining.pipeline import mine_ruleset
+from mining.reader import PlaylistFile, Transactions, build_transactions, read_playlists
 from mining.rulesfile import RULES_FILENAME, RuleSet, read_rules
 from mining.settings import Settings
 from mining.spark import (
     DEFAULT_MASTER,
     JVM_OVERHEAD_BYTES,
+    MIN_LOCAL_LIMIT,
     PYTHON_SHARE,
     SPARK_INPUT_PREFIX,
     WHITESPACE,
     SparkOptions,
+    check_local_limit,
     java_problem,
     memory_conf,
-    read_dataset,
+    read_transactions,
     session_conf,
     spark_location,
 )
@@ -46,6 +55,7 @@ from tests.helpers.playlist_files import (
     REAL_SHAPE,
     SKIPPED_ROWS,
 )
+from tests.helpers.playlists import shared_runs, write_playlists_csv
 from tests.helpers.processes import run_mining
 
 DATA = Path(__file__).parents[1] / "data"
@@ -149,6 +159,21 @@ def test_the_heaps_leave_room_for_the_jvm_and_python(limit: int) -> None:
     assert collected <= heap
 
 
+def test_a_budget_too_small_for_a_local_jvm_is_refused_before_it_starts() -> None:
+    with pytest.raises(MemoryBudgetError) as caught:
+        check_local_limit(SparkOptions(), 512 * 2**20)
+    assert str(caught.value) == (
+        "memory budget exceeded before starting Spark: 512 MiB (MINING_MEMORY_LIMIT) is less "
+        "than a local Spark needs, its JVM alone up to 640 MiB; raise MINING_MEMORY_LIMIT to "
+        "at least 914.3 MiB"
+    )
+    assert caught.value.exit_code == 6
+    check_local_limit(SparkOptions(), MIN_LOCAL_LIMIT)
+    # A heap the user set, or a cluster's, is not derived from the budget.
+    check_local_limit(SparkOptions(conf=(("spark.driver.memory", "512m"),)), 512 * 2**20)
+    check_local_limit(SparkOptions("spark://head:7077"), 512 * 2**20)
+
+
 def fake_java(home: Path, version: str) -> Path:
     (home / "bin").mkdir(parents=True)
     java = home / "bin" / "java"
@@ -184,30 +209,35 @@ def test_the_spark_engine_without_java_is_a_configuration_error(
 # --- Reading: Spark against mining.reader, on the same files ----------------------------------
 
 
-def spark_read(spark: Any, path: Path) -> tuple[SongTable, list[frozenset[str]]]:
-    """The song table and each playlist's songs, as Spark reads ``path`` for the job."""
-    from pyspark.sql import functions as F  # noqa: N812, PLC0415
-
-    location, copy = spark_location(path, path.parent)
+def spark_read(spark: Any, path: Path, max_bytes: int | None = None) -> PlaylistFile:
+    """What Spark reads of ``path`` for the job (a decompressed copy made and removed)."""
+    location, copy = spark_location(path, path.parent, max_bytes)
     try:
-        with read_dataset(spark, location, str(path)) as (pairs, songs):
-            playlists = pairs.groupBy("pid").agg(F.collect_set("track_name").alias("songs"))
-            return songs, sorted(
-                (frozenset(row["songs"]) for row in playlists.collect()), key=sorted
-            )
+        return read_transactions(spark, location, str(path))
     finally:
         if copy is not None:
             assert copy.name.startswith(SPARK_INPUT_PREFIX)
             copy.unlink()
 
 
-def reader_read(path: Path) -> tuple[SongTable, list[frozenset[str]]]:
-    result = read_playlists(path)
-    tx = result.transactions
-    songs = SongTable(result.rows, result.skipped_rows, tx.playlists, tx.song_names, tx.song_counts)
-    names = tx.song_names
-    playlists = [frozenset(names[s] for s in tx.playlist(p).tolist()) for p in range(tx.playlists)]
-    return songs, sorted(playlists, key=sorted)
+def playlists_by_name(found: PlaylistFile) -> list[frozenset[str]]:
+    tx, names = found.transactions, found.transactions.song_names
+    return sorted(
+        (frozenset(names[s] for s in tx.playlist(p).tolist()) for p in range(tx.playlists)),
+        key=sorted,
+    )
+
+
+def assert_same_transactions(found: PlaylistFile, expected: PlaylistFile) -> None:
+    """The same rows, song table and playlists (in any order), each playlist's ids ascending."""
+    assert (found.rows, found.skipped_rows) == (expected.rows, expected.skipped_rows)
+    tx, reference = found.transactions, expected.transactions
+    assert tx.song_names == reference.song_names
+    assert tx.song_counts.tolist() == reference.song_counts.tolist()
+    assert playlists_by_name(found) == playlists_by_name(expected)
+    assert tx.indptr[0] == 0 and tx.indptr[-1] == len(tx.indices)
+    for p in range(tx.playlists):
+        assert np.all(np.diff(tx.playlist(p)) > 0)
 
 
 # Ids by playlist count, then name in code point order ("Z" < "a " < "z" < "Ä").
@@ -224,21 +254,23 @@ UNICODE_BLANKS = "pid,track_name\n1,a\n2,\u00a0\u2003\u3000\n\u2028,b\n3,\u200b\
 CRLF = "pid,track_name\r\n1,a\r\n1,b\r\n2,a\r\n"
 
 
+# The pid,track_name cases share one file (distinct pids): one Spark read instead of five.
+MIXED = (
+    ORDERED
+    + "".join(f"x{line}\n" for line in EXACT_NAMES.split("\n")[1:-1])
+    + "".join(f"y{line}\n" for line in UNICODE_BLANKS.split("\n")[1:-1])
+)
+
+
 @pytest.mark.parametrize(
     ("name", "content"),
     [
         ("real.csv", REAL_SHAPE.encode()),
-        ("course.csv", COURSE_SHAPE.encode()),
-        ("skipped.csv", SKIPPED_ROWS.encode()),
-        ("ordered.csv", ORDERED.encode()),
-        ("exact.csv", EXACT_NAMES.encode()),
-        ("blanks.csv", UNICODE_BLANKS.encode()),
-        ("crlf.csv", CRLF.encode()),
-        ("bom.csv", b"\xef\xbb\xbf" + ORDERED.encode()),
-        ("real.csv.gz", gzip.compress(REAL_SHAPE.encode())),
-        ("real.csv.xz", lzma.compress(REAL_SHAPE.encode())),
         # Recognised by content, not by name: a download may be stored under any name.
         ("download-1234-playlists", gzip.compress(COURSE_SHAPE.encode())),
+        ("skipped.csv", SKIPPED_ROWS.encode()),
+        ("mixed.csv.xz", lzma.compress(MIXED.encode())),
+        ("bom-crlf.csv", b"\xef\xbb\xbf" + CRLF.encode() + MIXED.replace("\n", "\r\n").encode()),
     ],
     ids=lambda value: value if isinstance(value, str) else "",
 )
@@ -247,18 +279,7 @@ def test_spark_reads_what_the_reader_reads(
 ) -> None:
     path = tmp_path / name
     path.write_bytes(content)
-    (songs, playlists), (expected_songs, expected_playlists) = (
-        spark_read(spark, path),
-        reader_read(path),
-    )
-    assert (songs.rows, songs.skipped_rows, songs.playlists) == (
-        expected_songs.rows,
-        expected_songs.skipped_rows,
-        expected_songs.playlists,
-    )
-    assert songs.song_names == expected_songs.song_names
-    assert songs.song_counts.tolist() == expected_songs.song_counts.tolist()
-    assert playlists == expected_playlists
+    assert_same_transactions(spark_read(spark, path), read_playlists(path))
     # Nothing is left next to the input.
     assert sorted(p.name for p in tmp_path.iterdir()) == [name]
 
@@ -282,7 +303,31 @@ def test_bad_input_is_the_readers_one_line_error(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["input.csv"]
 
 
-# --- The job ----------------------------------------------------------------------------------
+def test_an_unbalanced_quote_is_refused_as_by_the_reader(spark: Any, tmp_path: Path) -> None:
+    path = _write(tmp_path / "quote.csv", 'pid,track_name\n1,a\n1,"b\n2,c\n2,d\n3,e"x\n4,f\n')
+    with pytest.raises(MiningInputError) as caught:
+        spark_read(spark, path)
+    assert "'track_name' value spans lines and holds commas" in str(caught.value)
+    assert "unbalanced quote" in str(caught.value)
+
+
+def test_the_input_limit_holds_for_plain_and_compressed_files(tmp_path: Path) -> None:
+    text = "pid,track_name\n" + "".join(f"{p},song {p}\n" for p in range(2_000))
+    plain = _write(tmp_path / "plain.csv", text)
+    packed = _write(tmp_path / "packed.csv.gz", gzip.compress(text.encode()))
+    for path in (plain, packed):
+        # Refused before Spark starts: nothing of the text is kept.
+        with pytest.raises(MiningInputError, match="the input limit: raise MAX_INPUT_SIZE"):
+            spark_location(path, tmp_path, max_bytes=len(text) - 1)
+        location, copy = spark_location(path, tmp_path, max_bytes=len(text))
+        assert location == (copy or path.resolve()).as_uri()
+        if copy is not None:
+            assert copy.read_text() == text
+            copy.unlink()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["packed.csv.gz", "plain.csv"]
+
+
+# --- The job and the pipeline -----------------------------------------------------------------
 
 
 def job_settings(tmp_path: Path, engine: str, **changes: Any) -> Settings:
@@ -294,6 +339,7 @@ def job_settings(tmp_path: Path, engine: str, **changes: Any) -> Settings:
             min_confidence=0.7,
             max_len=8,
             engine=engine,
+            memory_limit=4 * GIB,
         ),
         **changes,
     )
@@ -308,8 +354,9 @@ ARRAYS = (
 )
 
 
-def assert_same_rules_file(spark_rules: RuleSet, other: RuleSet) -> None:
-    """Byte-for-byte the same rules and song table; only the engine and the time differ."""
+def assert_same_rule_set(spark_rules: RuleSet, other: RuleSet) -> None:
+    """The same rules and song table; only the engine and the time differ."""
+    assert spark_rules.header.engine == "spark"
     assert spark_rules.song_names == other.song_names
     assert np.array_equal(spark_rules.song_counts, other.song_counts)
     for name in ARRAYS:
@@ -320,23 +367,90 @@ def assert_same_rules_file(spark_rules: RuleSet, other: RuleSet) -> None:
 
 
 def test_the_spark_job_writes_the_rules_file_pyfim_writes(spark: Any, tmp_path: Path) -> None:
-    settings = job_settings(tmp_path, "spark")
+    # In-process: the job's guarded worker uses this test run's Spark session. Playlists
+    # sharing runs of 6 songs: itemsets up to 4 songs, each run's subsets at 2 playlists.
+    dataset = write_playlists_csv(tmp_path / "runs.csv", shared_runs(pairs=12, run=6, noise=6))
+    changes = {"dataset_url": str(dataset), "min_support": "2 playlists", "max_len": 4}
+    settings = job_settings(tmp_path, "spark", **changes)
     outcome = run_job(settings)
-    assert outcome.rules == 7_283
-    pyfim = run_job(job_settings(tmp_path, "pyfim"))
+    pyfim = run_job(job_settings(tmp_path, "pyfim", **changes))
+    assert outcome.rules == pyfim.rules > 12 * 6 * 5
     spark_rules = read_rules(settings.data_dir / RULES_FILENAME)
-    assert spark_rules.header.engine == "spark"
-    assert_same_rules_file(spark_rules, read_rules(tmp_path / "data-pyfim" / RULES_FILENAME))
-    assert pyfim.rules == 7_283
+    assert_same_rule_set(spark_rules, read_rules(tmp_path / "data-pyfim" / RULES_FILENAME))
+    assert spark_rules.header.min_count == 2
     checkpoint = read_checkpoint(settings.data_dir / CHECKPOINT_FILENAME)
     assert checkpoint == Checkpoint(__version__, settings.normalised_url, outcome.generated_ns)
-    # The decompressed copy Spark read is gone.
+    # Committed like every engine's rules (a generation and rules.cbor naming it); the
+    # decompressed copy Spark read is gone.
+    (generation,) = generation_files(settings.data_dir)
     assert sorted(p.name for p in settings.data_dir.iterdir()) == sorted(
-        [RULES_FILENAME, CHECKPOINT_FILENAME, LOCK_FILENAME]
+        [RULES_FILENAME, CHECKPOINT_FILENAME, LOCK_FILENAME, generation.name]
     )
+    assert not list(settings.data_dir.glob(f"{SPARK_INPUT_PREFIX}*"))
     # Up to date: skipped without starting anything, with either engine.
     assert run_job(settings).skipped
     assert run_job(replace(settings, engine="pyfim")).skipped
+
+
+@functools.cache
+def small_runs() -> Transactions:
+    """60 playlists in pairs sharing runs of 8 songs, with noise from a pool of 40."""
+    return build_transactions(*playlist_codes(shared_runs(pairs=30, run=8, noise=10, pool=40)))
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"min_support": "2 playlists", "max_len": 5},
+        # auto: the fewest playlists that fit, then raised until at most 400 rules are left.
+        {
+            "min_support": "auto",
+            "auto_floor": 2,
+            "auto_max_rules": 400,
+            "max_len": 2,
+            "min_confidence": 0.1,
+        },
+    ],
+    ids=["playlists", "auto"],
+)
+def test_each_support_form_resolves_and_mines_as_for_pyfim(
+    spark: Any, tmp_path: Path, changes: dict[str, Any]
+) -> None:
+    settings = job_settings(tmp_path, "spark", **changes)
+    spark_mined = mine_ruleset(small_runs(), settings)
+    pyfim_mined = mine_ruleset(small_runs(), replace(settings, engine="pyfim"))
+    assert spark_mined.min_count == pyfim_mined.min_count
+    assert spark_mined.ruleset.header.rule_count > 0
+    assert_same_rule_set(spark_mined.ruleset, pyfim_mined.ruleset)
+    header = spark_mined.ruleset.header
+    # What was given and what it resolved to, both in the header: the skip logic stays exact.
+    assert header.parameters.min_support == changes["min_support"]
+    assert header.min_count == spark_mined.min_count
+    if changes["min_support"] == "auto":
+        assert header.rule_count <= 400
+        assert spark_mined.min_count > 2
+
+
+def test_the_estimate_refuses_before_spark_mines(spark: Any, tmp_path: Path) -> None:
+    # The pipeline's own refusal: counted before mining, with the JVM's headroom set aside.
+    tx = build_transactions(*playlist_codes(shared_runs(pairs=10, run=30, noise=5)))
+    settings = job_settings(tmp_path, "spark", min_support="2 playlists", max_len=8)
+    with pytest.raises(MemoryBudgetError) as caught:
+        mine_ruleset(tx, settings, limit=int(1.5 * GIB))
+    line = str(caught.value)
+    assert line.startswith("memory budget exceeded before mining: MIN_SUPPORT=2 playlists")
+    assert "raise MIN_SUPPORT to" in line or "lower MAX_LEN to" in line
+    assert "\n" not in line
+
+
+def playlist_codes(playlists: list[list[str]]) -> tuple[list[int], list[int], list[str]]:
+    names: dict[str, int] = {}
+    pids, songs = [], []
+    for pid, playlist in enumerate(playlists):
+        for song in playlist:
+            pids.append(pid)
+            songs.append(names.setdefault(song, len(names)))
+    return pids, songs, list(names)
 
 
 def snapshot(data_dir: Path) -> dict[str, bytes]:
@@ -383,39 +497,61 @@ SMALL = (
     + "".join(f"{p},c\n" for p in range(3))
     + ",orphan\n"
 )
-# A small heap: the datasets here are tiny, and the machine is shared.
-CLI_SPARK = {"SPARK_MASTER": "local[1]", "SPARK_CONF": "spark.driver.memory=512m"}
+# The job's own Spark derives its heap from this budget (mining.spark.memory_conf).
+CLI_LIMIT = "1536MiB"
 # Generous: a JVM start takes seconds, many more on a busy machine.
 CLI_TIMEOUT = 280
+# The JVM reserves far more address space than it uses: the default cap of tests would stop it.
+CLI_ADDRESS_SPACE = 16 * GIB
 
 
-def test_the_command_line_mines_with_spark_and_logs_each_phase(tmp_path: Path) -> None:
-    dataset = _write(tmp_path / "small.csv", SMALL)
-    result = run_mining(
-        tmp_path / "data",
-        timeout=CLI_TIMEOUT,
-        DATASET_URL=dataset,
-        MIN_SUPPORT="0.5",
-        MINING_ENGINE="spark",
-        **CLI_SPARK,
+def test_the_command_line_refuses_what_cannot_fit_and_keeps_the_rules(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    exploding = write_playlists_csv(
+        tmp_path / "shared-runs.csv", shared_runs(pairs=10, run=30, noise=5)
     )
-    assert result.returncode == 0, result.stderr
+    common = {
+        "DATASET_URL": exploding,
+        "MINING_MEMORY_LIMIT": CLI_LIMIT,
+        "MIN_SUPPORT": "2 playlists",
+        "MIN_CONFIDENCE": "0.5",
+    }
+    first = run_mining(data_dir, **common, MAX_LEN="2", MINING_ENGINE="pyfim")
+    assert first.returncode == 0, first.stderr
+    before = snapshot(data_dir)
+    # 10 runs of 30 songs shared by 2 playlists: ~10^7 itemsets up to 8 songs, counted first.
+    result = run_mining(
+        data_dir,
+        timeout=CLI_TIMEOUT,
+        address_space=CLI_ADDRESS_SPACE,
+        **common,
+        MAX_LEN="8",
+        MINING_ENGINE="spark",
+        SPARK_MASTER="local[1]",
+    )
+    assert result.returncode == 6, result.stderr
     assert result.stdout == ""
     for phase in (
-        "download: not needed, reading",
+        "memory: budget 1.5 GiB (MINING_MEMORY_LIMIT)",
         "spark: 4.",
-        "master local[1], 1 cores, driver memory 512m",
-        "read: 16 rows (1 skipped: empty pid or track_name), 6 playlists, 3 songs",
-        "mine: 7 frequent itemsets (in >= 3 of 6 playlists, <= 8 songs, engine spark)",
-        "rules: 6 rules (confidence >= 0.7)",
-        "done: 6 rules",
+        "master local[1], 1 cores, driver memory 691m",
+        "read: 700 rows (0 skipped: empty pid or track_name), 20 playlists, 387 songs, in",
     ):
-        assert phase in result.stderr
+        assert phase in result.stderr, phase
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(
+        "mining: error: memory budget exceeded before mining: MIN_SUPPORT=2 playlists "
+        "(2 of 20 playlists) with MAX_LEN=8 gives "
+    )
+    assert "raise MIN_SUPPORT to 3 playlists" in last
     assert "Traceback" not in result.stderr
     assert " ERROR " not in result.stderr
-    assert read_rules(tmp_path / "data" / RULES_FILENAME).header.rule_count == 6
+    assert snapshot(data_dir) == before
 
 
+# ~40 s (a JVM of its own); `make test-spark` runs it.
+@pytest.mark.slow
+@pytest.mark.slow_spark
 def test_more_results_than_the_driver_may_collect_exit_6_and_keep_the_rules(
     tmp_path: Path,
 ) -> None:
@@ -433,6 +569,7 @@ def test_more_results_than_the_driver_may_collect_exit_6_and_keep_the_rules(
     result = run_mining(
         data_dir,
         timeout=CLI_TIMEOUT,
+        address_space=CLI_ADDRESS_SPACE,
         DATASET_URL=many,
         MINING_ENGINE="spark",
         SPARK_MASTER="local[1]",
