@@ -263,7 +263,7 @@ def _commit(settings: Settings, ruleset: RuleSet, checkpoint: Checkpoint) -> int
 
 def _read_and_mine(path: Path, downloaded: bool, settings: Settings, limit: int) -> MinedRules:
     """The guarded worker's part: read the dataset and mine it (no output is written here)."""
-    from mining.reader import read_playlists  # noqa: PLC0415
+    from mining.reader import read_playlists, read_summary  # noqa: PLC0415
 
     report("read", f"reading {path}")
     started = time.perf_counter()
@@ -272,17 +272,9 @@ def _read_and_mine(path: Path, downloaded: bool, settings: Settings, limit: int)
         # Read into memory now; the shared volume keeps only the rules (a later run that must
         # mine downloads afresh anyway).
         path.unlink(missing_ok=True)
-    transactions = playlist_file.transactions
     release_free_memory()
-    logger.info(
-        "read: %d rows (%d skipped: empty pid or track_name), %d playlists, %d songs, in %.2f s",
-        playlist_file.rows,
-        playlist_file.skipped_rows,
-        transactions.playlists,
-        len(transactions.song_names),
-        time.perf_counter() - started,
-    )
-    return mine_ruleset(transactions, settings, limit=limit)
+    logger.info("%s", read_summary(playlist_file, time.perf_counter() - started))
+    return mine_ruleset(playlist_file.transactions, settings, limit=limit)
 
 
 def _check_room_to_write(ruleset: RuleSet, limit: int) -> None:

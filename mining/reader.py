@@ -77,6 +77,15 @@ class PlaylistFile:
     skipped_rows: int
 
 
+def read_summary(found: PlaylistFile, seconds: float) -> str:
+    """The job's log line for what was read in ``seconds``."""
+    tx = found.transactions
+    return (
+        f"read: {found.rows} rows ({found.skipped_rows} skipped: empty pid or track_name), "
+        f"{tx.playlists} playlists, {len(tx.song_names)} songs, in {seconds:.2f} s"
+    )
+
+
 def build_transactions(
     playlist_codes: npt.ArrayLike, song_codes: npt.ArrayLike, names: Sequence[str]
 ) -> Transactions:

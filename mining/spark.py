@@ -759,6 +759,7 @@ def read_and_mine(
     ``limit``, is the one ``mine_itemsets`` then finds active.
     """
     from mining.pipeline import mine_ruleset  # noqa: PLC0415
+    from mining.reader import read_summary  # noqa: PLC0415
 
     check_local_limit(settings.spark, limit)
     remove_leftover_inputs(settings.data_dir)
@@ -774,17 +775,8 @@ def read_and_mine(
                     copy.unlink(missing_ok=True)
                 if downloaded:
                     Path(source).unlink(missing_ok=True)
-                transactions = found.transactions
-                logger.info(
-                    "read: %d rows (%d skipped: empty pid or track_name), %d playlists, "
-                    "%d songs, in %.2f s (Spark)",
-                    found.rows,
-                    found.skipped_rows,
-                    transactions.playlists,
-                    len(transactions.song_names),
-                    time.perf_counter() - started,
-                )
-                return mine_ruleset(transactions, settings, limit=limit)
+                logger.info("%s (Spark)", read_summary(found, time.perf_counter() - started))
+                return mine_ruleset(found.transactions, settings, limit=limit)
         finally:
             if copy is not None:
                 copy.unlink(missing_ok=True)

@@ -5,31 +5,18 @@ from __future__ import annotations
 import math
 from itertools import combinations
 
-import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from evaluation.protocol import Baselines, Scores, make_folds
-from mining.reader import PlaylistRows, build_transactions
-
-
-def rows_of(playlists: list[list[str]]) -> PlaylistRows:
-    """Rows in file order, one per (playlist, song), codes by first appearance."""
-    names: dict[str, int] = {}
-    pids, songs = [], []
-    for pid, playlist in enumerate(playlists):
-        for song in playlist:
-            pids.append(pid)
-            songs.append(names.setdefault(song, len(names)))
-    return PlaylistRows(
-        np.array(pids, dtype=np.int64), np.array(songs, dtype=np.int64), list(names), len(pids), 0
-    )
+from mining.reader import build_transactions
+from tests.helpers.playlists import playlist_rows
 
 
 def test_every_playlist_is_tested_once_and_never_trained_on_in_its_fold() -> None:
     playlists = [[f"p{p}-s{s}" for s in range(4 + p % 3)] for p in range(23)]
-    folds = list(make_folds(rows_of(playlists), folds=5, seed=7))
+    folds = list(make_folds(playlist_rows(playlists), folds=5, seed=7))
     tested = [q.seed[0].split("-")[0] for fold in folds for q in fold.queries]
     assert sorted(tested) == sorted(f"p{p}" for p in range(23))
     for fold in folds:
@@ -40,7 +27,7 @@ def test_every_playlist_is_tested_once_and_never_trained_on_in_its_fold() -> Non
 
 def test_the_seed_is_the_first_half_of_the_distinct_songs_in_file_order() -> None:
     playlists = [["d", "c", "d", "b", "a", "e"], ["x", "y", "z"]] + [["f", "g"]] * 3
-    folds = list(make_folds(rows_of(playlists), folds=5, seed=0))
+    folds = list(make_folds(playlist_rows(playlists), folds=5, seed=0))
     queries = [q for fold in folds for q in fold.queries]
     # The 3-song playlist is too short to test; the repeated "d" counts once.
     assert len(queries) == 1
@@ -50,12 +37,14 @@ def test_the_seed_is_the_first_half_of_the_distinct_songs_in_file_order() -> Non
 
 def test_random_seed_songs_are_drawn_per_playlist_and_leave_a_truth() -> None:
     playlists = [[f"s{i}" for i in range(10)]] + [["f", "g"]] * 4
-    first = [q for f in make_folds(rows_of(playlists), 5, 3, seed_songs=4) for q in f.queries]
-    again = [q for f in make_folds(rows_of(playlists), 5, 3, seed_songs=4) for q in f.queries]
+    first = [q for f in make_folds(playlist_rows(playlists), 5, 3, seed_songs=4) for q in f.queries]
+    again = [q for f in make_folds(playlist_rows(playlists), 5, 3, seed_songs=4) for q in f.queries]
     assert first == again
     assert len(first[0].seed) == 4
     assert set(first[0].seed) | first[0].truth == {f"s{i}" for i in range(10)}
-    whole = [q for f in make_folds(rows_of(playlists), 5, 3, seed_songs=99) for q in f.queries]
+    whole = [
+        q for f in make_folds(playlist_rows(playlists), 5, 3, seed_songs=99) for q in f.queries
+    ]
     assert len(whole[0].truth) == 1
 
 
@@ -64,7 +53,8 @@ def test_the_split_depends_on_the_seed_only() -> None:
 
     def split(seed: int) -> list[set[str]]:
         return [
-            {q.seed[0] for q in fold.queries} for fold in make_folds(rows_of(playlists), 4, seed)
+            {q.seed[0] for q in fold.queries}
+            for fold in make_folds(playlist_rows(playlists), 4, seed)
         ]
 
     assert split(1) == split(1)
@@ -73,7 +63,7 @@ def test_the_split_depends_on_the_seed_only() -> None:
 
 def test_too_few_playlists_for_the_folds_is_refused() -> None:
     with pytest.raises(ValueError, match="cannot make 5 folds of 3 playlists"):
-        list(make_folds(rows_of([["a"], ["b"], ["c"]]), 5, 0))
+        list(make_folds(playlist_rows([["a"], ["b"], ["c"]]), 5, 0))
 
 
 def test_metrics_match_hand_computed_values() -> None:

@@ -11,6 +11,10 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import numpy as np
+
+from mining.reader import PlaylistRows
+
 
 def shared_runs(
     pairs: int, run: int, noise: int, pool: int = 300, seed: int = 1
@@ -34,3 +38,16 @@ def write_playlists_csv(path: Path, playlists: list[list[str]]) -> Path:
         lines.extend(f'{pid},"{song}"' for song in songs)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+def playlist_rows(playlists: list[list[str]]) -> PlaylistRows:
+    """Rows in file order, one per (playlist, song), codes by first appearance."""
+    names: dict[str, int] = {}
+    pids, songs = [], []
+    for pid, playlist in enumerate(playlists):
+        for song in playlist:
+            pids.append(pid)
+            songs.append(names.setdefault(song, len(names)))
+    return PlaylistRows(
+        np.array(pids, dtype=np.int64), np.array(songs, dtype=np.int64), list(names), len(pids), 0
+    )

@@ -55,7 +55,7 @@ from tests.helpers.playlist_files import (
     REAL_SHAPE,
     SKIPPED_ROWS,
 )
-from tests.helpers.playlists import shared_runs, write_playlists_csv
+from tests.helpers.playlists import playlist_rows, shared_runs, write_playlists_csv
 from tests.helpers.processes import run_mining
 
 DATA = Path(__file__).parents[1] / "data"
@@ -395,7 +395,7 @@ def test_the_spark_job_writes_the_rules_file_pyfim_writes(spark: Any, tmp_path: 
 @functools.cache
 def small_runs() -> Transactions:
     """60 playlists in pairs sharing runs of 8 songs, with noise from a pool of 40."""
-    return build_transactions(*playlist_codes(shared_runs(pairs=30, run=8, noise=10, pool=40)))
+    return transactions_of(shared_runs(pairs=30, run=8, noise=10, pool=40))
 
 
 @pytest.mark.parametrize(
@@ -433,7 +433,7 @@ def test_each_support_form_resolves_and_mines_as_for_pyfim(
 
 def test_the_estimate_refuses_before_spark_mines(spark: Any, tmp_path: Path) -> None:
     # The pipeline's own refusal: counted before mining, with the JVM's headroom set aside.
-    tx = build_transactions(*playlist_codes(shared_runs(pairs=10, run=30, noise=5)))
+    tx = transactions_of(shared_runs(pairs=10, run=30, noise=5))
     settings = job_settings(tmp_path, "spark", min_support="2 playlists", max_len=8)
     with pytest.raises(MemoryBudgetError) as caught:
         mine_ruleset(tx, settings, limit=int(1.5 * GIB))
@@ -443,14 +443,9 @@ def test_the_estimate_refuses_before_spark_mines(spark: Any, tmp_path: Path) -> 
     assert "\n" not in line
 
 
-def playlist_codes(playlists: list[list[str]]) -> tuple[list[int], list[int], list[str]]:
-    names: dict[str, int] = {}
-    pids, songs = [], []
-    for pid, playlist in enumerate(playlists):
-        for song in playlist:
-            pids.append(pid)
-            songs.append(names.setdefault(song, len(names)))
-    return pids, songs, list(names)
+def transactions_of(playlists: list[list[str]]) -> Transactions:
+    rows = playlist_rows(playlists)
+    return build_transactions(rows.playlist_codes, rows.song_codes, rows.names)
 
 
 def snapshot(data_dir: Path) -> dict[str, bytes]:
