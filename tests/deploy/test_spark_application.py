@@ -247,6 +247,12 @@ def test_resources_are_declared_for_driver_and_executors(spark_rendered: Rendere
     # The driver's overhead holds the job's Python (song table, itemsets, rules).
     assert spark_mebibytes(spec["driver"]["memoryOverhead"]) >= 1024
     assert spec["executor"]["instances"] >= 1
+    # The job's budget is its Python's (spark-submit's JVM is outside it): within the overhead,
+    # and enough for the job (the settings' own lower bound).
+    (budget,) = [e["value"] for e in spec["driver"]["env"] if e["name"] == "MINING_MEMORY_LIMIT"]
+    limit = MiningSettings.from_env({"MINING_MEMORY_LIMIT": budget}).memory_limit
+    assert limit is not None
+    assert limit <= spark_mebibytes(spec["driver"]["memoryOverhead"]) * 2**20
 
 
 def test_the_image_and_spark_are_the_ones_built(spark_rendered: Rendered) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import gzip
 import lzma
+import os
 import stat
 from collections.abc import Callable
 from dataclasses import replace
@@ -29,6 +30,7 @@ from mining.errors import (
     SettingsError,
 )
 from mining.job import LOCK_FILENAME, run_job
+from mining.memory import tree_memory
 from mining.pipeline import mine_ruleset
 from mining.reader import PlaylistFile, Transactions, build_transactions, read_playlists
 from mining.rulesfile import RULES_FILENAME, RuleSet, read_rules
@@ -43,6 +45,7 @@ from mining.spark import (
     SparkOptions,
     check_local_limit,
     java_problem,
+    jvm_headroom,
     memory_conf,
     read_transactions,
     session_conf,
@@ -435,8 +438,10 @@ def test_the_estimate_refuses_before_spark_mines(spark: Any, tmp_path: Path) -> 
     # The pipeline's own refusal: counted before mining, with the JVM's headroom set aside.
     tx = transactions_of(shared_runs(pairs=10, run=30, noise=5))
     settings = job_settings(tmp_path, "spark", min_support="2 playlists", max_len=8)
+    # 256 MiB left for mining once this process, its JVM and the JVM's headroom are counted.
+    limit = tree_memory(os.getpid()) + jvm_headroom() + 256 * 2**20
     with pytest.raises(MemoryBudgetError) as caught:
-        mine_ruleset(tx, settings, limit=int(1.5 * GIB))
+        mine_ruleset(tx, settings, limit=limit)
     line = str(caught.value)
     assert line.startswith("memory budget exceeded before mining: MIN_SUPPORT=2 playlists")
     assert "raise MIN_SUPPORT to" in line or "lower MAX_LEN to" in line
