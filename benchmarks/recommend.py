@@ -47,7 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._server import DATASET, dataset_playlists, mined_rules
+from benchmarks._server import DATASET, dataset_playlists, mined_model
 from http_api import recommender as recommender_module
 from http_api.recommender import RANKINGS, WEIGHT_BITS, Recommender
 from http_api.settings import Settings
@@ -320,7 +320,9 @@ def main() -> int:
     parser.add_argument(
         "--dataset", type=Path, default=DATASET, help="playlists for queries (plain, .gz, .xz)"
     )
-    parser.add_argument("--min-support", type=float, default=0.025)
+    parser.add_argument(
+        "--min-support", help="MIN_SUPPORT when mining --dataset (default: the job's)"
+    )
     parser.add_argument(
         "--rankings", nargs="+", choices=RANKINGS, default=list(RANKINGS), help="side by side"
     )
@@ -330,7 +332,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
 
-    rules_path = args.rules or mined_rules(args.min_support, args.dataset) / RULES_FILENAME
+    rules_path = args.rules or mined_model(args.dataset, args.min_support) / RULES_FILENAME
     started = time.perf_counter()
     ruleset = read_rules(rules_path)
     decode = time.perf_counter() - started

@@ -57,7 +57,14 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int, t
 def test_success_logs_one_line_per_phase_with_counts(tmp_path: Path) -> None:
     dataset = tmp_path / "small.csv"
     dataset.write_text(SMALL + ",orphan\n")
-    result = run(tmp_path, DATASET_URL=dataset, MIN_SUPPORT="0.5", MINING_ENGINE="pyfim")
+    result = run(
+        tmp_path,
+        DATASET_URL=dataset,
+        MIN_SUPPORT="0.5",
+        MIN_CONFIDENCE="0.7",
+        MAX_LEN="8",
+        MINING_ENGINE="pyfim",
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""
     log = result.stderr
