@@ -9,8 +9,8 @@ from setuptools import Extension, setup
 setup(
     ext_modules=[
         Extension(
-            "http_api._smallquery",
-            sources=["http_api/_smallquery.c"],
+            "recommender._smallquery",
+            sources=["recommender/_smallquery.c"],
             extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
             optional=True,
         )

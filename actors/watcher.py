@@ -27,10 +27,10 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 from actors.backoff import Backoff
+from actors.dispatch import LoggingActor
 from actors.messages import (
     CheckRules,
     DebounceElapsed,
-    Ping,
     RuleServerRestarted,
     RulesFilesChanged,
     Tick,
@@ -100,7 +100,7 @@ class _Forwarder(FileSystemEventHandler):
             pass  # the watcher stopped; its observer is being stopped too
 
 
-class RulesWatcher(pykka.ThreadingActor):
+class RulesWatcher(LoggingActor):
     """Watches DATA_DIR (inotify, else polling) and tells the RuleServer to check the rules.
 
     Every ``poll_seconds`` it also tells the RuleServer to check regardless of events, because
@@ -108,6 +108,8 @@ class RulesWatcher(pykka.ThreadingActor):
     observer still watches the directory that is there now (a deleted watched directory kills
     inotify's emitter silently), restarting it with backoff.
     """
+
+    label = "rules watcher"
 
     def __init__(
         self,
@@ -154,19 +156,9 @@ class RulesWatcher(pykka.ThreadingActor):
         """Same as stopping: the supervisor starts a fresh watcher."""
         self._release()
 
-    def on_receive(self, message: Any) -> Any:
-        """Dispatch one message; an error is logged and watching goes on."""
-        # A one-way message whose handler raises kills a pykka actor without a word.
-        try:
-            return self._handle(message)
-        except Exception:
-            log.exception("rules watcher: handling %s failed", type(message).__name__)
-            return None
-
-    def _handle(self, message: Any) -> Any:
+    def handle(self, message: Any) -> Any:
+        """Dispatch one message of the protocol."""
         match message:
-            case Ping():
-                return True
             case RulesFilesChanged():
                 if not self._timers.pending("debounce"):
                     self._timers.start("debounce", self._debounce_seconds, DebounceElapsed())
@@ -182,7 +174,7 @@ class RulesWatcher(pykka.ThreadingActor):
                 self._rule_server = rule_server
                 self._check_rules()
             case _:
-                log.warning("rules watcher: unexpected message %r", message)
+                self.unexpected(message)
         return None
 
     def _check_rules(self) -> None:

@@ -1,6 +1,6 @@
 """Benchmark (e): the recommendation engine against the original algorithm, side by side.
 
-Builds ``http_api.recommender.Recommender`` from a rules file (by default mined by the real
+Builds ``recommender.engine.Recommender`` from a rules file (by default mined by the real
 miner from ``tests/data/synth_dense.csv.xz`` into ``build/benchmarks/``; ``--rules`` times any
 rules file, with queries drawn from ``--dataset``, plain CSV, gzip or xz), then times queries
 of 1, 5, 20, 100 and 1,000 songs drawn from the dataset's playlists, plus the worst case at the
@@ -48,10 +48,10 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks._server import DATASET, dataset_playlists, mined_rules
-from http_api import recommender as recommender_module
-from http_api.recommender import RANKINGS, WEIGHT_BITS, Recommender
 from http_api.settings import Settings
 from mining.rulesfile import RULES_FILENAME, RuleSet, read_rules
+from recommender import engine as recommender_module
+from recommender.engine import RANKINGS, WEIGHT_BITS, Recommender
 
 SIZES = (1, 5, 20, 100, 1000)
 # Issue 3 (e).

@@ -21,12 +21,12 @@ from pathlib import Path
 from evaluation.mine import mine_fold
 from evaluation.protocol import Baselines, Fold, Scores, make_folds
 from evaluation.report import Row, render_table
-from http_api.recommender import RANKINGS, Recommender
 from mining.errors import MiningError
 from mining.reader import read_playlist_rows
 from mining.settings import Settings
 from mining.support import playlists_text
 from mining.version import __version__
+from recommender.engine import RANKINGS, Recommender
 
 # The job's variables a grid option overrides, and the option that does it.
 GRID = {

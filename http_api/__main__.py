@@ -9,9 +9,10 @@ import signal
 import sys
 from types import FrameType
 
-from actors import Supervisor, bind_listener
-from http_api.app import init_app
+from actors import ActorSettings, Supervisor, bind_listener
+from http_api.app import serving
 from http_api.connections import descriptor_limit, max_connections_problem
+from http_api.metrics import REPORTER
 from http_api.settings import Settings, SettingsError
 from mining.logsetup import configure_logging, log_format_for_errors, report_error
 
@@ -120,7 +121,14 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
     log.info("recommendations ranked by %s (RANKING)", settings.ranking)
-    supervisor = Supervisor(settings, listener, app_factory=init_app)
+    actor_settings = ActorSettings(
+        data_dir=settings.data_dir,
+        watcher=settings.watcher,
+        checkpoint_poll_seconds=settings.checkpoint_poll_seconds,
+        drain_seconds=settings.drain_seconds,
+        shutdown_timeout_seconds=settings.shutdown_timeout_seconds,
+    )
+    supervisor = Supervisor(actor_settings, listener, serving(settings), reporter=REPORTER)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         # SIGTERM (Kubernetes, podman stop) drains first, so a load balancer can take the pod

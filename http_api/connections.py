@@ -43,7 +43,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 
 from http_api import metrics
-from http_api.handlers import json_error
+from http_api.errors import json_error
 from http_api.settings import Settings
 from http_api.validation import quote
 

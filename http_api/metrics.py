@@ -2,8 +2,9 @@
 
 One registry per process, module-level, because the actors (on their own threads) and the
 handlers (on the event loop) record into the same series; prometheus-client is thread-safe.
-The actors call :func:`record_reload_succeeded` and :func:`record_reload_failed`; the
-``/metrics`` handler calls :func:`show_snapshot` with what it actually serves, then :func:`render`.
+The RuleServer reports its loads through :data:`REPORTER` (the serving core's
+``LoadReporter``, handed to the actors by ``python -m http_api``); the ``/metrics`` handler
+calls :func:`show_snapshot` with what it actually serves, then :func:`render`.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from prometheus_client.utils import floatToGoString
 from mining.version import __version__
 
 if TYPE_CHECKING:
-    from http_api.state import Snapshot
+    from recommender.snapshot import Snapshot
 
 # Requests that matched no route share one label, so random paths cannot grow the series.
 UNMATCHED_ROUTE = "unmatched"
@@ -258,6 +259,21 @@ def record_reload_succeeded(snapshot: Snapshot) -> None:
 def record_reload_failed() -> None:
     """Count a failed load attempt (called by the RuleServer; it keeps the old snapshot)."""
     RELOAD_FAILURES.inc()
+
+
+class MetricsReporter:
+    """The RuleServer's ``recommender.reporting.LoadReporter``: loads counted in these metrics."""
+
+    def load_succeeded(self, snapshot: Snapshot) -> None:
+        """Count a successful reload and show the rule set now served."""
+        record_reload_succeeded(snapshot)
+
+    def load_failed(self) -> None:
+        """Count a failed load attempt."""
+        record_reload_failed()
+
+
+REPORTER = MetricsReporter()
 
 
 def render() -> tuple[bytes, str]:

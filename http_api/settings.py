@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from http_api.recommender import DEFAULT_RANKING, RANKINGS
 from mining.logsetup import DEFAULT_LOG_FORMAT, parse_log_format
+from recommender.engine import DEFAULT_RANKING, RANKINGS
 
 
 class SettingsError(ValueError):
@@ -87,7 +87,7 @@ class Settings:
     log_format: str = DEFAULT_LOG_FORMAT
     # One log line per answered request (off: it costs more than the recommendation).
     access_log: bool = False
-    # How candidates are ranked: one of http_api.recommender.RANKINGS.
+    # How candidates are ranked: one of recommender.engine.RANKINGS.
     ranking: str = DEFAULT_RANKING
 
     @classmethod

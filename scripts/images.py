@@ -319,7 +319,7 @@ def check_image_contents() -> None:
         found = python_in(target, probe, *forbidden).split()
         require(not found, f"the {target} image contains {found}")
     # A recommendation costs ~4 µs of server CPU compiled against ~12 µs in Python.
-    probe = "from http_api.recommender import SmallQueryIndex; print(SmallQueryIndex is not None)"
+    probe = "from recommender.engine import SmallQueryIndex; print(SmallQueryIndex is not None)"
     compiled = python_in("api", probe).strip()
     require(compiled == "True", "the api image lacks the compiled small-query path")
 

@@ -23,8 +23,8 @@ from aiohttp.test_utils import TestServer
 
 from http_api import metrics
 from http_api.settings import Settings
-from http_api.state import Snapshot
 from mining.version import __version__
+from recommender.snapshot import Snapshot
 from tests.helpers.gate import Gate
 from tests.helpers.openapi import checked_app
 from tests.helpers.rules import HeaderFields, build_ruleset, read_model, write_model

@@ -20,7 +20,7 @@ from aiohttp.http_exceptions import BadHttpMessage
 
 from http_api import connections, metrics
 from http_api.settings import Settings
-from http_api.state import Snapshot
+from recommender.snapshot import Snapshot
 from tests.helpers.gate import Gate, serve
 from tests.helpers.rawhttp import exchange, port_of, read_reply
 from tests.helpers.rules import small_ruleset, snapshot_of

@@ -28,7 +28,6 @@ import cbor2
 import pytest
 
 from actors import bind_listener
-from http_api.recommender import DEFAULT_RANKING
 from http_api.settings import Settings
 from mining.atomicfile import atomic_write_bytes
 from mining.checkpoint import (
@@ -39,6 +38,7 @@ from mining.checkpoint import (
 )
 from mining.datadir import generation_filename
 from mining.rulesfile import RULES_FILENAME, encode_rules, write_rules
+from recommender.engine import DEFAULT_RANKING
 from tests.helpers.bombs import gzip_bomb
 from tests.helpers.load import generate_load
 from tests.helpers.logs import json_records

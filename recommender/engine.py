@@ -62,7 +62,7 @@ concatenated and ranked by the scan path's numpy code. The dict (one entry per a
 ~100k for 230k rules) is the only per-rule-scale Python object, built from two lists in slices;
 the runs are memoryviews of the numpy arrays.
 
-That path also exists compiled (``http_api/_smallquery.c``, built by ``pip install`` when a C
+That path also exists compiled (``recommender/_smallquery.c``, built by ``pip install`` when a C
 compiler is there): the same steps over the same arrays, with its own open-addressing table of
 antecedent hashes instead of the dict, and for ``sum`` a small hash table of the query's own
 (song → sum and best key) plus a heap of the ``limit`` best. It is what the server
@@ -101,7 +101,7 @@ import numpy.typing as npt
 from mining.rulesfile import RuleSet
 
 try:
-    from http_api._smallquery import SmallQueryIndex
+    from recommender._smallquery import SmallQueryIndex
 except ImportError:  # built without a C compiler: the Python path gives the same answers
     SmallQueryIndex = None  # type: ignore[assignment,misc]
 
@@ -375,7 +375,7 @@ class Recommender:
         ):
             raise ValueError("a rule's count must be from 1 to its antecedent's count")
         if compiled and SmallQueryIndex is None:
-            raise ImportError("http_api._smallquery was not built (no C compiler at install)")
+            raise ImportError("recommender._smallquery was not built (no C compiler at install)")
         use_compiled = SmallQueryIndex is not None if compiled is None else compiled
         names = ruleset.song_names
         n_songs, n_rules = ruleset.header.song_count, ruleset.header.rule_count

@@ -14,9 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from http_api import recommender
-from http_api.recommender import Recommendation, Recommender, normalise_name
 from mining.rulesfile import MiningParameters, RuleSet, RulesHeader, pack_rules
+from recommender import engine as recommender
+from recommender.engine import Recommendation, Recommender, normalise_name
 
 Rule = tuple[Sequence[int], int, int, int]
 

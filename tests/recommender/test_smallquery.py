@@ -20,24 +20,26 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from http_api import recommender
-from http_api.recommender import Recommender
 from mining.rulesfile import RuleSet
+from recommender import engine as recommender
+from recommender.engine import Recommender
 from tests.helpers.rules import build_ruleset
 
 REPO = Path(__file__).resolve().parents[2]
 
 SmallQueryIndex = recommender.SmallQueryIndex
 needs_compiled = pytest.mark.skipif(
-    SmallQueryIndex is None, reason="http_api._smallquery was not built (no C compiler)"
+    SmallQueryIndex is None, reason="recommender._smallquery was not built (no C compiler)"
 )
 
 
 def test_the_compiled_path_is_built_where_ci_runs() -> None:
     if SmallQueryIndex is None and os.environ.get("CI") == "true":
-        pytest.fail("http_api._smallquery was not built: is gcc installed? (make test installs it)")
+        pytest.fail(
+            "recommender._smallquery was not built: is gcc installed? (make test installs it)"
+        )
     if SmallQueryIndex is None:
-        pytest.skip("http_api._smallquery was not built (no C compiler)")
+        pytest.skip("recommender._smallquery was not built (no C compiler)")
 
 
 def crowded_ruleset(n_songs: int = 400) -> tuple[list[str], RuleSet]:
@@ -225,7 +227,7 @@ def test_compiled_true_without_the_extension_says_so(monkeypatch: pytest.MonkeyP
 def soak(library: str, rounds: int) -> None:
     """Answer random queries on random rule sets with the extension at ``library`` and with
     the Python path, and require the same answers (run by the sanitizer test below)."""
-    spec = importlib.util.spec_from_file_location("http_api._smallquery", library)
+    spec = importlib.util.spec_from_file_location("recommender._smallquery", library)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -307,7 +309,7 @@ def test_the_compiled_path_is_memory_safe_under_asan_and_ubsan(tmp_path: Path) -
             "-shared",
             "-fPIC",
             f"-I{include}",
-            str(REPO / "http_api" / "_smallquery.c"),
+            str(REPO / "recommender" / "_smallquery.c"),
             "-o",
             str(library),
         ],
@@ -322,7 +324,7 @@ def test_the_compiled_path_is_memory_safe_under_asan_and_ubsan(tmp_path: Path) -
         PYTHONMALLOC="malloc",
         PYTHONPATH=str(REPO),
     )
-    script = f"from tests.http_api.test_smallquery import soak; soak({str(library)!r}, 100)"
+    script = f"from tests.recommender.test_smallquery import soak; soak({str(library)!r}, 100)"
     result = subprocess.run(
         [sys.executable, "-c", script],
         cwd=REPO,
