@@ -51,7 +51,9 @@ from benchmarks._server import DATASET, dataset_playlists, mined_rules
 from http_api.settings import Settings
 from mining.rulesfile import RULES_FILENAME, RuleSet, read_rules
 from recommender import engine as recommender_module
-from recommender.engine import RANKINGS, WEIGHT_BITS, Recommender
+from recommender.compiled import SmallQueryIndex
+from recommender.engine import RANKINGS, Recommender
+from recommender.keys import WEIGHT_BITS
 
 SIZES = (1, 5, 20, 100, 1000)
 # Issue 3 (e).
@@ -403,9 +405,7 @@ def main() -> int:
             ratio = p50s[args.rankings[-1]][label] / p50s[args.rankings[0]][label]
             print(f"  {label:>18}: {line}  ({args.rankings[-1]}/{args.rankings[0]} {ratio:.2f})")
     python_path = (
-        Recommender.from_ruleset(ruleset, compiled=False)
-        if recommender_module.SmallQueryIndex is not None
-        else None
+        Recommender.from_ruleset(ruleset, compiled=False) if SmallQueryIndex is not None else None
     )
     for ranking in args.rankings:
         compare_query_paths(

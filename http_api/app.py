@@ -5,7 +5,7 @@ JSON, the request counted and timed under its route, the connection closed while
 each path also answers every other method with a JSON 405, and one catch-all route answers
 every other path with a JSON 404. So every request meets the same wrapper without an aiohttp
 middleware, which aiohttp runs through its middleware chain and a context manager per request
-(~2.3 µs of CPU of a ~40 µs request in benchmarks/serve_throughput.py), and the route label
+(a share of a request's CPU that benchmarks/serve_throughput.py shows), and the route label
 is known in advance instead of read from the match info.
 """
 

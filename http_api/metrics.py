@@ -53,7 +53,7 @@ KNOWN_METHODS = frozenset(
 OTHER_METHOD = "other"
 # The method of a route that answers them all (the 405 and 404 routes).
 ANY_METHOD = "*"
-# Handling times run from ~10 µs (a health check, a small recommendation) to the wait for the
+# Handling times run from microseconds (a health check, a small recommendation) to the wait for the
 # first rules (RULES_WAIT_SECONDS, 5 s by default): a 1-2.5-5 ladder over that whole range, so
 # histogram_quantile() resolves the usual tens of µs as well as the seconds-long tail.
 LATENCY_BUCKETS = (
@@ -84,11 +84,11 @@ class RequestMetrics(Collector):
     The labels of Prometheus' own HTTP instrumentation (``code``, ``method``) plus ``route``,
     the path template that answered. The same series prometheus-client's Counter and Histogram
     expose (``_created`` included), kept as plain numbers under one lock: theirs take a lock and
-    a few method calls per counter and per bucket, ~3 µs of a ~40 µs request in the server
-    (benchmarks/serve_throughput.py), this ~0.3 µs. Each route and method gets its own observer
-    when the app is built, so a request finds its series without a lookup (only the 405 and 404
-    routes, which answer every method, look the method up); routes are the app's own plus
-    "unmatched", methods the known ones plus "other" (bounded).
+    a few method calls per counter and per bucket, a visible share of a request's CPU in the
+    server (benchmarks/serve_throughput.py measures it), this a tenth of that. Each route and
+    method gets its own observer when the app is built, so a request finds its series without a
+    lookup (only the 405 and 404 routes, which answer every method, look the method up); routes
+    are the app's own plus "unmatched", methods the known ones plus "other" (bounded).
     """
 
     def __init__(self, buckets: Sequence[float]) -> None:

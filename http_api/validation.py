@@ -89,8 +89,8 @@ def _decode(body: bytes) -> _Decoded | RequestError:
     """The body's JSON value as ``json.loads`` reads it, as far as a request can tell, or what
     is wrong with it.
 
-    orjson reads UTF-8 and JSON in one C pass, ~2 µs of a ~40 µs request cheaper than the
-    stdlib (benchmarks/serve_throughput.py). It refuses a little JSON the stdlib takes (NaN,
+    orjson reads UTF-8 and JSON in one C pass, cheaper than the stdlib
+    (benchmarks/serve_throughput.py). It refuses a little JSON the stdlib takes (NaN,
     escaped lone surrogates) and words its errors its own way, so when it refuses, the stdlib
     decides, and explains. It also reads an integer past 64 bits as a float: the one place a
     request tells integers from floats is ``limit``, so a float there is read again by the

@@ -14,9 +14,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mining.limits import UNKNOWN_LIST_LIMIT
 from mining.rulesfile import MiningParameters, RuleSet, RulesHeader, pack_rules
+from recommender import compiled as compiled_path
 from recommender import engine as recommender
-from recommender.engine import Recommendation, Recommender, normalise_name
+from recommender import index as index_module
+from recommender.engine import Recommendation, Recommender
+from recommender.keys import WEIGHT_BITS
+from recommender.names import normalise_name
 
 Rule = tuple[Sequence[int], int, int, int]
 
@@ -378,7 +383,7 @@ SWITCHES = (0, recommender.FEW_QUERY_SONGS, 12)
 
 
 # The small-query path in Python, and compiled when it was built (see test_smallquery.py).
-BUILDS = (False, True) if recommender.SmallQueryIndex is not None else (False,)
+BUILDS = (False, True) if compiled_path.SmallQueryIndex is not None else (False,)
 PATHS = len(SWITCHES) * len(BUILDS)
 
 
@@ -469,8 +474,8 @@ def test_colliding_antecedent_hashes_are_redrawn(monkeypatch: pytest.MonkeyPatch
             return same
         return real_codes(n_songs, attempt)
 
-    real_codes = recommender._song_codes
-    monkeypatch.setattr(recommender, "_song_codes", codes)
+    real_codes = index_module.song_codes
+    monkeypatch.setattr(index_module, "song_codes", codes)
     rules = [
         rule(["Theta", "Eta", "Zeta"], "Alpha", 9, 10),
         rule(["Theta"], "Beta", 8, 10),
@@ -486,7 +491,7 @@ def test_colliding_antecedent_hashes_are_redrawn(monkeypatch: pytest.MonkeyPatch
 def test_hash_collisions_that_never_clear_fail_the_build(monkeypatch: pytest.MonkeyPatch) -> None:
     same = np.full(len(SONGS) + 1, 7, dtype=np.uint64)
     same[len(SONGS)] = 0
-    monkeypatch.setattr(recommender, "_song_codes", lambda n_songs, attempt: same.copy())
+    monkeypatch.setattr(index_module, "song_codes", lambda n_songs, attempt: same.copy())
     rules = [rule(["Theta"], "Beta", 8, 10), rule(["Eta"], "Gamma", 7, 10)]
     with pytest.raises(RuntimeError, match="collision"):
         engine(rules)
@@ -500,7 +505,7 @@ def test_a_subset_hashing_like_an_antecedent_is_not_taken_for_it(
     codes = np.arange(1, len(SONGS) + 2, dtype=np.uint64) << np.uint64(8)
     codes[ID["Zeta"]] = codes[ID["Theta"]] ^ codes[ID["Eta"]]
     codes[len(SONGS)] = 0
-    monkeypatch.setattr(recommender, "_song_codes", lambda n_songs, attempt: codes.copy())
+    monkeypatch.setattr(index_module, "song_codes", lambda n_songs, attempt: codes.copy())
     # Theta and Eta must be in some antecedent, or the lookup leaves them out of the subsets.
     rules = [rule(["Zeta"], "Delta", 9, 10), rule(["Theta", "Eta", "Alpha"], "Beta", 9, 10)]
     rs = every_build(make_ruleset(SONGS, rules))
@@ -528,7 +533,7 @@ def test_the_json_answer_is_what_json_dumps_writes(
 
 def fixed_point(confidence: Fraction) -> int:
     """A confidence as the sum ranking weighs it: round(c · 2^31), halves up."""
-    return math.floor(confidence * 2**recommender.WEIGHT_BITS + Fraction(1, 2))
+    return math.floor(confidence * 2**WEIGHT_BITS + Fraction(1, 2))
 
 
 def firing_rules(ruleset: RuleSet, chosen: set[str]) -> dict[tuple[frozenset[str], str], Fraction]:
@@ -649,7 +654,7 @@ def test_explain_counts_the_songs_from_rules_and_reports_unknown_songs() -> None
     assert r.explain(["Theta"], limit=1) == Recommendation(["Beta"], 1, [])
     assert r.explain(["Alpha"], limit=2) == Recommendation(["Beta", "Gamma"], 0, [])
     many = [f"unknown {i}" for i in range(30)]
-    assert r.explain(many, limit=1).unknown == many[: recommender.UNKNOWN_LIST_LIMIT]
+    assert r.explain(many, limit=1).unknown == many[:UNKNOWN_LIST_LIMIT]
 
 
 def test_rankings_are_checked() -> None:
@@ -711,7 +716,7 @@ def test_the_sum_order_is_the_exact_order_up_to_the_tolerance(
     listed = answer.songs[: answer.from_rules]
     assert set(listed) <= set(exact)
     assert len(listed) == min(limit, len(exact))
-    tolerance = Fraction(1, 2 ** (recommender.WEIGHT_BITS + 1))
+    tolerance = Fraction(1, 2 ** (WEIGHT_BITS + 1))
     after = [(a, b) for i, a in enumerate(listed) for b in listed[i + 1 :]]
     after += [(listed[-1], b) for b in exact if b not in listed]
     for a, b in after:

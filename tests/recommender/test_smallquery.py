@@ -21,13 +21,14 @@ import numpy as np
 import pytest
 
 from mining.rulesfile import RuleSet
+from recommender import compiled as compiled_path
 from recommender import engine as recommender
 from recommender.engine import Recommender
 from tests.helpers.rules import build_ruleset
 
 REPO = Path(__file__).resolve().parents[2]
 
-SmallQueryIndex = recommender.SmallQueryIndex
+SmallQueryIndex = compiled_path.SmallQueryIndex
 needs_compiled = pytest.mark.skipif(
     SmallQueryIndex is None, reason="recommender._smallquery was not built (no C compiler)"
 )
@@ -109,7 +110,7 @@ def test_the_index_keeps_its_arrays_alive() -> None:
     r = Recommender.from_ruleset(ruleset, compiled=True)
     expected = r.recommend(names[:5], 20)
     summed = r.explain(names[:5], 20, ranking="sum")
-    index = r._compiled
+    index = r._small
     del r, ruleset
     gc.collect()
     assert index is not None
@@ -218,10 +219,10 @@ def test_an_index_cannot_be_reinitialised_or_used_uninitialised() -> None:
 
 def test_compiled_true_without_the_extension_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
     _, ruleset = crowded_ruleset(n_songs=120)
-    monkeypatch.setattr(recommender, "SmallQueryIndex", None)
+    monkeypatch.setattr(compiled_path, "SmallQueryIndex", None)
     with pytest.raises(ImportError, match="not built"):
         Recommender.from_ruleset(ruleset, compiled=True)
-    assert Recommender.from_ruleset(ruleset)._compiled is None
+    assert not Recommender.from_ruleset(ruleset).compiled
 
 
 def soak(library: str, rounds: int) -> None:
@@ -231,7 +232,7 @@ def soak(library: str, rounds: int) -> None:
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    recommender.SmallQueryIndex = module.SmallQueryIndex  # type: ignore[misc]
+    compiled_path.SmallQueryIndex = module.SmallQueryIndex  # type: ignore[misc]
     rng = np.random.default_rng(11)
     for round_ in range(rounds):
         # From under 256 songs (one-byte ids in the rows) to over (two-byte ids).
