@@ -12,7 +12,7 @@ queries, ranking the same way, and must return the same lists:
   dict antecedent → rules (what the Rust server did); run only where it finishes, otherwise
   "skipped" with the time it would take, from the measured cost per subset;
 - *rarest scan*: each rule listed under its rarest antecedent song, ``A ⊆ Q`` tested with
-  Python sets (DESIGN.md §2's pure-Python figure).
+  Python sets (the pure-Python form of the index's design, docs/recommender-design.md).
 
 It also prints the build time, the longest stall a concurrent Python thread sees during the
 build (the GIL: the build runs in an actor thread while the event loop serves) next to the

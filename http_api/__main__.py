@@ -11,7 +11,7 @@ from types import FrameType
 
 from actors import ActorSettings, Supervisor, bind_listener
 from http_api.app import serving
-from http_api.connections import descriptor_limit, max_connections_problem
+from http_api.capacity import descriptor_limit, max_connections_problem
 from http_api.metrics import REPORTER
 from http_api.settings import Settings, SettingsError
 from mining.logsetup import configure_logging, log_format_for_errors, report_error

@@ -75,7 +75,7 @@ class Settings:
     max_query_songs: int = 1000
     max_body_bytes: int = 1024 * 1024
     # Most open client connections; None: as many as the descriptor limit leaves room for
-    # (http_api.connections.default_max_connections).
+    # (http_api.capacity.default_max_connections).
     max_connections: int | None = None
     # A connection with no request in progress is closed after this long: one that never sends
     # a complete request head (so this is also the header timeout), or a keep-alive one between
