@@ -54,6 +54,8 @@ CHANGE_EVENTS = (
     DirMovedEvent,
     DirDeletedEvent,
 )
+# How DATA_DIR is watched: inotify, falling back to polling; only inotify; only polling.
+WATCHER_MODES = ("auto", "inotify", "polling")
 # One miner run is ~16 inotify events within a few ms; one check after the burst is enough.
 DEBOUNCE_SECONDS = 0.075
 
@@ -120,7 +122,7 @@ class RulesWatcher(LoggingActor):
         debounce_seconds: float = DEBOUNCE_SECONDS,
     ) -> None:
         super().__init__()
-        if mode not in ("auto", "inotify", "polling"):
+        if mode not in WATCHER_MODES:
             raise ValueError(f"watcher mode must be auto, inotify or polling, not {mode!r}")
         self._data_dir = Path(data_dir)
         self._rule_server = rule_server
