@@ -9,7 +9,7 @@ import signal
 import sys
 from types import FrameType
 
-from actors import ActorSettings, Supervisor, bind_listener
+from actors import Supervisor, bind_listener
 from http_api.app import serving
 from http_api.capacity import descriptor_limit, max_connections_problem
 from http_api.metrics import REPORTER
@@ -121,14 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
     log.info("recommendations ranked by %s (RANKING)", settings.ranking)
-    actor_settings = ActorSettings(
-        data_dir=settings.data_dir,
-        watcher=settings.watcher,
-        checkpoint_poll_seconds=settings.checkpoint_poll_seconds,
-        drain_seconds=settings.drain_seconds,
-        shutdown_timeout_seconds=settings.shutdown_timeout_seconds,
-    )
-    supervisor = Supervisor(actor_settings, listener, serving(settings), reporter=REPORTER)
+    supervisor = Supervisor(settings.for_actors(), listener, serving(settings), reporter=REPORTER)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         # SIGTERM (Kubernetes, podman stop) drains first, so a load balancer can take the pod

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from actors.supervisor import ActorSettings
 from actors.watcher import WATCHER_MODES
 from mining.envsettings import EnvReader, SettingsError
 from mining.limits import (
@@ -54,6 +55,16 @@ class Settings:
     access_log: bool = False
     # How candidates are ranked: one of recommender.engine.RANKINGS.
     ranking: str = DEFAULT_RANKING
+
+    def for_actors(self) -> ActorSettings:
+        """The plain values the supervisor and its actors are given."""
+        return ActorSettings(
+            data_dir=self.data_dir,
+            watcher=self.watcher,
+            checkpoint_poll_seconds=self.checkpoint_poll_seconds,
+            drain_seconds=self.drain_seconds,
+            shutdown_timeout_seconds=self.shutdown_timeout_seconds,
+        )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

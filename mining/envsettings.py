@@ -90,6 +90,17 @@ def choose(name: str, raw: str | None, choices: Sequence[str], default: str) -> 
     return value.lower()
 
 
+def _whole(name: str, raw: str, low: int, high: int, accepted: str, note: str | None = None) -> int:
+    """``raw`` as a whole number from ``low`` to ``high``, else the error saying ``accepted``."""
+    try:
+        value = int(raw)
+    except ValueError:
+        raise invalid(name, raw, accepted, note) from None
+    if not low <= value <= high:
+        raise invalid(name, raw, accepted, note)
+    return value
+
+
 def _range_text(low: float, high: float, low_open: bool) -> str:
     if math.isinf(high):
         return f"greater than {low:g}" if low_open else f"at least {low:g}"
@@ -120,13 +131,7 @@ class EnvReader:
         raw = self.raw(name)
         if raw is None:
             return default
-        try:
-            value = int(raw)
-        except ValueError:
-            value = None
-        if value is None or not low <= value <= high:
-            raise invalid(name, raw, f"a whole number from {low} to {high}", note)
-        return value
+        return _whole(name, raw, low, high, f"a whole number from {low} to {high}", note=note)
 
     def number(
         self,
@@ -210,10 +215,4 @@ class EnvReader:
         raw = self.raw(name)
         if raw is None or raw.lower() == "auto":
             return None
-        try:
-            value = int(raw)
-        except ValueError:
-            value = None
-        if value is None or not low <= value <= high:
-            raise invalid(name, raw, f"auto or a whole number from {low} to {high}")
-        return value
+        return _whole(name, raw, low, high, f"auto or a whole number from {low} to {high}")

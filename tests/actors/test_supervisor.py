@@ -21,7 +21,6 @@ from aiohttp import web
 from pykka.messages import ProxyCall
 
 from actors import (
-    ActorSettings,
     HttpFrontend,
     RuleServer,
     RulesWatcher,
@@ -56,15 +55,8 @@ class Running:
 
 def supervisor_for(settings: Settings, app_factory: AppFactory, **options: Any) -> Supervisor:
     """A Supervisor wired as ``python -m http_api`` wires it, over ``app_factory``'s app."""
-    actor_settings = ActorSettings(
-        data_dir=settings.data_dir,
-        watcher=settings.watcher,
-        checkpoint_poll_seconds=settings.checkpoint_poll_seconds,
-        drain_seconds=settings.drain_seconds,
-        shutdown_timeout_seconds=settings.shutdown_timeout_seconds,
-    )
     listener = bind_listener("127.0.0.1", 0)
-    return Supervisor(actor_settings, listener, serving(settings, app_factory), **options)
+    return Supervisor(settings.for_actors(), listener, serving(settings, app_factory), **options)
 
 
 def run_supervisor(data_dir: Path, **options: Any) -> Running:
