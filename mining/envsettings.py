@@ -90,7 +90,9 @@ def choose(name: str, raw: str | None, choices: Sequence[str], default: str) -> 
     return value.lower()
 
 
-def _whole(name: str, raw: str, low: int, high: int, accepted: str, note: str | None = None) -> int:
+def _whole(
+    name: str, raw: str, low: int, high: int, accepted: str, *, note: str | None = None
+) -> int:
     """``raw`` as a whole number from ``low`` to ``high``, else the error saying ``accepted``."""
     try:
         value = int(raw)
