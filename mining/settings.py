@@ -54,7 +54,9 @@ def _support_setting(env: EnvReader) -> SupportSpec:
         return parse_support(raw)
     except SupportSpecError:
         raise invalid(
-            "MIN_SUPPORT", raw, "a fraction of the playlists (0 < x <= 1), 'N playlists' or 'auto'"
+            "MIN_SUPPORT",
+            raw,
+            "a fraction of the playlists (0 < x <= 1), 'N playlists' (N >= 1) or 'auto'",
         ) from None
 
 
