@@ -250,27 +250,17 @@ def show_snapshot(snapshot: Snapshot | None, *, draining: bool = False) -> None:
     MODEL_GENERATED.set(snapshot.generated_ns / 1e9)
 
 
-def record_reload_succeeded(snapshot: Snapshot) -> None:
-    """Count a successful reload (called by the RuleServer after the swap)."""
-    RELOADS.inc()
-    show_snapshot(snapshot)
-
-
-def record_reload_failed() -> None:
-    """Count a failed load attempt (called by the RuleServer; it keeps the old snapshot)."""
-    RELOAD_FAILURES.inc()
-
-
 class MetricsReporter:
     """The RuleServer's ``recommender.reporting.LoadReporter``: loads counted in these metrics."""
 
     def load_succeeded(self, snapshot: Snapshot) -> None:
-        """Count a successful reload and show the rule set now served."""
-        record_reload_succeeded(snapshot)
+        """Count a successful reload (after the swap) and show the rule set now served."""
+        RELOADS.inc()
+        show_snapshot(snapshot)
 
     def load_failed(self) -> None:
-        """Count a failed load attempt."""
-        record_reload_failed()
+        """Count a failed load attempt (the RuleServer keeps the old snapshot)."""
+        RELOAD_FAILURES.inc()
 
 
 REPORTER = MetricsReporter()
