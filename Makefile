@@ -10,12 +10,12 @@ PORT ?= 52004
 .PHONY: run mine serve test lint typecheck pytest sysdeps-test clean constraints
 
 # gcc and the Python headers build pyfim and the recommender's compiled small-query path
-# (http_api/_smallquery.c; without them the server falls back to its slower Python path).
+# (recommender/_smallquery.c; without them the server falls back to its slower Python path).
 BUILD_SYSTEM_PACKAGES := gcc:gcc python3-config:python3-dev
 
 # The versions constraints.txt pins are the ones the images install: the tests run against them.
 # The build requirements go in too, so `make constraints` finds them here to pin.
-$(STAMP): setup.cfg setup.py pyproject.toml constraints.txt http_api/_smallquery.c
+$(STAMP): setup.cfg setup.py pyproject.toml constraints.txt recommender/_smallquery.c
 	scripts/ensure-system-packages $(BUILD_SYSTEM_PACKAGES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
@@ -57,7 +57,7 @@ pytest: $(STAMP) sysdeps-test
 test: lint typecheck pytest
 
 clean:
-	rm -rf $(VENV) $(DATA_DIR) .pytest_cache .mypy_cache .ruff_cache http_api/_smallquery.*.so
+	rm -rf $(VENV) $(DATA_DIR) .pytest_cache .mypy_cache .ruff_cache recommender/_smallquery.*.so
 
 # --- Benchmarks (each prints ratios against a baseline measured in the same run) ---------------
 .PHONY: bench bench-mining bench-recommend bench-throughput bench-reload bench-startup

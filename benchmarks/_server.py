@@ -36,8 +36,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from http_api.recommender import DEFAULT_RANKING, RANKINGS
 from mining.reader import read_playlists
+from recommender.engine import DEFAULT_RANKING, RANKINGS
 
 ROOT = Path(__file__).resolve().parent.parent
 DATASET = ROOT / "tests" / "data" / "synth_dense.csv.xz"

@@ -1,6 +1,6 @@
 """Benchmark (e): the recommendation engine against the original algorithm, side by side.
 
-Builds ``http_api.recommender.Recommender`` from a rules file (by default mined by the real
+Builds ``recommender.engine.Recommender`` from a rules file (by default mined by the real
 miner from ``tests/data/synth_dense.csv.xz`` into ``build/benchmarks/``; ``--rules`` times any
 rules file, with queries drawn from ``--dataset``, plain CSV, gzip or xz), then times queries
 of 1, 5, 20, 100 and 1,000 songs drawn from the dataset's playlists, plus the worst case at the
@@ -12,7 +12,7 @@ queries, ranking the same way, and must return the same lists:
   dict antecedent → rules (what the Rust server did); run only where it finishes, otherwise
   "skipped" with the time it would take, from the measured cost per subset;
 - *rarest scan*: each rule listed under its rarest antecedent song, ``A ⊆ Q`` tested with
-  Python sets (DESIGN.md §2's pure-Python figure).
+  Python sets (the pure-Python form of the index's design, docs/recommender-design.md).
 
 It also prints the build time, the longest stall a concurrent Python thread sees during the
 build (the GIL: the build runs in an actor thread while the event loop serves) next to the
@@ -48,10 +48,12 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks._server import DATASET, dataset_playlists, mined_model
-from http_api import recommender as recommender_module
-from http_api.recommender import RANKINGS, WEIGHT_BITS, Recommender
 from http_api.settings import Settings
 from mining.rulesfile import RULES_FILENAME, RuleSet, read_rules
+from recommender import engine as recommender_module
+from recommender.compiled import SmallQueryIndex
+from recommender.engine import RANKINGS, Recommender
+from recommender.keys import WEIGHT_BITS
 
 SIZES = (1, 5, 20, 100, 1000)
 # Issue 3 (e).
@@ -405,9 +407,7 @@ def main() -> int:
             ratio = p50s[args.rankings[-1]][label] / p50s[args.rankings[0]][label]
             print(f"  {label:>18}: {line}  ({args.rankings[-1]}/{args.rankings[0]} {ratio:.2f})")
     python_path = (
-        Recommender.from_ruleset(ruleset, compiled=False)
-        if recommender_module.SmallQueryIndex is not None
-        else None
+        Recommender.from_ruleset(ruleset, compiled=False) if SmallQueryIndex is not None else None
     )
     for ranking in args.rankings:
         compare_query_paths(

@@ -51,7 +51,6 @@ from pathlib import Path
 
 from aiohttp import web
 
-from actors.loading import load_snapshot
 from benchmarks._server import (
     ROOT,
     ServerProcess,
@@ -65,10 +64,11 @@ from benchmarks._server import (
     served_model,
 )
 from http_api.app import init_app
-from http_api.recommender import Recommender
 from http_api.settings import Settings
-from http_api.state import Snapshot
 from mining.checkpoint import CHECKPOINT_FILENAME, read_checkpoint
+from recommender.engine import Recommender
+from recommender.loading import load_snapshot
+from recommender.snapshot import Snapshot
 
 TARGET_RATIO = 0.6
 HELPER_READY_SECONDS = 60.0

@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from http_api.encoding import (
+from mining.contentcoding import (
     CONTENT_CODINGS,
     ContentCodingError,
     InflatedTooLargeError,

@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
-from mining.errors import MiningError
+from mining.errors import EXPECTED_ERRORS
 from mining.job import run_job
 from mining.logsetup import configure_logging, log_format_for_errors, report_error
 from mining.memory import DEFAULT_SHARE
@@ -73,13 +73,13 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         return 2
     try:
         settings = Settings.from_env(env)
-    except MiningError as exc:
+    except EXPECTED_ERRORS as exc:
         report_error("mining", str(exc), log_format_for_errors(os.environ if env is None else env))
         return exc.exit_code
     configure_logging(settings.log_format, settings.log_level)
     try:
         run_job(settings)
-    except MiningError as exc:
+    except EXPECTED_ERRORS as exc:
         report_error("mining", str(exc), settings.log_format)
         return exc.exit_code
     except Exception:

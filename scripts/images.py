@@ -318,8 +318,8 @@ def check_image_contents() -> None:
     for target, forbidden in (("api", compilers + mining_only), ("mining", compilers)):
         found = python_in(target, probe, *forbidden).split()
         require(not found, f"the {target} image contains {found}")
-    # A recommendation costs ~4 µs of server CPU compiled against ~12 µs in Python.
-    probe = "from http_api.recommender import SmallQueryIndex; print(SmallQueryIndex is not None)"
+    # The server answers small queries faster compiled (benchmarks/serve_throughput.py --split).
+    probe = "from recommender.compiled import SmallQueryIndex; print(SmallQueryIndex is not None)"
     compiled = python_in("api", probe).strip()
     require(compiled == "True", "the api image lacks the compiled small-query path")
 

@@ -29,12 +29,12 @@ from playwright.async_api import (
     expect,
 )
 
-from http_api.recommender import Recommender
 from http_api.settings import Settings
-from http_api.state import Snapshot
 from mining.checkpoint import CHECKPOINT_FILENAME, read_checkpoint
 from mining.rulesfile import RULES_FILENAME, RuleSet, read_rules
 from mining.version import __version__
+from recommender.engine import Recommender
+from recommender.snapshot import Snapshot
 from tests.helpers.gate import Gate, serve
 from tests.helpers.processes import REPO, mine
 

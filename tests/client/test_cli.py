@@ -250,4 +250,4 @@ async def test_json_logs_turn_every_stderr_line_into_a_record(
 async def test_a_bad_log_format_is_a_usage_error(run_client: RunClient) -> None:
     result = await run_client("127.0.0.1", "52004", "Yellow", LOG_FORMAT="xml")
     assert result.returncode == ExitCode.USAGE
-    assert result.stderr == "error: LOG_FORMAT='xml' must be text or json\n"
+    assert result.stderr == "error: LOG_FORMAT='xml' must be one of text, json\n"

@@ -23,8 +23,8 @@ from aiohttp.test_utils import TestServer
 
 from http_api import metrics
 from http_api.settings import Settings
-from http_api.state import Snapshot
 from mining.version import __version__
+from recommender.snapshot import Snapshot
 from tests.helpers.gate import Gate
 from tests.helpers.openapi import checked_app
 from tests.helpers.rules import HeaderFields, build_ruleset, read_model, write_model
@@ -430,8 +430,8 @@ async def test_metrics_count_requests_and_describe_the_rules(
     assert f'playlist_recommender_build_info{{version="{__version__}"}} 1.0\n' in text
 
     gate.publish(snapshot)
-    metrics.record_reload_succeeded(snapshot)
-    metrics.record_reload_failed()
+    metrics.REPORTER.load_succeeded(snapshot)
+    metrics.REPORTER.load_failed()
     for _ in range(3):
         assert (await post_json(http, url, {"songs": ["DNA."]}))[0] == 200
     assert (await post_json(http, url, {"songs": 5}))[0] == 400

@@ -24,9 +24,9 @@ from aiohttp.test_utils import TestServer
 from http_api.app import init_app
 from http_api.openapi import OPENAPI_PATH
 from http_api.settings import Settings
-from http_api.state import Snapshot
 from http_api.web import STATIC_DIR
 from mining.version import __version__
+from recommender.snapshot import Snapshot
 from tests.helpers.gate import Gate
 from tests.helpers.openapi import BASE_URI, CHECKER, ResponseChecker
 from tests.helpers.processes import REPO

@@ -37,7 +37,7 @@ def test_log_format_is_text_by_default_and_json_on_request() -> None:
     assert parse_log_format(None) == "text"
     assert parse_log_format("  ") == "text"
     assert parse_log_format(" JSON ") == "json"
-    with pytest.raises(ValueError, match=r"LOG_FORMAT='xml' must be text or json"):
+    with pytest.raises(ValueError, match=r"LOG_FORMAT='xml' must be one of text, json"):
         parse_log_format("xml")
     assert log_format_for_errors({"LOG_FORMAT": "json"}) == "json"
     assert log_format_for_errors({"LOG_FORMAT": "xml"}) == "text"
