@@ -3,9 +3,10 @@
 
 `build`: system packages (podman, runc, debootstrap) if missing, two Debian bases made with
 debootstrap (kept once built: no image registry is reachable here), a wheelhouse of the versions
-constraints.txt pins, built on the host (kept while constraints.txt and setup.cfg do not change),
-then both images from containers/Dockerfile with the build arguments of an offline build: the
-local bases instead of the public Python images, the wheelhouse instead of the package index.
+constraints.txt pins, built on the host (kept while constraints.txt and pyproject.toml do not
+change), then both images from containers/Dockerfile with the build arguments of an offline
+build: the local bases instead of the public Python images, the wheelhouse instead of the
+package index.
 `check`: `build`, then run the ML image on a fresh volume with the bundled sample, run the API
 image on that volume read-only the way the Deployment does, ask it for its probes' paths and a
 recommendation, stop it and require a prompt exit 0. Every step prints its duration.
@@ -127,7 +128,7 @@ def ensure_base_image(name: str) -> None:
 def ensure_wheelhouse() -> None:
     """Build a wheel of every package constraints.txt pins, on the host, for the offline build."""
     digest = hashlib.sha256()
-    for path in (CONSTRAINTS, ROOT / "setup.cfg", ROOT / "pyproject.toml"):
+    for path in (CONSTRAINTS, ROOT / "pyproject.toml"):
         digest.update(path.read_bytes())
     stamp = WHEELHOUSE / ".inputs.sha256"
     if stamp.is_file() and stamp.read_text() == digest.hexdigest():

@@ -8,11 +8,11 @@ sends only what is copied, and a compose file that builds and runs like the clus
 
 from __future__ import annotations
 
-import configparser
 import fnmatch
 import json
 import re
 import subprocess
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -156,9 +156,9 @@ def test_images_carry_the_oci_labels(dockerfile: Dockerfile, target: str) -> Non
     assert added[prefix + "created"] == CREATED
     assert labels[prefix + "title"] == f"playlist-recommender-{target}"
     assert labels[prefix + "description"].startswith("The ")
-    setup = configparser.ConfigParser()
-    setup.read(REPO / "setup.cfg")
-    assert labels[prefix + "licenses"] == setup["metadata"]["license"]
+    with (REPO / "pyproject.toml").open("rb") as file:
+        license_expression = tomllib.load(file)["project"]["license"]
+    assert labels[prefix + "licenses"] == license_expression
     assert labels[prefix + "version"] == "${VERSION}"
     assert dockerfile.args("runtime")["VERSION"] == __version__
     assert labels[prefix + "base.name"] == "${RUNTIME_IMAGE}"
