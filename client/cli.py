@@ -35,6 +35,7 @@ from client.recommend import (
 from client.record import CSV_HEADER, CsvFormatError, read_samples
 from client.summary import format_summary
 from mining.logsetup import JsonFormatter, configure_logging, parse_log_format
+from mining.version import version_line
 
 PROG = "python -m client"
 log = logging.getLogger("client")
@@ -195,6 +196,7 @@ def _request_parser() -> argparse.ArgumentParser:
         metavar="HOST PORT SONG",
         help="the server's host and port, then one or more song names (only songs with --url)",
     )
+    parser.add_argument("--version", action="version", version=version_line("client"))
     parser.add_argument(
         "--url",
         help="the server's base URL (http:// or https://, /api/recommend is appended) "
