@@ -9,7 +9,8 @@ STAMP := $(VENV)/.installed
 DATA_DIR ?= ./ml-data
 PORT ?= 52004
 
-.PHONY: run mine serve check test lint typecheck pytest pytest-fast sysdeps-test clean constraints
+.PHONY: run mine serve check test lint typecheck layers pytest pytest-fast sysdeps-test clean \
+	constraints
 
 # gcc and the Python headers build pyfim and the recommender's compiled small-query path
 # (http_api/_smallquery.c; without them the server falls back to its slower Python path).
@@ -65,17 +66,21 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+## The import layers (scripts/check_layers.py): e.g. actors never import http_api.
+layers: $(STAMP)
+	$(BIN)/python scripts/check_layers.py
+
 pytest: $(STAMP) sysdeps-test
 	$(BIN)/pytest -q
 
 pytest-fast: $(STAMP) sysdeps-test
 	$(BIN)/pytest -q -m "not slow"
 
-## The quick loop while working: ruff, mypy, the tests not marked slow.
-check: lint typecheck pytest-fast
+## The quick loop while working: ruff, mypy, the import layers, the tests not marked slow.
+check: lint typecheck layers pytest-fast
 
-## Set up and run every check: ruff, mypy, every test.
-test: lint typecheck pytest
+## Set up and run every check: ruff, mypy, the import layers, every test.
+test: lint typecheck layers pytest
 
 clean:
 	rm -rf $(VENV) $(DATA_DIR) .pytest_cache .mypy_cache .ruff_cache http_api/_smallquery.*.so
