@@ -41,6 +41,9 @@ PROG = "python -m client"
 log = logging.getLogger("client")
 # How each recommended song is indented, as in the original client.
 SONG_INDENT = "    "
+MAX_PORT = 65535
+# HOST PORT SONG, when --url does not replace the first two.
+MIN_WORDS = 3
 
 
 class ExitCode(enum.IntEnum):
@@ -268,7 +271,7 @@ def parse_request_command(args: Sequence[str]) -> RequestCommand:
             parser.error(f"--url: {err}")
         songs = words
     else:
-        if len(words) < 3:
+        if len(words) < MIN_WORDS:
             parser.error("expected HOST PORT SONG [SONG ...] (or --url URL SONG [SONG ...])")
         host, port_text, *songs = words
         url = _endpoint(parser, host, port_text)
@@ -301,8 +304,8 @@ def _endpoint(parser: argparse.ArgumentParser, host: str, port_text: str) -> URL
         port = int(port_text)
     except ValueError:
         parser.error(f"PORT {port_text!r} is not a number")
-    if not 1 <= port <= 65535:
-        parser.error(f"PORT {port} is not between 1 and 65535")
+    if not 1 <= port <= MAX_PORT:
+        parser.error(f"PORT {port} is not between 1 and {MAX_PORT}")
     try:
         return endpoint_for(host, port)
     except ValueError as err:

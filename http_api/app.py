@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from http import HTTPStatus
 
 from aiohttp import HttpVersion11, web
 from aiohttp.typedefs import Handler
@@ -124,7 +125,7 @@ def _answered(
         try:
             response = await handler(request)
         except web.HTTPException as exc:
-            if exc.status < 400:
+            if exc.status < HTTPStatus.BAD_REQUEST:
                 raise
             response = _error_for(exc, settings)
         except Exception:

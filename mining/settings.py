@@ -48,6 +48,8 @@ DEFAULT_HEARTBEAT_SECONDS = 10.0
 # Past any playlist's length MAX_LEN changes nothing (it is clamped to the longest); this
 # bound only keeps the number a plain integer in the rules header.
 MAX_LEN_LIMIT = 2**31 - 1
+# A rule has at least two songs: one in the antecedent, the consequent.
+MIN_MAX_LEN = 2
 
 
 def _text(env: Mapping[str, str], name: str, default: str) -> str:
@@ -197,7 +199,7 @@ class Settings:
             max_len = int(raw_max_len)
         except ValueError:
             raise SettingsError(f"MAX_LEN={raw_max_len!r} is not a whole number") from None
-        if max_len < 2:
+        if max_len < MIN_MAX_LEN:
             raise SettingsError(
                 f"MAX_LEN={raw_max_len!r} must be at least 2 (a rule has two songs)"
             )

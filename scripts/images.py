@@ -30,6 +30,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -409,7 +410,7 @@ def check_api(container: str, port: int, data_dir: Path) -> None:
     """Readiness, the probes' paths, the image's health check and one recommendation."""
     base = f"http://127.0.0.1:{port}"
     start = time.monotonic()
-    while http("GET", base + "/readyz")[0] != 200:
+    while http("GET", base + "/readyz")[0] != HTTPStatus.OK:
         if time.monotonic() - start > READY_TIMEOUT_S:
             print(output("podman", "logs", container))
             raise SystemExit(f"images: /readyz not 200 within {READY_TIMEOUT_S} s")
@@ -417,14 +418,14 @@ def check_api(container: str, port: int, data_dir: Path) -> None:
     print(f"    /readyz 200 after {time.monotonic() - start:.2f} s")
     for path in sorted(deployment_probe_paths()):
         status, _ = http("GET", base + path)
-        require(status == 200, f"the Deployment probes {path}, which answers {status}")
+        require(status == HTTPStatus.OK, f"the Deployment probes {path}, which answers {status}")
         print(f"    probe path {path}: 200")
     # podman schedules HEALTHCHECKs with systemd timers (it logs errors where there is no
     # systemd, as here); running it once by hand checks the command itself.
     run("podman", "healthcheck", "run", container)
     songs, expected = strongest_rule(data_dir)
     status, body = http("POST", base + "/api/recommend", {"songs": songs, "limit": 100})
-    require(status == 200, f"/api/recommend answered {status}: {body[:200]!r}")
+    require(status == HTTPStatus.OK, f"/api/recommend answered {status}: {body[:200]!r}")
     answer = json.loads(body)
     model_date = read_checkpoint(data_dir / CHECKPOINT_FILENAME).model_date
     require(answer["version"] == VERSION, f"served version {answer['version']}, not {VERSION}")

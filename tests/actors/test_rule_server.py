@@ -15,6 +15,7 @@ import pytest
 
 from actors import rule_server as rule_server_module
 from actors.backoff import Backoff
+from actors.loading import load_snapshot
 from actors.messages import CheckRules, GetSnapshot, Ping, SnapshotChanged, Subscribe
 from actors.rule_server import RuleServer
 from http_api import metrics
@@ -264,8 +265,8 @@ def test_a_commit_landing_during_a_load_is_loaded_without_an_error(
     server = start(tmp_path)
     check(server)
     write_model(tmp_path, small_ruleset(SECOND_NS))
-    real_load = rule_server_module.load_snapshot
-    raced = []
+    real_load = load_snapshot
+    raced: list[Checkpoint] = []
 
     def load_after_a_commit(data_dir: Path, checkpoint: Checkpoint) -> Snapshot:
         # The next miner commits right after this check read the checkpoint, and removes the

@@ -166,7 +166,7 @@ def test_images_carry_the_oci_labels(dockerfile: Dockerfile, target: str) -> Non
 
 
 def test_the_revision_label_names_the_commit_and_the_source_carries_no_credentials(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     images = load_script(IMAGES_SCRIPT)
     head = subprocess.run(
@@ -187,7 +187,7 @@ def test_the_revision_label_names_the_commit_and_the_source_carries_no_credentia
         ],
         check=True,
     )
-    images.ROOT = clone
+    monkeypatch.setattr(images, "ROOT", clone)
     assert images.source_url() == "https://git.example.com/p.git"
 
 
@@ -231,11 +231,12 @@ def test_build_context_holds_what_the_dockerfile_copies_and_nothing_private(
         for line in (REPO / ".dockerignore").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
+    default: dict[str, str] = {}
     offline = load_script(IMAGES_SCRIPT).offline_build_args()
     sources = [
         source
         for stage in dockerfile.stages
-        for overrides in ({}, offline)
+        for overrides in (default, offline)
         for source in copy_sources(dockerfile, stage, overrides)
     ]
     assert sources
