@@ -34,7 +34,7 @@ DEFAULT_MAX_DOWNLOAD_BYTES = 512 * 1024**2
 DEFAULT_MAX_INPUT_BYTES = 512 * 1024**2
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
-# The mining defaults, in one place (README, --help and docs/mining-memory.md quote them).
+# The mining defaults, in one place (docs/mining.md, --help and docs/mining-memory.md quote them).
 DEFAULT_MIN_SUPPORT: SupportSpec = 0.025
 DEFAULT_MIN_CONFIDENCE = 0.7
 DEFAULT_MAX_LEN = 8
