@@ -301,3 +301,19 @@ def test_compose_api_answers_on_the_usual_port_and_waits_for_nothing(
     assert "depends_on" not in api
     grace = int(api["stop_grace_period"].removesuffix("s"))
     assert grace > settings.drain_seconds + settings.shutdown_timeout_seconds
+
+
+def test_the_images_build_every_package_and_file_pip_install_builds(dockerfile: Dockerfile) -> None:
+    # The image's distribution is the one `pip install .` makes: every package pyproject.toml
+    # includes (each console script's module among them) and the files the build reads.
+    with (REPO / "pyproject.toml").open("rb") as file:
+        setuptools = tomllib.load(file)["tool"]["setuptools"]
+    patterns = setuptools["packages"]["find"]["include"]
+    packages = {
+        path.parent.name
+        for path in REPO.glob("*/__init__.py")
+        if any(fnmatch.fnmatch(path.parent.name, pattern) for pattern in patterns)
+    }
+    copied = set(copy_sources(dockerfile, "sources", {}))
+    assert packages <= copied, packages - copied
+    assert {"pyproject.toml", "setup.py", "README.md", "LICENSE"} <= copied
