@@ -10,11 +10,11 @@
  * - best: the first `limit + |Q|` keys of each run found, sorted best first,
  *   consequents read off the keys, Q and repeats skipped;
  * - sum: every rule of every run found adds its fixed-point confidence to its
- *   consequent's sum (and keeps the consequent's best key, the tie-break) in a
- *   small hash table of this query's own, sized to the rules read (on the stack
- *   up to 512 candidates, so it stays in the L1 cache even when the server's
- *   own work has evicted everything else); a heap of `limit` entries keeps the
- *   best (sum, key) pairs;
+ *   consequent's sum (and keeps the consequent's best key, the tie-break): in an
+ *   array over song ids that the index keeps from query to query (stamped per
+ *   query, so it is never cleared), or past DENSE_SONGS songs in a small hash
+ *   table of this query's own, sized to the rules read (on the stack up to 512
+ *   candidates); a heap of `limit` entries keeps the best (sum, key) pairs;
  * then the most popular songs. The Python path is the reference and the tests
  * compare the two on random rule sets.
  *
@@ -26,8 +26,9 @@
  *
  * The index keeps a buffer view of each array it reads (numpy arrays marked
  * read-only by the recommender), so it never copies them and never sees them
- * change. Queries only read them and write only their own memory, so one index
- * serves any number of threads.
+ * change. Queries only read them; besides their own memory they write only the
+ * sum ranking's array, while holding the GIL (answer() never releases it), so
+ * one index serves any number of threads.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -43,6 +44,11 @@
 #define STACK_SET 512
 #define STACK_HEAP 128
 #define STACK_TALLY_SLOTS 1024
+/* Up to this many songs (by default; `dense_songs` lowers it) the sum ranking tallies into an
+ * array indexed by song id (20 bytes a song, 5 MiB at most) instead of a hash table: no
+ * hashing, no probing, nothing to clear per query (benchmarks/recommend.py times the sum
+ * ranking). */
+#define DENSE_SONGS (1 << 18)
 #define EMPTY_SLOT (-1)
 /* Marks a query song's tally in the sum ranking: never a candidate. No key is this large
  * (the index refuses one). */
@@ -84,6 +90,16 @@ typedef struct {
     uint64_t *table_hashes;
     int64_t *table_groups;
     uint64_t table_mask;
+    /* The sum ranking's tallies indexed by song id, allocated at the first summed query when
+     * there are at most DENSE_SONGS songs; reused by every query (under the GIL, which
+     * answer() never releases: `scratch_busy` guards against reentry all the same). A slot
+     * is live when its stamp is the current query's, so nothing is cleared between queries. */
+    Tally *scratch;
+    uint32_t *scratch_stamps;
+    uint32_t *scratch_claimed;
+    uint32_t stamp;
+    int scratch_busy;
+    Py_ssize_t dense_songs; /* the scratch is used up to this many songs (<= DENSE_SONGS) */
 } SmallQueryIndex;
 
 /* A native-order, C-contiguous, one-dimensional view of `array` whose items are one of the
@@ -262,8 +278,14 @@ release_all(SmallQueryIndex *self)
     }
     PyMem_RawFree(self->table_hashes);
     PyMem_RawFree(self->table_groups);
+    PyMem_RawFree(self->scratch);
+    PyMem_RawFree(self->scratch_stamps);
+    PyMem_RawFree(self->scratch_claimed);
     self->table_hashes = NULL;
     self->table_groups = NULL;
+    self->scratch = NULL;
+    self->scratch_stamps = NULL;
+    self->scratch_claimed = NULL;
 }
 
 static void
@@ -278,20 +300,27 @@ SmallQueryIndex_init(SmallQueryIndex *self, PyObject *args, PyObject *kwargs)
 {
     static char *keywords[] = {"codes",       "group_hashes", "group_starts", "group_rows",
                                "row_width",   "keys",         "consequents",  "weights",
-                               "tie_songs",   "popular",      NULL};
+                               "tie_songs",   "popular",      "dense_songs",  NULL};
     PyObject *codes, *hashes_array, *starts, *rows, *keys, *consequents, *weights, *tie_songs,
         *popular;
-    Py_ssize_t width;
+    Py_ssize_t width, dense_songs = DENSE_SONGS;
     Py_buffer hashes = {0};
     if (self->codes.obj != NULL) {
         PyErr_SetString(PyExc_TypeError, "SmallQueryIndex is immutable");
         return -1;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOnOOOOO:SmallQueryIndex", keywords,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOnOOOOO|n:SmallQueryIndex", keywords,
                                      &codes, &hashes_array, &starts, &rows, &width, &keys,
-                                     &consequents, &weights, &tie_songs, &popular)) {
+                                     &consequents, &weights, &tie_songs, &popular,
+                                     &dense_songs)) {
         return -1;
     }
+    if (dense_songs < 0 || dense_songs > DENSE_SONGS) {
+        PyErr_Format(PyExc_ValueError, "dense_songs must be from 0 to %d, not %zd", DENSE_SONGS,
+                     dense_songs);
+        return -1;
+    }
+    self->dense_songs = dense_songs;
     if (take_buffer(codes, &self->codes, "LQ", 8, "codes", "uint64") < 0 ||
         take_buffer(hashes_array, &hashes, "LQ", 8, "group_hashes", "uint64") < 0 ||
         take_buffer(starts, &self->starts, "lq", 8, "group_starts", "int64") < 0 ||
@@ -434,16 +463,78 @@ tally_of(TallyTable *table, uint32_t song)
         const type *consequents = (const type *)self->consequents.buf;                        \
         for (int64_t at = start; at < stop; at++) {                                           \
             Tally *tally = tally_of(table, (uint32_t)consequents[at]);                        \
-            if (tally->best == EXCLUDED) {                                                    \
-                continue;                                                                     \
-            }                                                                                 \
-            /* At most 2^31 per rule (confidence <= 1), one term per rule: no overflow. */    \
+            /* At most 2^31 per rule (confidence <= 1), one term per rule: no overflow. A     \
+             * query song's best stays EXCLUDED, the largest key: no test needed here. */     \
             tally->sum += weights[at];                                                        \
-            if (keys[at] > tally->best) {                                                     \
+            tally->best = keys[at] > tally->best ? keys[at] : tally->best;                    \
+        }                                                                                     \
+    } while (0)
+
+/* The same into the index's scratch, indexed by song id. */
+#define TALLY_RUN_DENSE(type)                                                                 \
+    do {                                                                                      \
+        const type *consequents = (const type *)self->consequents.buf;                        \
+        for (int64_t at = start; at < stop; at++) {                                           \
+            uint32_t song = (uint32_t)consequents[at];                                        \
+            Tally *tally = &tallies[song];                                                    \
+            if (stamps[song] != stamp) {                                                      \
+                stamps[song] = stamp;                                                         \
+                tally->sum = weights[at];                                                     \
                 tally->best = keys[at];                                                       \
+                claimed[n_claimed++] = song;                                                  \
+            }                                                                                 \
+            else {                                                                            \
+                tally->sum += weights[at];                                                    \
+                tally->best = keys[at] > tally->best ? keys[at] : tally->best;                \
             }                                                                                 \
         }                                                                                     \
     } while (0)
+
+/* Offer the tallies of `claimed` (songs: `songs`, or the slot itself when NULL) to a heap of
+ * the best `capacity` outside Q and sort it: the candidates best first into `heap`; returns
+ * how many. */
+static Py_ssize_t
+best_of_tallies(const Tally *tallies, const uint32_t *claimed, Py_ssize_t n_claimed,
+                const uint32_t *songs, Scored *heap, Py_ssize_t capacity)
+{
+    Py_ssize_t size = 0;
+    for (Py_ssize_t c = 0; c < n_claimed && capacity > 0; c++) {
+        uint32_t slot = claimed[c];
+        const Tally *tally = &tallies[slot];
+        if (tally->best != EXCLUDED) {
+            int64_t song = songs == NULL ? (int64_t)slot : (int64_t)songs[slot];
+            Scored candidate = {tally->sum, tally->best, song};
+            heap_offer(heap, &size, capacity, candidate);
+        }
+    }
+    /* Heap sort: each weakest goes to the end, leaving the best first. */
+    for (Py_ssize_t end = size - 1; end > 0; end--) {
+        Scored swap = heap[0];
+        heap[0] = heap[end];
+        heap[end] = swap;
+        sift_down(heap, end, 0);
+    }
+    return size;
+}
+
+/* The tallying loop specialised by the width of the consequents' ids: no switch per rule. */
+#define TALLY_RUNS(TALLY)                                                                     \
+    for (Py_ssize_t h = 0; h < n_hits; h++) {                                                 \
+        int64_t start = starts[hits[h]], stop = starts[hits[h] + 1];                          \
+        switch (self->consequents.itemsize) {                                                 \
+        case 1:                                                                               \
+            TALLY(uint8_t);                                                                   \
+            break;                                                                            \
+        case 2:                                                                               \
+            TALLY(uint16_t);                                                                  \
+            break;                                                                            \
+        case 4:                                                                               \
+            TALLY(uint32_t);                                                                  \
+            break;                                                                            \
+        default:                                                                              \
+            TALLY(uint64_t);                                                                  \
+        }                                                                                     \
+    }
 
 /* The sum ranking over the runs `hits`, tallied in `table` (empty, with room for Q and every
  * consequent): the best `capacity` candidates outside Q, best first, into `heap`; returns
@@ -459,42 +550,67 @@ sum_ranking(const SmallQueryIndex *self, TallyTable *table, const int64_t *hits,
     for (Py_ssize_t i = 0; i < n_query; i++) {
         tally_of(table, (uint32_t)query[i])->best = EXCLUDED;
     }
-    for (Py_ssize_t h = 0; h < n_hits; h++) {
-        int64_t start = starts[hits[h]], stop = starts[hits[h] + 1];
-        /* The loop specialised by id width: no switch per rule. */
-        switch (self->consequents.itemsize) {
-        case 1:
-            TALLY_RUN(uint8_t);
-            break;
-        case 2:
-            TALLY_RUN(uint16_t);
-            break;
-        case 4:
-            TALLY_RUN(uint32_t);
-            break;
-        default:
-            TALLY_RUN(uint64_t);
-        }
-    }
-    Py_ssize_t size = 0;
-    for (Py_ssize_t c = 0; c < table->n_claimed && capacity > 0; c++) {
-        uint32_t slot = table->claimed[c];
-        const Tally *tally = &table->tallies[slot];
-        if (tally->best != EXCLUDED) {
-            Scored candidate = {tally->sum, tally->best, (int64_t)table->songs[slot]};
-            heap_offer(heap, &size, capacity, candidate);
-        }
-    }
-    /* Heap sort: each weakest goes to the end, leaving the best first. */
-    for (Py_ssize_t end = size - 1; end > 0; end--) {
-        Scored swap = heap[0];
-        heap[0] = heap[end];
-        heap[end] = swap;
-        sift_down(heap, end, 0);
-    }
-    return size;
+    TALLY_RUNS(TALLY_RUN)
+    /* Q's songs took the first slots claimed: skip them. */
+    return best_of_tallies(table->tallies, table->claimed + n_query, table->n_claimed - n_query,
+                           table->songs, heap, capacity);
 }
 
+/* The sum ranking as sum_ranking, tallied in the index's scratch (which exists and is not in
+ * use). */
+static Py_ssize_t
+dense_sum_ranking(SmallQueryIndex *self, const int64_t *hits, Py_ssize_t n_hits,
+                  const int64_t *query, Py_ssize_t n_query, Scored *heap, Py_ssize_t capacity)
+{
+    const int64_t *starts = (const int64_t *)self->starts.buf;
+    const uint64_t *keys = (const uint64_t *)self->keys.buf;
+    const uint32_t *weights = (const uint32_t *)self->weights.buf;
+    Tally *tallies = self->scratch;
+    uint32_t *stamps = self->scratch_stamps, *claimed = self->scratch_claimed;
+    if (++self->stamp == 0) {
+        /* Every 2^32 - 1 queries the stamps wrap: old ones could look current. */
+        memset(stamps, 0, (size_t)self->n_songs * sizeof(uint32_t));
+        self->stamp = 1;
+    }
+    const uint32_t stamp = self->stamp;
+    Py_ssize_t n_claimed = 0;
+    for (Py_ssize_t i = 0; i < n_query; i++) {
+        stamps[query[i]] = stamp;
+        tallies[query[i]].best = EXCLUDED;
+    }
+    TALLY_RUNS(TALLY_RUN_DENSE)
+    return best_of_tallies(tallies, claimed, n_claimed, NULL, heap, capacity);
+}
+
+/* Whether the index's scratch can serve this query, allocated at the first one. */
+static int
+scratch_ready(SmallQueryIndex *self)
+{
+    if (self->n_songs > self->dense_songs || self->scratch_busy) {
+        return 0;
+    }
+    if (self->scratch == NULL) {
+        size_t n = (size_t)self->n_songs;
+        Tally *tallies = PyMem_RawMalloc(n * sizeof(Tally) + 1);
+        uint32_t *stamps = PyMem_RawCalloc(n + 1, sizeof(uint32_t));
+        uint32_t *claimed = PyMem_RawMalloc(n * sizeof(uint32_t) + 1);
+        if (tallies == NULL || stamps == NULL || claimed == NULL) {
+            /* The hash table still answers. */
+            PyMem_RawFree(tallies);
+            PyMem_RawFree(stamps);
+            PyMem_RawFree(claimed);
+            return 0;
+        }
+        self->scratch = tallies;
+        self->scratch_stamps = stamps;
+        self->scratch_claimed = claimed;
+        self->stamp = 0;
+    }
+    return 1;
+}
+
+#undef TALLY_RUNS
+#undef TALLY_RUN_DENSE
 #undef TALLY_RUN
 
 /* answer(query, limit, summed): (song ids, how many of them came from rules), as
@@ -661,31 +777,39 @@ SmallQueryIndex_answer(SmallQueryIndex *self, PyObject *const *args, Py_ssize_t 
                 goto done;
             }
         }
-        /* Room for Q and every distinct consequent, at most half full. */
-        uint64_t most_songs = (uint64_t)(pool_size < n_songs ? pool_size : n_songs) + n_query;
-        uint64_t slots = 16;
-        int bits = 4;
-        while (slots < 2 * most_songs) {
-            slots *= 2;
-            bits++;
+        Py_ssize_t ranked;
+        if (scratch_ready(self)) {
+            self->scratch_busy = 1;
+            ranked = dense_sum_ranking(self, hits, n_hits, query, n_query, heap, capacity);
+            self->scratch_busy = 0;
         }
-        if (slots > STACK_TALLY_SLOTS) {
-            /* One block: the tallies first, for their alignment. */
-            char *block = PyMem_Malloc(slots * (sizeof(Tally) + sizeof(uint32_t)) +
-                                       slots / 2 * sizeof(uint32_t));
-            if (block == NULL) {
-                PyErr_NoMemory();
-                goto done;
+        else {
+            /* Room for Q and every distinct consequent, at most half full. */
+            uint64_t most_songs =
+                (uint64_t)(pool_size < n_songs ? pool_size : n_songs) + n_query;
+            uint64_t slots = 16;
+            int bits = 4;
+            while (slots < 2 * most_songs) {
+                slots *= 2;
+                bits++;
             }
-            table.tallies = (Tally *)block;
-            table.songs = (uint32_t *)(table.tallies + slots);
-            table.claimed = table.songs + slots;
+            if (slots > STACK_TALLY_SLOTS) {
+                /* One block: the tallies first, for their alignment. */
+                char *block = PyMem_Malloc(slots * (sizeof(Tally) + sizeof(uint32_t)) +
+                                           slots / 2 * sizeof(uint32_t));
+                if (block == NULL) {
+                    PyErr_NoMemory();
+                    goto done;
+                }
+                table.tallies = (Tally *)block;
+                table.songs = (uint32_t *)(table.tallies + slots);
+                table.claimed = table.songs + slots;
+            }
+            table.shift = 64 - bits;
+            table.mask = slots - 1;
+            memset(table.songs, 0xFF, slots * sizeof(uint32_t)); /* every slot NO_SONG */
+            ranked = sum_ranking(self, &table, hits, n_hits, query, n_query, heap, capacity);
         }
-        table.shift = 64 - bits;
-        table.mask = slots - 1;
-        memset(table.songs, 0xFF, slots * sizeof(uint32_t)); /* every slot NO_SONG */
-        Py_ssize_t ranked =
-            sum_ranking(self, &table, hits, n_hits, query, n_query, heap, capacity);
         for (Py_ssize_t r = 0; r < ranked; r++) {
             song_set_add(&listed, heap[r].song);
             if (append_song(chosen, heap[r].song) < 0) {

@@ -20,7 +20,10 @@ class SmallQueryIndex:
         weights: npt.NDArray[np.uint32],
         tie_songs: npt.NDArray[np.int64],
         popular: npt.NDArray[np.int64],
-    ) -> None: ...
+        dense_songs: int = ...,
+    ) -> None:
+        """``dense_songs``: with at most this many songs (0 to 2^18, the default) the sum ranking
+        tallies in an array over song ids, else in a hash table of the query's own."""
     def answer(self, query: Sequence[int], limit: int, summed: bool, /) -> tuple[list[int], int]:
         """The answer's song ids for a few distinct known song ids, and how many came from
         rules (the rest are popular fill); ``summed``: the sum ranking, else the best rule."""

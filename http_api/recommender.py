@@ -132,6 +132,9 @@ DEFAULT_RANKING = "sum"
 # The sum ranking's fixed point: a confidence c is the integer round(c · 2^WEIGHT_BITS). With
 # c ≤ 1 a weight fits in uint32, and a sum of fewer than 2^33 of them in uint64.
 WEIGHT_BITS = 31
+# The compiled sum ranking tallies in an array over song ids up to this many songs (its
+# largest), in a hash table above; the tests lower it to hold both to the brute force.
+DENSE_TALLY_SONGS = 1 << 18
 # At most this many unknown query songs are reported back.
 UNKNOWN_LIST_LIMIT = 20
 # Whether each ranking sums (what the query paths take).
@@ -461,6 +464,7 @@ class Recommender:
                 weights=_readonly(weights),
                 tie_songs=_readonly(tie_song),
                 popular=_readonly(popular),
+                dense_songs=DENSE_TALLY_SONGS,
             )
         else:
             groups = {}

@@ -377,14 +377,26 @@ def test_search_equals_the_brute_force(ruleset: RuleSet, query: str, limit: int)
 SWITCHES = (0, recommender.FEW_QUERY_SONGS, 12)
 
 
-# The small-query path in Python, and compiled when it was built (see test_smallquery.py).
-BUILDS = (False, True) if recommender.SmallQueryIndex is not None else (False,)
+# The small-query path in Python, and compiled when it was built (see test_smallquery.py),
+# with the sum ranking's tallies in an array over song ids (the default), and in the hash table
+# it takes past DENSE_TALLY_SONGS songs: (compiled, dense tally limit).
+BUILDS = (
+    ((False, 0), (True, recommender.DENSE_TALLY_SONGS), (True, 0))
+    if recommender.SmallQueryIndex is not None
+    else ((False, 0),)
+)
 PATHS = len(SWITCHES) * len(BUILDS)
 
 
 def every_build(ruleset: RuleSet) -> list[Recommender]:
-    """One recommender per small-query path: Python, and compiled when it was built."""
-    return [Recommender.from_ruleset(ruleset, compiled=compiled) for compiled in BUILDS]
+    """One recommender per small-query path: Python, and compiled when it was built (both
+    tallies)."""
+    built = []
+    for compiled, dense in BUILDS:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(recommender, "DENSE_TALLY_SONGS", dense)
+            built.append(Recommender.from_ruleset(ruleset, compiled=compiled))
+    return built
 
 
 def answers_by_switch(

@@ -68,12 +68,19 @@ def wide_ruleset(n_songs: int = 2000) -> tuple[list[str], RuleSet]:
     return names, build_ruleset(names, counts, rules)
 
 
+# The compiled sum ranking's two tallies: an array over song ids, and (lowered to 0 songs) the
+# hash table it takes for larger song tables.
+DENSE_LIMITS = [recommender.DENSE_TALLY_SONGS, 0]
+
+
 @needs_compiled
+@pytest.mark.parametrize("dense", DENSE_LIMITS)
 @pytest.mark.parametrize("ranking", recommender.RANKINGS)
 @pytest.mark.parametrize("limit", [1, 10, 300, 2000])
 def test_answers_from_thousands_of_candidates_equal_the_python_path(
-    limit: int, ranking: str
+    limit: int, ranking: str, dense: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(recommender, "DENSE_TALLY_SONGS", dense)
     names, ruleset = wide_ruleset()
     compiled = Recommender.from_ruleset(ruleset, compiled=True, ranking=ranking)
     python = Recommender.from_ruleset(ruleset, compiled=False, ranking=ranking)
@@ -85,9 +92,13 @@ def test_answers_from_thousands_of_candidates_equal_the_python_path(
 
 
 @needs_compiled
+@pytest.mark.parametrize("dense", DENSE_LIMITS)
 @pytest.mark.parametrize("ranking", recommender.RANKINGS)
 @pytest.mark.parametrize("limit", [1, 10, 100, 300, 400, 1000])
-def test_long_answers_equal_the_python_path(limit: int, ranking: str) -> None:
+def test_long_answers_equal_the_python_path(
+    limit: int, ranking: str, dense: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(recommender, "DENSE_TALLY_SONGS", dense)
     # limit 300+: the "listed songs" set outgrows its on-stack slots too, and the sum
     # ranking's heap its on-stack entries.
     names, ruleset = crowded_ruleset()
@@ -184,6 +195,23 @@ def test_a_valid_index_answers(summed: bool) -> None:
     assert index.answer([1], 5, summed) == ([0], 0)
     assert index.answer([], 5, summed) == ([1, 0], 0)
     assert index.table_bytes > 0
+
+
+@needs_compiled
+@pytest.mark.parametrize("dense", [-1, recommender.DENSE_TALLY_SONGS + 1])
+def test_a_dense_tally_limit_out_of_range_is_refused(dense: int) -> None:
+    with pytest.raises(ValueError, match="dense_songs must be from 0 to 262144"):
+        SmallQueryIndex(**arrays(), dense_songs=dense)
+
+
+@needs_compiled
+def test_the_dense_tally_starts_afresh_for_every_query() -> None:
+    # The scratch is reused without clearing: a query must not see the last one's sums.
+    _, ruleset = wide_ruleset(n_songs=50)
+    dense = Recommender.from_ruleset(ruleset, compiled=True, ranking="sum")
+    python = Recommender.from_ruleset(ruleset, compiled=False, ranking="sum")
+    queries = [["song 0000"], ["song 0001"], ["song 0000", "song 0001"], ["song 0007"]] * 3
+    assert [dense.explain(q, 30) for q in queries] == [python.explain(q, 30) for q in queries]
 
 
 @needs_compiled
