@@ -1,4 +1,4 @@
-"""The one thing setup.cfg cannot say: the optional compiled small-query path of the recommender.
+"""What pyproject.toml cannot say: the optional compiled small-query path of the recommender.
 
 ``optional=True``: without a C compiler the build goes on and the recommender uses its
 pure-Python path, which gives the same answers (tests/recommender/test_recommender.py runs both).

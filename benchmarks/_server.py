@@ -34,6 +34,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from pathlib import Path
 
 from mining.reader import read_playlists
@@ -159,10 +160,14 @@ def pinned(cpu: int | None, command: list[str]) -> list[str]:
     return command if cpu is None else ["taskset", "-c", str(cpu), *command]
 
 
+# The CPUs the server and the load generator are pinned to, one each.
+PINNED_CPUS = (0, 1)
+
+
 def cpu_pair() -> tuple[int | None, int | None]:
     """(server CPU, load generator CPU) when there are two CPUs and taskset, else no pinning."""
-    if (os.cpu_count() or 1) >= 2 and shutil.which("taskset"):
-        return 0, 1
+    if (os.cpu_count() or 1) >= len(PINNED_CPUS) and shutil.which("taskset"):
+        return PINNED_CPUS
     return None, None
 
 
@@ -233,7 +238,7 @@ class ServerProcess:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                if http_get(f"{self.url}/readyz", timeout=1.0) == 200:
+                if http_get(f"{self.url}/readyz", timeout=1.0) == HTTPStatus.OK:
                     return time.time()
             except OSError:
                 pass

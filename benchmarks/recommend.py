@@ -114,13 +114,19 @@ class Timing:
         )
 
 
+MILLISECOND = 1e-3
+HOUR = 3600.0
+# From this speed ratio on, decimals say nothing.
+RATIO_WITHOUT_DECIMALS = 10
+
+
 def fmt(seconds: float) -> str:
     """A duration with a unit that keeps three significant figures readable."""
-    if seconds < 1e-3:
+    if seconds < MILLISECOND:
         return f"{seconds * 1e6:.1f} µs"
     if seconds < 1.0:
         return f"{seconds * 1e3:.2f} ms"
-    if seconds < 3600:
+    if seconds < HOUR:
         return f"{seconds:.1f} s"
     if seconds < 2 * 365 * 86400:
         return f"{seconds / 3600:,.1f} h"
@@ -129,7 +135,7 @@ def fmt(seconds: float) -> str:
 
 def times(ratio: float) -> str:
     """A speed ratio, with decimals only where they matter."""
-    return f"{ratio:.2f}×" if ratio < 10 else f"{ratio:,.0f}×"
+    return f"{ratio:.2f}×" if ratio < RATIO_WITHOUT_DECIMALS else f"{ratio:,.0f}×"
 
 
 def run(recommend: Recommend, queries: list[list[str]], budget: float | None = None) -> Timing:

@@ -47,6 +47,7 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from http import HTTPStatus
 from pathlib import Path
 
 from aiohttp import web
@@ -191,7 +192,7 @@ def helper_server(mode: str, arguments: list[str], cpu: int | None) -> Iterator[
             if process.poll() is not None:
                 raise RuntimeError(f"{mode} server exited with {process.returncode}")
             try:
-                if http_get(f"{url}/readyz", timeout=1.0) == 200:
+                if http_get(f"{url}/readyz", timeout=1.0) == HTTPStatus.OK:
                     break
             except OSError:
                 pass
@@ -301,7 +302,7 @@ def main() -> int:
                 f"RANKING={ranking}"
             )
             answers = [post(f"{real.url}/api/recommend", body) for body in bodies[:200]]
-            if any(status != 200 for status, _ in answers):
+            if any(status != HTTPStatus.OK for status, _ in answers):
                 print("the real server refused a sample query", file=sys.stderr)
                 return 1
             lengths = [len(json.loads(answer)["songs"]) for _, answer in answers]

@@ -18,12 +18,16 @@ from client.continuous import ContinuousOptions
 from client.recommend import DEFAULT_TIMEOUT_SECONDS, Query, endpoint_for, endpoint_from_url
 from client.record import CSV_HEADER
 from mining.logsetup import JsonFormatter
+from mining.version import version_line
 
 PROG = "python -m client"
 # The client's logger: usage errors are records when it logs JSON.
 log = logging.getLogger("client")
 # How each recommended song is indented, as in the original client.
 SONG_INDENT = "    "
+MAX_PORT = 65535
+# HOST PORT SONG, when --url does not replace the first two.
+MIN_WORDS = 3
 
 
 class ExitCode(enum.IntEnum):
@@ -144,6 +148,7 @@ def _request_parser() -> argparse.ArgumentParser:
         metavar="HOST PORT SONG",
         help="the server's host and port, then one or more song names (only songs with --url)",
     )
+    parser.add_argument("--version", action="version", version=version_line("client"))
     parser.add_argument(
         "--url",
         help="the server's base URL (http:// or https://, /api/recommend is appended) "
@@ -215,7 +220,7 @@ def parse_request_command(args: Sequence[str]) -> RequestCommand:
             parser.error(f"--url: {err}")
         songs = words
     else:
-        if len(words) < 3:
+        if len(words) < MIN_WORDS:
             parser.error("expected HOST PORT SONG [SONG ...] (or --url URL SONG [SONG ...])")
         host, port_text, *songs = words
         url = _endpoint(parser, host, port_text)
@@ -248,8 +253,8 @@ def _endpoint(parser: argparse.ArgumentParser, host: str, port_text: str) -> URL
         port = int(port_text)
     except ValueError:
         parser.error(f"PORT {port_text!r} is not a number")
-    if not 1 <= port <= 65535:
-        parser.error(f"PORT {port} is not between 1 and 65535")
+    if not 1 <= port <= MAX_PORT:
+        parser.error(f"PORT {port} is not between 1 and {MAX_PORT}")
     try:
         return endpoint_for(host, port)
     except ValueError as err:

@@ -25,7 +25,7 @@ from mining.errors import EXPECTED_ERRORS
 from mining.reader import read_playlist_rows
 from mining.settings import Settings
 from mining.support import playlists_text
-from mining.version import __version__
+from mining.version import version_line
 from recommender.engine import RANKINGS, Recommender
 
 # The job's variables a grid option overrides, and the option that does it.
@@ -72,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
         help=f"ranking to score (repeat; default: all of {', '.join(RANKINGS)})",
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--version", action="version", version=version_line("evaluation"))
     return parser
 
 

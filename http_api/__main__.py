@@ -15,6 +15,7 @@ from http_api.capacity import descriptor_limit, max_connections_problem
 from http_api.metrics import REPORTER
 from http_api.settings import Settings, SettingsError
 from mining.logsetup import configure_logging, log_format_for_errors, report_error
+from mining.version import version_line
 
 log = logging.getLogger("http_api")
 
@@ -47,7 +48,7 @@ _VARIABLES = (
 )
 USAGE = "\n".join(
     [
-        "usage: python -m http_api",
+        "usage: python -m http_api [--help | --version]",
         "",
         "Serves song recommendations from the rules `python -m mining` writes into DATA_DIR,",
         "reloading new rules as they appear. Configured only through the environment",
@@ -90,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args in (["-h"], ["--help"]):
         print(USAGE)
+        return 0
+    if args == ["--version"]:
+        print(version_line("http_api"))
         return 0
     if args:
         report_error(

@@ -15,6 +15,7 @@ import logging
 import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from http import HTTPStatus
 
 from aiohttp import HttpVersion11, web
 from aiohttp.typedefs import Handler
@@ -131,7 +132,7 @@ def _answered(
         try:
             response = await handler(request)
         except web.HTTPException as exc:
-            if exc.status < 400:
+            if exc.status < HTTPStatus.BAD_REQUEST:
                 raise
             response = _error_for(exc, settings)
         except Exception:

@@ -34,6 +34,7 @@ import logging
 import os
 import socket
 from collections.abc import Callable
+from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
@@ -113,7 +114,7 @@ class JsonErrorRequestHandler(web.RequestHandler):
         """The JSON answer to a request that failed before reaching the app (or escaped it)."""
         if request.writer.output_size > 0:
             raise ConnectionError("the response has started; no error answer can follow")
-        if status >= 500:
+        if status >= HTTPStatus.INTERNAL_SERVER_ERROR:
             # Not the client's fault: a bug, logged in full.
             log.error("error handling a request from %s", request.remote, exc_info=exc)
             response = json_error(status, "internal server error")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from http import HTTPStatus
 
 from aiohttp import web
 
@@ -31,9 +32,9 @@ async def body_timed_out(request: web.Request, settings: Settings) -> web.Respon
 
 def refused(error: RequestError, settings: Settings) -> web.Response:
     """The answer to a request validation refused."""
-    if error.status == 413:
+    if error.status == HTTPStatus.REQUEST_ENTITY_TOO_LARGE:
         return body_too_large(settings)
-    if error.status == 415:
+    if error.status == HTTPStatus.UNSUPPORTED_MEDIA_TYPE:
         # RFC 7694: say which codings would do.
         headers = {"Accept-Encoding": ", ".join(CONTENT_CODINGS)}
         return json_error(error.status, error.message, headers=headers)

@@ -1,6 +1,6 @@
 """Parse and validate a ``POST /api/recommend`` body: pure, no aiohttp, every mistake a 4xx.
 
-Decisions (documented in the README):
+Decisions (documented in docs/server.md):
 - The body must be UTF-8 JSON; the ``Content-Type`` header is not checked, so clients that
   send ``text/plain`` or nothing keep working.
 - Fields other than ``songs`` and ``limit`` are ignored (like the original server); a

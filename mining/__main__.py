@@ -27,8 +27,9 @@ from mining.settings import (
     Settings,
 )
 from mining.support import spec_text
+from mining.version import version_line
 
-USAGE = f"""usage: python -m mining
+USAGE = f"""usage: python -m mining [--help | --version]
 
 Mines association rules from a playlists CSV into DATA_DIR. Configured only
 through the environment (defaults in brackets):
@@ -64,6 +65,9 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     if args:
         if args[0] in ("-h", "--help"):
             print(USAGE)
+            return 0
+        if args[0] == "--version":
+            print(version_line("mining"))
             return 0
         report_error(
             "mining",

@@ -27,6 +27,7 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping
+from http import HTTPStatus
 from pathlib import Path
 
 import aiohttp
@@ -51,6 +52,7 @@ _PROGRESS_INTERVAL_S = 5.0
 _BACKOFF_BASE_S = 0.5
 # Request Timeout and Too Many Requests say "try again later", unlike the other 4xx.
 _RETRYABLE_4XX = frozenset({408, 429})
+_SERVER_ERRORS = range(500, 600)
 _CONTENT_RANGE = re.compile(r"bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)")
 
 
@@ -184,7 +186,7 @@ def _one_line(text: str) -> str:
 
 def _backoff_delay(failures: int, cap: float) -> float:
     """Capped exponential backoff with jitter (half fixed, half random), so retries spread out."""
-    delay = min(cap, _BACKOFF_BASE_S * 2 ** (failures - 1))
+    delay = min(cap, _BACKOFF_BASE_S * 2.0 ** (failures - 1))
     return delay / 2 + random.random() * delay / 2
 
 
@@ -253,19 +255,19 @@ async def _attempt(session: aiohttp.ClientSession, url: str, partial: Partial) -
             headers["If-Range"] = partial.validator
     async with session.get(url, headers=headers) as response:
         status = response.status
-        if status == 416 and offset:
+        if status == HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE and offset:
             _finish_or_restart_after_416(response, partial, offset)
             return
-        if 500 <= status <= 599 or status in _RETRYABLE_4XX:
+        if status in _SERVER_ERRORS or status in _RETRYABLE_4XX:
             raise _RetryableError(f"HTTP {status} {_reason(response)}")
-        if status >= 400:
+        if status >= HTTPStatus.BAD_REQUEST:
             # Past 599 is no HTTP status (RFC 9110 15): a broken server, not a busy one.
             partial.discard()
             raise DownloadError(f"HTTP {status} {_reason(response)} for {redact_url(url)}")
-        if status == 206 and offset:
+        if status == HTTPStatus.PARTIAL_CONTENT and offset:
             expected = _expected_total_for_range(response, partial, offset)
             _refuse_too_large(partial, expected, url)
-        elif status == 200:
+        elif status == HTTPStatus.OK:
             if offset:
                 logger.info(
                     "%s sent the whole file instead of a range; restarting at 0", redact_url(url)

@@ -29,6 +29,12 @@ from mining.rulestypes import (
 )
 from mining.support import SupportSpec, SupportSpecError, fixed_count, parse_support
 
+# CBOR (RFC 8949 3): a map is major type 5; additional information 28-30 is reserved; below 24
+# it is the entry count itself.
+_CBOR_MAP = 5
+_CBOR_RESERVED = range(28, 31)
+_CBOR_INLINE_COUNT_LIMIT = 24
+
 
 def _decode_parameters(p: Any, transactions: int) -> tuple[MiningParameters, int]:
     """The requested parameters and the resolved count (derived for files that predate it)."""
@@ -115,10 +121,10 @@ def decode_header_prefix(prefix: bytes) -> RulesHeader:
     stream = io.BytesIO(prefix)
     decoder = cbor2.CBORDecoder(stream)
     first = stream.read(1)
-    if not first or first[0] >> 5 != 5 or 28 <= first[0] & 31 <= 30:
+    if not first or first[0] >> 5 != _CBOR_MAP or first[0] & 31 in _CBOR_RESERVED:
         raise RulesFileError("not a playlist-recommender rules file (not a CBOR map)")
     info = first[0] & 31
-    if info < 24:
+    if info < _CBOR_INLINE_COUNT_LIMIT:
         wanted = min(3, info)  # a short map: the entry count is in the first byte
     else:
         # The count follows in 1, 2, 4 or 8 bytes (none: indefinite length); the loop below

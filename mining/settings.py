@@ -33,7 +33,7 @@ DEFAULT_MAX_DOWNLOAD_BYTES = 512 * 1024**2
 # and the rest of the budget is left for mining. The budget's guard bounds the memory anyway.
 INPUT_SHARE_OF_BUDGET = 0.5
 
-# The mining defaults, in one place (README, --help and docs/mining-memory.md quote them).
+# The mining defaults, in one place (docs/mining.md, --help and docs/mining-memory.md quote them).
 # Chosen by the evaluation (docs/evaluation.md): on real playlists, pairs (MAX_LEN 2) mined at
 # the lowest support the budget allows, with a low confidence, and ranked by the sum of the
 # confidences (the server's RANKING=sum), beat item-kNN; longer itemsets add little and are

@@ -18,7 +18,7 @@ from recommender.index import RuleIndex
 DENSE_TALLY_SONGS = 1 << 18
 
 try:
-    from recommender._smallquery import SmallQueryIndex
+    from recommender._smallquery import SmallQueryIndex as SmallQueryIndex  # noqa: PLC0414 (re-exported)
 except ImportError:  # built without a C compiler: the Python path gives the same answers
     SmallQueryIndex = None  # type: ignore[assignment,misc]
 

@@ -24,6 +24,7 @@ from http_api import metrics
 from mining.atomicfile import atomic_write_bytes
 from mining.checkpoint import CHECKPOINT_FILENAME, Checkpoint, write_checkpoint
 from mining.rulesfile import RULES_FILENAME, encode_rules, write_rules
+from recommender.loading import load_snapshot
 from recommender.snapshot import Snapshot
 from tests.helpers.rules import (
     FIRST_NS,
@@ -238,8 +239,8 @@ def test_a_commit_landing_during_a_load_is_loaded_without_an_error(
     server = start(tmp_path)
     check(server)
     write_model(tmp_path, small_ruleset(SECOND_NS))
-    real_load = rule_state_module.load_snapshot
-    raced = []
+    real_load = load_snapshot
+    raced: list[Checkpoint] = []
 
     def load_after_a_commit(data_dir: Path, checkpoint: Checkpoint) -> Snapshot:
         # The next miner commits right after this check read the checkpoint, and removes the

@@ -135,10 +135,10 @@ def test_each_parked_call_gets_its_own_wait_from_one_timer(tmp_path: Path) -> No
     # One timer, for the earliest deadline, re-armed for the next one when it fires.
     assert h.timers.delay(EXPIRY_TIMER) == pytest.approx(0.2)
     h.advance(0.2)
-    assert h.replies == [("short", None, pytest.approx(1000.2))]
+    assert h.replies == [("short", None, pytest.approx(1000.2))]  # type: ignore[comparison-overlap]
     assert h.timers.delay(EXPIRY_TIMER) == pytest.approx(1.3)
     h.advance(2.0)
-    assert h.replies[1] == ("long", None, pytest.approx(1001.5))
+    assert h.replies[1] == ("long", None, pytest.approx(1001.5))  # type: ignore[comparison-overlap]
 
 
 def test_the_first_load_answers_parked_calls_and_disarms_their_timer(tmp_path: Path) -> None:

@@ -112,7 +112,8 @@ async def served_model_date(url: str) -> str | None:
         aiohttp.ClientSession() as session,
         session.post(f"{url}/api/recommend", json={"songs": ["Hey Jude"]}) as response,
     ):
-        return (await response.json()).get("model_date")
+        model_date: str | None = (await response.json()).get("model_date")
+        return model_date
 
 
 async def wait_for_model(url: str, generated_ns: int, timeout: float = 5.0) -> None:

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from client.cli import ExitCode, main, parse_request_command
+from client.args import ExitCode, parse_request_command
+from client.cli import main
 from client.continuous import ContinuousOptions
 from tests.helpers.logs import json_records
 

@@ -75,7 +75,7 @@ class ResponseChecker:
                 )
                 for name, value in match.groupdict().items()
             ):
-                return template
+                return str(template)
         return None
 
     def _path_parameter(self, template: str, name: str) -> dict[str, Any]:

@@ -146,6 +146,7 @@ async def test_a_malformed_request_is_a_json_error_counted_and_logged_once(
         assert cause in error["error"]
         assert reply.closed
     assert requests_counted(metrics.MALFORMED_ROUTE, status) == before + 3
+    assert isinstance(error, dict)
     logged = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert [r.getMessage() for r in logged] == [
         f"malformed request from 127.0.0.1: {status} {error['error'].split(': ', 1)[1]} "

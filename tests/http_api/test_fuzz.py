@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from http_api.settings import Settings
-from http_api.validation import MAX_LIMIT
+from mining.limits import MAX_LIMIT
 from mining.rulesfile import MiningParameters
 from mining.version import __version__
 from recommender.snapshot import Snapshot

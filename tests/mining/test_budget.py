@@ -53,7 +53,7 @@ WRAPPER = textwrap.dedent(
 
 
 def run_measured(
-    data_dir: Path, hide_pyfim: bool = False, **env: str | Path
+    data_dir: Path, hide_pyfim: bool = False, /, **env: str | Path
 ) -> tuple[int, str, int, float]:
     """Run the job; (exit code, stderr, peak RSS of its processes in bytes, seconds)."""
     started = time.monotonic()

@@ -65,8 +65,9 @@ def test_json_records_are_one_line_with_time_level_logger_message_and_extras(
 def test_an_exception_is_one_field_holding_the_whole_traceback(logger: logging.Logger) -> None:
     stream = io.StringIO()
     configure_logging("json", stream=stream, logger=logger.name)
+    empty: dict[str, int] = {}
     try:
-        {}["missing"]
+        empty["missing"]
     except KeyError:
         logger.exception("lookup failed")
     (record,) = json_records(stream.getvalue())

@@ -545,7 +545,7 @@ def test_the_json_answer_is_what_json_dumps_writes(
 
 def fixed_point(confidence: Fraction) -> int:
     """A confidence as the sum ranking weighs it: round(c · 2^31), halves up."""
-    return math.floor(confidence * 2**WEIGHT_BITS + Fraction(1, 2))
+    return math.floor(confidence * (1 << WEIGHT_BITS) + Fraction(1, 2))
 
 
 def firing_rules(ruleset: RuleSet, chosen: set[str]) -> dict[tuple[frozenset[str], str], Fraction]:

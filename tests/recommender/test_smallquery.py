@@ -16,6 +16,7 @@ import subprocess
 import sys
 import sysconfig
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -131,9 +132,9 @@ def test_the_index_keeps_its_arrays_alive() -> None:
     assert ([names[song] for song in songs], from_rules) == (summed.songs, summed.from_rules)
 
 
-def arrays(**changes: object) -> dict[str, object]:
+def arrays(**changes: object) -> dict[str, Any]:
     """Valid arguments of a two-song, one-rule index ({0} -> 1), with ``changes``."""
-    valid: dict[str, object] = {
+    valid: dict[str, Any] = {
         "codes": np.array([11, 0], dtype=np.uint64),
         "group_hashes": np.array([11], dtype=np.uint64),
         "group_starts": np.array([0, 1], dtype=np.int64),
@@ -177,7 +178,7 @@ BAD_ARRAYS: list[tuple[dict[str, object], str]] = [
     ),
 ]
 # Queries that must raise: query, limit, the exception, a piece of its message.
-BAD_QUERIES: list[tuple[object, int, type[Exception], str]] = [
+BAD_QUERIES: list[tuple[object, float, type[Exception], str]] = [
     ([0], 1.5, TypeError, "integer"),
     ([0], 0, ValueError, "limit must be at least 1"),
     ([2], 1, ValueError, "no song has id 2"),
@@ -226,7 +227,7 @@ def test_inconsistent_arrays_are_refused(changes: dict[str, object], message: st
 @needs_compiled
 @pytest.mark.parametrize(("query", "limit", "error", "message"), BAD_QUERIES)
 def test_bad_queries_raise_instead_of_reading_out_of_bounds(
-    query: object, limit: int, error: type[Exception], message: str
+    query: object, limit: float, error: type[Exception], message: str
 ) -> None:
     with pytest.raises(error, match=message):
         SmallQueryIndex(**arrays()).answer(query, limit, True)  # type: ignore[arg-type]
@@ -300,9 +301,9 @@ def soak(library: str, rounds: int) -> None:
     for changes, _ in BAD_ARRAYS:
         with pytest.raises(ValueError):
             module.SmallQueryIndex(**arrays(**changes))
-    for query, limit, error, _ in BAD_QUERIES:
+    for bad_query, bad_limit, error, _ in BAD_QUERIES:
         with pytest.raises(error):
-            module.SmallQueryIndex(**arrays()).answer(query, limit, True)
+            module.SmallQueryIndex(**arrays()).answer(bad_query, bad_limit, True)
 
 
 def sanitizer_runtime(name: str) -> str | None:
