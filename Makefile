@@ -3,36 +3,52 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# Two stages of one virtualenv: what running needs (`make run`), then everything the checks need.
+RUN_STAMP := $(VENV)/.installed-run
 STAMP := $(VENV)/.installed
 DATA_DIR ?= ./ml-data
 PORT ?= 52004
 
-.PHONY: run mine serve test lint typecheck pytest sysdeps-test clean constraints test-spark
+.PHONY: run mine serve check test lint typecheck layers pytest pytest-fast sysdeps-test clean \
+	constraints test-spark
 
 # gcc and the Python headers build pyfim and the recommender's compiled small-query path
-# (http_api/_smallquery.c; without them the server falls back to its slower Python path).
+# (recommender/_smallquery.c; without them the server falls back to its slower Python path).
 BUILD_SYSTEM_PACKAGES := gcc:gcc python3-config:python3-dev
+PACKAGING := pyproject.toml setup.py constraints.txt recommender/_smallquery.c
+# The extras running needs: the job (with pyfim) and the server; no test, lint or plot tools.
+RUN_EXTRAS := mining,serve,fast
 
 # The versions constraints.txt pins are the ones the images install: the tests run against them.
 # The build requirements go in too, so `make constraints` finds them here to pin.
-$(STAMP): setup.cfg setup.py pyproject.toml constraints.txt http_api/_smallquery.c
+# $(1): the extras to install.
+define install_project
 	scripts/ensure-system-packages $(BUILD_SYSTEM_PACKAGES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python containers/requirements.py --build | \
-	    $(BIN)/python -m pip install --quiet --constraint constraints.txt -e '.[dev]' -r /dev/stdin
-	touch $(STAMP)
+	    $(BIN)/python -m pip install --quiet --constraint constraints.txt -e '.[$(1)]' -r /dev/stdin
+endef
 
-## Pin every package the images install at its version in .venv (after changing setup.cfg).
+$(RUN_STAMP): $(PACKAGING)
+	$(call install_project,$(RUN_EXTRAS))
+	touch $(RUN_STAMP)
+
+# dev includes the run extras, so the run stage is then up to date too.
+$(STAMP): $(PACKAGING)
+	$(call install_project,dev)
+	touch $(RUN_STAMP) $(STAMP)
+
+## Pin every package the images install at its version in .venv (after changing pyproject.toml).
 constraints: $(STAMP)
 	$(BIN)/python scripts/constraints.py
 
 ## Mine the bundled sample into $(DATA_DIR).
-mine: $(STAMP)
+mine: $(RUN_STAMP)
 	DATA_DIR=$(DATA_DIR) $(BIN)/python -m mining
 
 ## Set up, mine the bundled sample, start the server on $(PORT) and show a request.
-run: $(STAMP)
+run: $(RUN_STAMP)
 	DATA_DIR=$(DATA_DIR) PORT=$(PORT) PY=$(BIN)/python scripts/run-demo
 
 # System packages the tests drive for real (installed only when missing).
@@ -51,6 +67,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+## The import layers (scripts/check_layers.py): e.g. actors never import http_api.
+layers: $(STAMP)
+	$(BIN)/python scripts/check_layers.py
+
 pytest: $(STAMP) sysdeps-test
 	$(BIN)/pytest -q -m "not slow_spark"
 
@@ -59,11 +79,17 @@ test-spark: $(STAMP) sysdeps-test
 	$(BIN)/pytest -q tests/mining/test_spark.py tests/mining/test_engines.py \
 		tests/mining/test_rules.py -k spark
 
-## Set up and run every fast check: ruff, mypy, pytest.
-test: lint typecheck pytest
+pytest-fast: $(STAMP) sysdeps-test
+	$(BIN)/pytest -q -m "not slow"
+
+## The quick loop while working: ruff, mypy, the import layers, the tests not marked slow.
+check: lint typecheck layers pytest-fast
+
+## Set up and run every check: ruff, mypy, the import layers, every test.
+test: lint typecheck layers pytest
 
 clean:
-	rm -rf $(VENV) $(DATA_DIR) .pytest_cache .mypy_cache .ruff_cache http_api/_smallquery.*.so
+	rm -rf $(VENV) $(DATA_DIR) .pytest_cache .mypy_cache .ruff_cache recommender/_smallquery.*.so
 
 # --- Benchmarks (each prints ratios against a baseline measured in the same run) ---------------
 .PHONY: bench bench-mining bench-recommend bench-throughput bench-reload bench-startup

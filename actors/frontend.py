@@ -3,7 +3,8 @@
 Mopidy's HttpFrontend pattern: the actor's own thread handles messages, a second thread runs
 the event loop, and the two meet only through ``loop.call_soon_threadsafe``. Nothing on the
 loop ever waits for a pykka future: ``await``-ing one is ``yield; return self.get()``, a
-blocking get that freezes every request (DESIGN.md §2).
+blocking get that freezes every request (docs/actors.md). What runs on the loop (the app, the
+connection handling) is the HTTP layer's: the actor gets it as one ``serve`` function.
 """
 
 from __future__ import annotations
@@ -14,28 +15,26 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pykka
 from aiohttp import web
 
+from actors.dispatch import LoggingActor
+from actors.gate import LoopGate, RulesGate
 from actors.messages import (
-    GetSnapshot,
-    Ping,
     RuleServerRestarted,
     SnapshotChanged,
     StartDraining,
     Subscribe,
 )
-from http_api.accesslog import access_log_options
-from http_api.connections import start_serving
-from http_api.settings import Settings
-from http_api.state import RulesGate, Snapshot
 
 log = logging.getLogger(__name__)
 
-AppFactory = Callable[[RulesGate, Settings], web.Application]
+# Starts the HTTP server on the running loop, over the gate and the listening socket handed
+# over; the runner it returns is cleaned up when the frontend stops.
+Serve = Callable[[RulesGate, socket.socket], Awaitable[web.AppRunner]]
 # Binding is done by the supervisor; starting the app on a bound socket takes milliseconds.
 START_TIMEOUT_SECONDS = 30.0
 # After a crash, how long the old loop keeps answering (with Connection: close) on the
@@ -44,69 +43,6 @@ START_TIMEOUT_SECONDS = 30.0
 CRASH_LINGER_SECONDS = 0.5
 # After the listener stops: time for connections already accepted to be served (see below).
 ACCEPTED_SETTLE_SECONDS = 0.1
-
-
-class LoopGate:
-    """The :class:`RulesGate` the handlers see; it lives on the event loop and only there."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, rule_server: pykka.ActorRef[Any]) -> None:
-        self._loop = loop
-        self._rule_server = rule_server
-        self._snapshot: Snapshot | None = None
-        self._draining = False
-        self._waiters: set[asyncio.Future[Snapshot | None]] = set()
-
-    @property
-    def snapshot(self) -> Snapshot | None:
-        """The newest snapshot pushed by the RuleServer, or None before the first."""
-        return self._snapshot
-
-    @property
-    def draining(self) -> bool:
-        """True from SIGTERM on."""
-        return self._draining
-
-    def set_snapshot(self, snapshot: Snapshot) -> None:
-        """Serve ``snapshot`` from now on and wake every request waiting for a first one."""
-        self._snapshot = snapshot
-        for waiter in self._waiters:
-            if not waiter.done():
-                waiter.set_result(snapshot)
-
-    def set_rule_server(self, rule_server: pykka.ActorRef[Any]) -> None:
-        """Send later GetSnapshot calls to this RuleServer (the supervisor restarted it)."""
-        self._rule_server = rule_server
-
-    def start_draining(self) -> None:
-        """Report not-ready and close connections from now on."""
-        self._draining = True
-
-    async def wait_for_snapshot(self, timeout: float) -> Snapshot | None:
-        """The snapshot, waiting up to ``timeout`` s for the first one (a deferred reply)."""
-        if self._snapshot is not None or timeout <= 0:
-            return self._snapshot
-        waiter: asyncio.Future[Snapshot | None] = self._loop.create_future()
-        self._waiters.add(waiter)
-        loop = self._loop
-
-        def settle(snapshot: Snapshot | None) -> None:
-            if not waiter.done():
-                waiter.set_result(snapshot)
-
-        def reply(snapshot: Snapshot | None) -> None:
-            # Runs on the RuleServer's thread: hand over, never touch the future there.
-            loop.call_soon_threadsafe(settle, snapshot)
-
-        try:
-            # A dead RuleServer's replacement pushes the first snapshot it loads, waking us.
-            with contextlib.suppress(pykka.ActorDeadError):
-                self._rule_server.tell(GetSnapshot(reply=reply, timeout_seconds=timeout))
-            try:
-                return await asyncio.wait_for(waiter, timeout)
-            except TimeoutError:
-                return self._snapshot
-        finally:
-            self._waiters.discard(waiter)
 
 
 class LoopLagProbe:
@@ -148,7 +84,7 @@ class LoopLagProbe:
                 window_start, window_max, window_busy = now, 0.0, 0.0
 
 
-class HttpFrontend(pykka.ThreadingActor):
+class HttpFrontend(LoggingActor):
     """Serves the aiohttp app on ``listener`` from its own event loop thread.
 
     The socket is bound by the supervisor and handed over (a ``dup``), so a restarted frontend
@@ -156,18 +92,20 @@ class HttpFrontend(pykka.ThreadingActor):
     refused.
     """
 
+    label = "http frontend"
+
     def __init__(
         self,
-        settings: Settings,
         listener: socket.socket,
         rule_server: pykka.ActorRef[Any],
-        app_factory: AppFactory,
+        serve: Serve,
+        shutdown_timeout_seconds: float,
     ) -> None:
         super().__init__()
-        self._settings = settings
         self._listener = listener
         self._rule_server = rule_server
-        self._app_factory = app_factory
+        self._serve = serve
+        self._shutdown_timeout = shutdown_timeout_seconds
         self._loop = asyncio.new_event_loop()
         self._gate = LoopGate(self._loop, rule_server)
         self._runner: web.AppRunner | None = None
@@ -198,19 +136,9 @@ class HttpFrontend(pykka.ThreadingActor):
         """Hand the clients over to the successor the supervisor is starting, then stop."""
         self._close(linger=CRASH_LINGER_SECONDS)
 
-    def on_receive(self, message: Any) -> Any:
-        """Dispatch one message; an error is logged and serving goes on."""
-        # A one-way message whose handler raises kills a pykka actor without a word.
-        try:
-            return self._handle(message)
-        except Exception:
-            log.exception("http frontend: handling %s failed", type(message).__name__)
-            return None
-
-    def _handle(self, message: Any) -> Any:
+    def handle(self, message: Any) -> Any:
+        """Dispatch one message of the protocol."""
         match message:
-            case Ping():
-                return True
             case SnapshotChanged(snapshot=snapshot):
                 self._loop.call_soon_threadsafe(self._gate.set_snapshot, snapshot)
             case RuleServerRestarted(rule_server=rule_server):
@@ -220,7 +148,7 @@ class HttpFrontend(pykka.ThreadingActor):
             case StartDraining():
                 self._loop.call_soon_threadsafe(self._gate.start_draining)
             case _:
-                log.warning("http frontend: unexpected message %r", message)
+                self.unexpected(message)
         return None
 
     def _subscribe(self) -> None:
@@ -261,15 +189,7 @@ class HttpFrontend(pykka.ThreadingActor):
             self._loop.run_until_complete(asyncio.gather(*leftover, return_exceptions=True))
 
     async def _start_serving(self) -> None:
-        app = self._app_factory(self._gate, self._settings)
-        self._runner = await start_serving(
-            app,
-            self._listener,
-            self._settings,
-            # Off unless ACCESS_LOG=1: requests are counted and timed in /metrics, and a log
-            # line each costs more than the recommendation (docs/monitoring.md).
-            **access_log_options(self._settings.access_log),
-        )
+        self._runner = await self._serve(self._gate, self._listener)
         self._probe = asyncio.get_running_loop().create_task(LoopLagProbe().run())
 
     async def _stop_serving(self, linger: float = 0.0) -> None:
@@ -294,7 +214,7 @@ class HttpFrontend(pykka.ThreadingActor):
         stopping = asyncio.run_coroutine_threadsafe(self._stop_serving(linger), self._loop)
         # aiohttp waits up to the timeout for a handler, then up to it again for its cancel.
         try:
-            stopping.result(timeout=linger + 2 * self._settings.shutdown_timeout_seconds + 5)
+            stopping.result(timeout=linger + 2 * self._shutdown_timeout + 5)
         except Exception:
             log.exception("http frontend: stopping the server failed")
         self._loop.call_soon_threadsafe(self._loop.stop)

@@ -21,7 +21,7 @@ from typing import Any
 
 import pykka
 
-from http_api.state import Snapshot
+from recommender.snapshot import Snapshot
 
 SnapshotReply = Callable[[Snapshot | None], None]
 

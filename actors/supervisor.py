@@ -16,15 +16,16 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pykka
 
-from actors.frontend import AppFactory, HttpFrontend
+from actors.frontend import HttpFrontend, Serve
 from actors.messages import Ping, RuleServerRestarted, StartDraining
 from actors.rule_server import RuleServer
 from actors.watcher import RulesWatcher
-from http_api.settings import Settings
+from recommender.reporting import LoadReporter, SilentReporter
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,21 @@ def bind_listener(host: str, port: int) -> socket.socket:
     return socket.create_server((host, port), family=family, backlog=LISTEN_BACKLOG)
 
 
+@dataclass(frozen=True)
+class ActorSettings:
+    """What the actors are told: plain values the entry point takes from its own settings."""
+
+    data_dir: Path
+    # "auto" (inotify, falling back to polling), "inotify" or "polling".
+    watcher: str = "auto"
+    # The checkpoint is re-read this often, for volumes where inotify sees nothing (NFS).
+    checkpoint_poll_seconds: float = 1.5
+    # SIGTERM: /readyz answers 503 at once, requests are still served for this long...
+    drain_seconds: float = 5.0
+    # ...then in-flight requests get this long to finish before the actors stop.
+    shutdown_timeout_seconds: float = 10.0
+
+
 @dataclass
 class _Child:
     name: str
@@ -57,17 +73,19 @@ class Supervisor:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: ActorSettings,
         listener: socket.socket,
-        app_factory: AppFactory,
+        serve: Serve,
         *,
+        reporter: LoadReporter | None = None,
         monitor_seconds: float = 0.2,
         max_restarts: int = 5,
         restart_window_seconds: float = 60.0,
     ) -> None:
         self._settings = settings
         self._listener = listener
-        self._app_factory = app_factory
+        self._serve = serve
+        self._reporter = reporter or SilentReporter()
         self._monitor_seconds = monitor_seconds
         self._max_restarts = max_restarts
         self._restart_window = restart_window_seconds
@@ -118,14 +136,17 @@ class Supervisor:
     # -- starting -----------------------------------------------------------------------------
 
     def _start_rule_server(self) -> pykka.ActorRef[Any]:
-        return RuleServer.start(self._settings.data_dir)
+        return RuleServer.start(self._settings.data_dir, reporter=self._reporter)
 
     def _start_frontend(self) -> pykka.ActorRef[Any]:
         assert self._rule_server.ref is not None
         # Each frontend gets its own descriptor of the one listening socket: closing it on the
         # way out leaves the socket listening for a successor until we close ours.
         return HttpFrontend.start(
-            self._settings, self._listener.dup(), self._rule_server.ref, self._app_factory
+            self._listener.dup(),
+            self._rule_server.ref,
+            self._serve,
+            self._settings.shutdown_timeout_seconds,
         )
 
     def _start_watcher(self) -> pykka.ActorRef[Any]:

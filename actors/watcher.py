@@ -27,10 +27,10 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 from actors.backoff import Backoff
+from actors.dispatch import LoggingActor
 from actors.messages import (
     CheckRules,
     DebounceElapsed,
-    Ping,
     RuleServerRestarted,
     RulesFilesChanged,
     Tick,
@@ -54,6 +54,8 @@ CHANGE_EVENTS = (
     DirMovedEvent,
     DirDeletedEvent,
 )
+# How DATA_DIR is watched: inotify, falling back to polling; only inotify; only polling.
+WATCHER_MODES = ("auto", "inotify", "polling")
 # One miner run is ~16 inotify events within a few ms; one check after the burst is enough.
 DEBOUNCE_SECONDS = 0.075
 
@@ -100,7 +102,7 @@ class _Forwarder(FileSystemEventHandler):
             pass  # the watcher stopped; its observer is being stopped too
 
 
-class RulesWatcher(pykka.ThreadingActor):
+class RulesWatcher(LoggingActor):
     """Watches DATA_DIR (inotify, else polling) and tells the RuleServer to check the rules.
 
     Every ``poll_seconds`` it also tells the RuleServer to check regardless of events, because
@@ -108,6 +110,8 @@ class RulesWatcher(pykka.ThreadingActor):
     observer still watches the directory that is there now (a deleted watched directory kills
     inotify's emitter silently), restarting it with backoff.
     """
+
+    label = "rules watcher"
 
     def __init__(
         self,
@@ -118,7 +122,7 @@ class RulesWatcher(pykka.ThreadingActor):
         debounce_seconds: float = DEBOUNCE_SECONDS,
     ) -> None:
         super().__init__()
-        if mode not in ("auto", "inotify", "polling"):
+        if mode not in WATCHER_MODES:
             raise ValueError(f"watcher mode must be auto, inotify or polling, not {mode!r}")
         self._data_dir = Path(data_dir)
         self._rule_server = rule_server
@@ -154,19 +158,9 @@ class RulesWatcher(pykka.ThreadingActor):
         """Same as stopping: the supervisor starts a fresh watcher."""
         self._release()
 
-    def on_receive(self, message: Any) -> Any:
-        """Dispatch one message; an error is logged and watching goes on."""
-        # A one-way message whose handler raises kills a pykka actor without a word.
-        try:
-            return self._handle(message)
-        except Exception:
-            log.exception("rules watcher: handling %s failed", type(message).__name__)
-            return None
-
-    def _handle(self, message: Any) -> Any:
+    def handle(self, message: Any) -> Any:
+        """Dispatch one message of the protocol."""
         match message:
-            case Ping():
-                return True
             case RulesFilesChanged():
                 if not self._timers.pending("debounce"):
                     self._timers.start("debounce", self._debounce_seconds, DebounceElapsed())
@@ -182,7 +176,7 @@ class RulesWatcher(pykka.ThreadingActor):
                 self._rule_server = rule_server
                 self._check_rules()
             case _:
-                log.warning("rules watcher: unexpected message %r", message)
+                self.unexpected(message)
         return None
 
     def _check_rules(self) -> None:

@@ -1,7 +1,8 @@
 """Plumbing shared by the serving benchmarks: rules from the real miner, a server subprocess, wrk.
 
-- :func:`mined_rules` runs ``python -m mining`` (pyfim) on ``tests/data/synth_dense.csv.xz`` into
-  ``build/benchmarks/`` once; later calls are the miner's own up-to-date skip.
+- :func:`mined_rules` runs ``python -m mining`` (pyfim) on ``tests/data/synth_dense.csv.xz`` (at
+  the job's default parameters unless told otherwise) into ``build/benchmarks/`` once; later
+  calls are the miner's own up-to-date skip.
   :func:`add_model_options` and :func:`served_model` let a benchmark serve another DATA_DIR
   (``--data-dir``, e.g. mined with other parameters), draw requests from another dataset
   (``--dataset``) and set the servers' ``RANKING`` (``--ranking``).
@@ -33,10 +34,11 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from pathlib import Path
 
-from http_api.recommender import DEFAULT_RANKING, RANKINGS
 from mining.reader import read_playlists
+from recommender.engine import DEFAULT_RANKING, RANKINGS
 
 ROOT = Path(__file__).resolve().parent.parent
 DATASET = ROOT / "tests" / "data" / "synth_dense.csv.xz"
@@ -72,13 +74,27 @@ end
 """
 
 
-def mined_rules(min_support: float = 0.025, dataset: Path = DATASET) -> Path:
-    """The DATA_DIR holding ``dataset`` mined at ``min_support`` by the real miner (cached)."""
-    data_dir = CACHE / f"{dataset.name.split('.')[0]}-{min_support:g}"
-    env = dict(os.environ, DATASET_URL=str(dataset), DATA_DIR=str(data_dir))
-    env.update(MIN_SUPPORT=str(min_support), MINING_ENGINE="pyfim", LOG_LEVEL="WARNING")
+def mined_rules(dataset: Path = DATASET, **parameters: str) -> Path:
+    """The DATA_DIR holding ``dataset`` mined by the real miner (cached) with the job's default
+    parameters, except those given (``MIN_SUPPORT="0.025"``, ...)."""
+    given = "-".join(f"{name.lower()}={value}" for name, value in sorted(parameters.items()))
+    data_dir = CACHE / f"{dataset.name.split('.')[0]}-{given or 'defaults'}"
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in ("MIN_SUPPORT", "MIN_CONFIDENCE", "MAX_LEN", "AUTO_SUPPORT_FLOOR")
+    }
+    env.update(DATASET_URL=str(dataset), DATA_DIR=str(data_dir), **parameters)
+    env.update(MINING_ENGINE="pyfim", LOG_LEVEL="WARNING")
     subprocess.run([sys.executable, "-m", "mining"], cwd=ROOT, env=env, check=True, timeout=900)
     return data_dir
+
+
+def mined_model(dataset: Path, min_support: str | None) -> Path:
+    """``dataset`` mined at the job's defaults, or at ``min_support`` with the others'."""
+    if min_support is None:
+        return mined_rules(dataset)
+    return mined_rules(dataset, MIN_SUPPORT=min_support)
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -97,7 +113,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         ".gz or .xz",
     )
     parser.add_argument(
-        "--min-support", type=float, default=0.025, help="MIN_SUPPORT when mining --dataset"
+        "--min-support",
+        help="MIN_SUPPORT when mining --dataset (default: the job's; the other parameters are "
+        "the job's defaults)",
     )
     parser.add_argument(
         "--ranking",
@@ -111,7 +129,7 @@ def served_model(args: argparse.Namespace) -> tuple[Path, str]:
     environment every server process of this run inherits."""
     if args.ranking is not None:
         os.environ["RANKING"] = args.ranking
-    data_dir = args.data_dir or mined_rules(args.min_support, args.dataset)
+    data_dir = args.data_dir or mined_model(args.dataset, args.min_support)
     return data_dir, os.environ.get("RANKING", DEFAULT_RANKING)
 
 
@@ -142,10 +160,14 @@ def pinned(cpu: int | None, command: list[str]) -> list[str]:
     return command if cpu is None else ["taskset", "-c", str(cpu), *command]
 
 
+# The CPUs the server and the load generator are pinned to, one each.
+PINNED_CPUS = (0, 1)
+
+
 def cpu_pair() -> tuple[int | None, int | None]:
     """(server CPU, load generator CPU) when there are two CPUs and taskset, else no pinning."""
-    if (os.cpu_count() or 1) >= 2 and shutil.which("taskset"):
-        return 0, 1
+    if (os.cpu_count() or 1) >= len(PINNED_CPUS) and shutil.which("taskset"):
+        return PINNED_CPUS
     return None, None
 
 
@@ -216,7 +238,7 @@ class ServerProcess:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                if http_get(f"{self.url}/readyz", timeout=1.0) == 200:
+                if http_get(f"{self.url}/readyz", timeout=1.0) == HTTPStatus.OK:
                     return time.time()
             except OSError:
                 pass

@@ -1,6 +1,6 @@
 """Benchmark (e): the recommendation engine against the original algorithm, side by side.
 
-Builds ``http_api.recommender.Recommender`` from a rules file (by default mined by the real
+Builds ``recommender.engine.Recommender`` from a rules file (by default mined by the real
 miner from ``tests/data/synth_dense.csv.xz`` into ``build/benchmarks/``; ``--rules`` times any
 rules file, with queries drawn from ``--dataset``, plain CSV, gzip or xz), then times queries
 of 1, 5, 20, 100 and 1,000 songs drawn from the dataset's playlists, plus the worst case at the
@@ -12,7 +12,7 @@ queries, ranking the same way, and must return the same lists:
   dict antecedent → rules (what the Rust server did); run only where it finishes, otherwise
   "skipped" with the time it would take, from the measured cost per subset;
 - *rarest scan*: each rule listed under its rarest antecedent song, ``A ⊆ Q`` tested with
-  Python sets (DESIGN.md §2's pure-Python figure).
+  Python sets (the pure-Python form of the index's design, docs/recommender-design.md).
 
 It also prints the build time, the longest stall a concurrent Python thread sees during the
 build (the GIL: the build runs in an actor thread while the event loop serves) next to the
@@ -47,11 +47,13 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._server import DATASET, dataset_playlists, mined_rules
-from http_api import recommender as recommender_module
-from http_api.recommender import RANKINGS, WEIGHT_BITS, Recommender
+from benchmarks._server import DATASET, dataset_playlists, mined_model
 from http_api.settings import Settings
 from mining.rulesfile import RULES_FILENAME, RuleSet, read_rules
+from recommender import engine as recommender_module
+from recommender.compiled import SmallQueryIndex
+from recommender.engine import RANKINGS, Recommender
+from recommender.keys import WEIGHT_BITS
 
 SIZES = (1, 5, 20, 100, 1000)
 # Issue 3 (e).
@@ -112,13 +114,19 @@ class Timing:
         )
 
 
+MILLISECOND = 1e-3
+HOUR = 3600.0
+# From this speed ratio on, decimals say nothing.
+RATIO_WITHOUT_DECIMALS = 10
+
+
 def fmt(seconds: float) -> str:
     """A duration with a unit that keeps three significant figures readable."""
-    if seconds < 1e-3:
+    if seconds < MILLISECOND:
         return f"{seconds * 1e6:.1f} µs"
     if seconds < 1.0:
         return f"{seconds * 1e3:.2f} ms"
-    if seconds < 3600:
+    if seconds < HOUR:
         return f"{seconds:.1f} s"
     if seconds < 2 * 365 * 86400:
         return f"{seconds / 3600:,.1f} h"
@@ -127,7 +135,7 @@ def fmt(seconds: float) -> str:
 
 def times(ratio: float) -> str:
     """A speed ratio, with decimals only where they matter."""
-    return f"{ratio:.2f}×" if ratio < 10 else f"{ratio:,.0f}×"
+    return f"{ratio:.2f}×" if ratio < RATIO_WITHOUT_DECIMALS else f"{ratio:,.0f}×"
 
 
 def run(recommend: Recommend, queries: list[list[str]], budget: float | None = None) -> Timing:
@@ -320,7 +328,9 @@ def main() -> int:
     parser.add_argument(
         "--dataset", type=Path, default=DATASET, help="playlists for queries (plain, .gz, .xz)"
     )
-    parser.add_argument("--min-support", type=float, default=0.025)
+    parser.add_argument(
+        "--min-support", help="MIN_SUPPORT when mining --dataset (default: the job's)"
+    )
     parser.add_argument(
         "--rankings", nargs="+", choices=RANKINGS, default=list(RANKINGS), help="side by side"
     )
@@ -330,7 +340,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
 
-    rules_path = args.rules or mined_rules(args.min_support, args.dataset) / RULES_FILENAME
+    rules_path = args.rules or mined_model(args.dataset, args.min_support) / RULES_FILENAME
     started = time.perf_counter()
     ruleset = read_rules(rules_path)
     decode = time.perf_counter() - started
@@ -403,9 +413,7 @@ def main() -> int:
             ratio = p50s[args.rankings[-1]][label] / p50s[args.rankings[0]][label]
             print(f"  {label:>18}: {line}  ({args.rankings[-1]}/{args.rankings[0]} {ratio:.2f})")
     python_path = (
-        Recommender.from_ruleset(ruleset, compiled=False)
-        if recommender_module.SmallQueryIndex is not None
-        else None
+        Recommender.from_ruleset(ruleset, compiled=False) if SmallQueryIndex is not None else None
     )
     for ranking in args.rankings:
         compare_query_paths(

@@ -1,6 +1,7 @@
-"""Benchmarks (b) and (d): reloading ~231k rules while wrk drives ``POST /api/recommend``.
+"""Benchmarks (b) and (d): reloading the default-parameter model while wrk drives the server.
 
-One ``python -m http_api`` serves synth_dense mined by the real miner (cached under ``build/``).
+One ``python -m http_api`` serves synth_dense mined by the real miner at the job's defaults
+(~970k rules, the most ``MIN_SUPPORT=auto`` keeps; cached under ``build/``).
 Phases alternate in the same run on the same server under the same wrk load: "steady" (the
 baseline: no reload) and "reload" (``--reloads-per-phase`` new models, evenly spaced: the same
 rules under a new generation time, each a full read, verify and index build). The server is

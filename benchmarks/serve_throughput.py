@@ -47,11 +47,11 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from http import HTTPStatus
 from pathlib import Path
 
 from aiohttp import web
 
-from actors.loading import load_snapshot
 from benchmarks._server import (
     ROOT,
     ServerProcess,
@@ -65,10 +65,11 @@ from benchmarks._server import (
     served_model,
 )
 from http_api.app import init_app
-from http_api.recommender import Recommender
 from http_api.settings import Settings
-from http_api.state import Snapshot
 from mining.checkpoint import CHECKPOINT_FILENAME, read_checkpoint
+from recommender.engine import Recommender
+from recommender.loading import load_snapshot
+from recommender.snapshot import Snapshot
 
 TARGET_RATIO = 0.6
 HELPER_READY_SECONDS = 60.0
@@ -191,7 +192,7 @@ def helper_server(mode: str, arguments: list[str], cpu: int | None) -> Iterator[
             if process.poll() is not None:
                 raise RuntimeError(f"{mode} server exited with {process.returncode}")
             try:
-                if http_get(f"{url}/readyz", timeout=1.0) == 200:
+                if http_get(f"{url}/readyz", timeout=1.0) == HTTPStatus.OK:
                     break
             except OSError:
                 pass
@@ -301,7 +302,7 @@ def main() -> int:
                 f"RANKING={ranking}"
             )
             answers = [post(f"{real.url}/api/recommend", body) for body in bodies[:200]]
-            if any(status != 200 for status, _ in answers):
+            if any(status != HTTPStatus.OK for status, _ in answers):
                 print("the real server refused a sample query", file=sys.stderr)
                 return 1
             lengths = [len(json.loads(answer)["songs"]) for _, answer in answers]

@@ -13,10 +13,11 @@ from typing import TextIO
 
 import aiohttp
 
+from client.events import Event, FailureRun, FailuresStarted
 from client.recommend import Query, RequestError, new_session, recommend
 from client.record import CSV_HEADER, ChangesOnlyFilter, Sample, format_row
 from client.schedule import Tick, next_tick
-from client.summary import Event, FailureRun, FailuresStarted, Summary, SummaryBuilder
+from client.summary import Summary, SummaryBuilder
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from http_api.encoding import (
+from mining.contentcoding import (
     CONTENT_CODINGS,
     ContentCodingError,
     InflatedTooLargeError,
@@ -88,9 +88,13 @@ def printable(text: str) -> str:
     return _UNPRINTABLE.sub(_escape, text)
 
 
+# The largest code point a two-digit \x escape shows.
+_MAX_BYTE = 0xFF
+
+
 def _escape(match: re.Match[str]) -> str:
     code = ord(match.group())
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    return f"\\x{code:02x}" if code <= _MAX_BYTE else f"\\u{code:04x}"
 
 
 def reply_as_json(reply: dict[str, Any]) -> str:

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Print the project's requirements for some extras, one per line, read from setup.cfg.
+"""Print the project's requirements for some extras, one per line, read from pyproject.toml.
 
 The images' build stage runs this before the sources are copied in, so their dependencies
 (pinned by constraints.txt) are installed in a layer of their own that survives source changes.
@@ -7,38 +7,58 @@ Standard library only: it runs on any Python 3.11 base, before anything is insta
 
     python3 containers/requirements.py [--build] [EXTRA ...] [--root DIR]
 
-``--build`` adds pyproject.toml's build requirements (setuptools, wheel).
+An extra that names the project itself (``playlist-recommender[mining,serve]``) stands for those
+extras' requirements. ``--build`` adds the build system's requirements (setuptools, wheel).
 """
 
 from __future__ import annotations
 
 import argparse
-import configparser
+import re
 import tomllib
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+# A requirement on the project itself with extras: `name[extra, ...]`, nothing else.
+_SELF_REFERENCE = re.compile(r"^\s*(?P<name>[A-Za-z0-9._-]+)\s*\[(?P<extras>[^\]]*)\]\s*$")
 
 
-def _lines(value: str) -> list[str]:
-    return [line.strip() for line in value.splitlines() if line.strip()]
+def _normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _extra(project: dict[str, Any], extra: str, seen: tuple[str, ...]) -> list[str]:
+    declared = project.get("optional-dependencies", {})
+    if extra not in declared:
+        raise SystemExit(f"requirements: pyproject.toml declares no extra {extra!r}")
+    if extra in seen:
+        raise SystemExit(f"requirements: the extra {extra!r} includes itself")
+    result: list[str] = []
+    for text in declared[extra]:
+        match = _SELF_REFERENCE.match(text)
+        if match and _normalise(match["name"]) == _normalise(project["name"]):
+            for inner in match["extras"].split(","):
+                result += _extra(project, inner.strip(), (*seen, extra))
+        else:
+            result.append(text)
+    return result
 
 
 def requirements(root: Path, extras: Iterable[str], *, build: bool = False) -> list[str]:
-    """install_requires, then each extra's requirements, then (``build``) the build system's."""
-    config = configparser.ConfigParser()
-    if not config.read(root / "setup.cfg", encoding="utf-8"):
-        raise SystemExit(f"requirements: cannot read {root / 'setup.cfg'}")
-    result = _lines(config["options"]["install_requires"])
-    declared = config["options.extras_require"]
+    """The dependencies, then each extra's requirements, then (``build``) the build system's."""
+    try:
+        with (root / "pyproject.toml").open("rb") as file:
+            pyproject = tomllib.load(file)
+    except OSError as exc:
+        raise SystemExit(f"requirements: cannot read {root / 'pyproject.toml'}: {exc}") from None
+    project = pyproject["project"]
+    result = list(project.get("dependencies", []))
     for extra in extras:
-        if extra not in declared:
-            raise SystemExit(f"requirements: setup.cfg declares no extra {extra!r}")
-        result += _lines(declared[extra])
+        result += _extra(project, extra, ())
     if build:
-        with (root / "pyproject.toml").open("rb") as pyproject:
-            result += tomllib.load(pyproject)["build-system"]["requires"]
+        result += pyproject["build-system"]["requires"]
     return list(dict.fromkeys(result))
 
 

@@ -21,12 +21,12 @@ from pathlib import Path
 from evaluation.mine import mine_fold
 from evaluation.protocol import Baselines, Fold, Scores, make_folds
 from evaluation.report import Row, render_table
-from http_api.recommender import RANKINGS, Recommender
-from mining.errors import MiningError
+from mining.errors import EXPECTED_ERRORS
 from mining.reader import read_playlist_rows
 from mining.settings import Settings
 from mining.support import playlists_text
-from mining.version import __version__
+from mining.version import version_line
+from recommender.engine import RANKINGS, Recommender
 
 # The job's variables a grid option overrides, and the option that does it.
 GRID = {
@@ -72,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
         help=f"ranking to score (repeat; default: all of {', '.join(RANKINGS)})",
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--version", action="version", version=version_line("evaluation"))
     return parser
 
 
@@ -167,7 +167,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
                 return 4
             rows_read = read_playlist_rows(path)
         folds = list(make_folds(rows_read, args.folds, args.seed, args.seed_songs))
-    except MiningError as exc:
+    except EXPECTED_ERRORS as exc:
         print(f"evaluation: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except ValueError as exc:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from mining.errors import MiningError
+from mining.errors import EXPECTED_ERRORS
 from mining.pipeline import MinedRules, mine_ruleset_guarded
 from mining.reader import Transactions
 from mining.settings import Settings
@@ -31,6 +31,6 @@ def mine_fold(transactions: Transactions, settings: Settings) -> MiningRun:
     started = time.perf_counter()
     try:
         mined = mine_ruleset_guarded(transactions, settings)
-    except MiningError as exc:
+    except EXPECTED_ERRORS as exc:
         return MiningRun(None, time.perf_counter() - started, str(exc))
     return MiningRun(mined, time.perf_counter() - started)

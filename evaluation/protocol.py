@@ -21,6 +21,8 @@ F64 = npt.NDArray[np.float64]
 
 # A test playlist needs a seed and a truth of at least two songs each.
 MIN_TEST_SONGS = 4
+# One fold to test on, at least one to mine.
+MIN_FOLDS = 2
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,7 @@ def make_folds(
     drawn at random instead), its truth the rest.
     """
     playlist_count = int(rows.playlist_codes.max()) + 1 if len(rows.playlist_codes) else 0
-    if folds < 2 or playlist_count < folds:
+    if folds < MIN_FOLDS or playlist_count < folds:
         raise ValueError(f"cannot make {folds} folds of {playlist_count} playlists")
     rng = np.random.default_rng(seed)
     fold_of = np.empty(playlist_count, dtype=np.int64)

@@ -10,10 +10,12 @@ import sys
 from types import FrameType
 
 from actors import Supervisor, bind_listener
-from http_api.app import init_app
-from http_api.connections import descriptor_limit, max_connections_problem
+from http_api.app import serving
+from http_api.capacity import descriptor_limit, max_connections_problem
+from http_api.metrics import REPORTER
 from http_api.settings import Settings, SettingsError
 from mining.logsetup import configure_logging, log_format_for_errors, report_error
+from mining.version import version_line
 
 log = logging.getLogger("http_api")
 
@@ -46,7 +48,7 @@ _VARIABLES = (
 )
 USAGE = "\n".join(
     [
-        "usage: python -m http_api",
+        "usage: python -m http_api [--help | --version]",
         "",
         "Serves song recommendations from the rules `python -m mining` writes into DATA_DIR,",
         "reloading new rules as they appear. Configured only through the environment",
@@ -90,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     if args in (["-h"], ["--help"]):
         print(USAGE)
         return 0
+    if args == ["--version"]:
+        print(version_line("http_api"))
+        return 0
     if args:
         report_error(
             "http_api",
@@ -120,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
     log.info("recommendations ranked by %s (RANKING)", settings.ranking)
-    supervisor = Supervisor(settings, listener, app_factory=init_app)
+    supervisor = Supervisor(settings.for_actors(), listener, serving(settings), reporter=REPORTER)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         # SIGTERM (Kubernetes, podman stop) drains first, so a load balancer can take the pod

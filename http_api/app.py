@@ -5,28 +5,36 @@ JSON, the request counted and timed under its route, the connection closed while
 each path also answers every other method with a JSON 405, and one catch-all route answers
 every other path with a JSON 404. So every request meets the same wrapper without an aiohttp
 middleware, which aiohttp runs through its middleware chain and a context manager per request
-(~2.3 µs of CPU of a ~40 µs request in benchmarks/serve_throughput.py), and the route label
+(a share of a request's CPU that benchmarks/serve_throughput.py shows), and the route label
 is known in advance instead of read from the match info.
 """
 
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from http import HTTPStatus
 
 from aiohttp import HttpVersion11, web
 from aiohttp.typedefs import Handler
 
+from actors.frontend import Serve
+from actors.gate import RulesGate
 from http_api import handlers, metrics
+from http_api.accesslog import access_log_options
+from http_api.connections import start_serving
+from http_api.errors import body_too_large, json_error
 from http_api.openapi import openapi_routes
 from http_api.settings import Settings
-from http_api.state import RulesGate
 from http_api.validation import quote
 from http_api.web import Route, web_routes
 
 log = logging.getLogger(__name__)
 
+# Builds the application over a gate and the settings (init_app; tests wrap it in checks).
+AppFactory = Callable[[RulesGate, Settings], web.Application]
 # What aiohttp calls on a request with an Expect header before its handler; a response ends it.
 ExpectHandler = Callable[[web.Request], Awaitable[web.StreamResponse | None]]
 
@@ -81,7 +89,7 @@ def _method_not_allowed(allowed: list[str]) -> Handler:
     listed = ", ".join(allowed)
 
     async def method_not_allowed(request: web.Request) -> web.Response:
-        return handlers.json_error(
+        return json_error(
             405,
             f"method {request.method} is not allowed here; use {listed}",
             headers={"Allow": listed},
@@ -92,7 +100,7 @@ def _method_not_allowed(allowed: list[str]) -> Handler:
 
 async def _not_found(request: web.Request) -> web.Response:
     """404 for a path no route has."""
-    return handlers.json_error(
+    return json_error(
         404,
         "no such endpoint; the API is POST /api/recommend, described at GET /api/openapi.json "
         "(see GET / for the page)",
@@ -102,13 +110,13 @@ async def _not_found(request: web.Request) -> web.Response:
 def _error_for(exc: web.HTTPException, settings: Settings) -> web.Response:
     """The JSON twin of an aiohttp error raised in a handler (413, ...), keeping its headers."""
     if isinstance(exc, web.HTTPRequestEntityTooLarge):
-        return handlers.body_too_large(settings)
+        return body_too_large(settings)
     headers = {
         name: value
         for name, value in exc.headers.items()
         if name.lower() not in ("content-type", "content-length")
     }
-    return handlers.json_error(exc.status, exc.reason, headers=headers)
+    return json_error(exc.status, exc.reason, headers=headers)
 
 
 def _answered(
@@ -124,13 +132,13 @@ def _answered(
         try:
             response = await handler(request)
         except web.HTTPException as exc:
-            if exc.status < 400:
+            if exc.status < HTTPStatus.BAD_REQUEST:
                 raise
             response = _error_for(exc, settings)
         except Exception:
             # A bug: answer in the contract's shape, and say so loudly in the log.
             log.exception("unhandled error in %s %s", request.method, request.path)
-            response = handlers.json_error(500, "internal server error")
+            response = json_error(500, "internal server error")
         observe(request.method, response.status, time.perf_counter() - started)
         if gate.draining:
             # Tell keep-alive clients (and load balancers) to reconnect, landing on another
@@ -154,11 +162,11 @@ def _expect_handler(route: str, gate: RulesGate, settings: Settings) -> ExpectHa
         expectation = request.headers.get("Expect", "")
         length = request.content_length
         if expectation.lower() != "100-continue":
-            response = handlers.json_error(
+            response = json_error(
                 417, f"expectation {quote(expectation)} is not supported; only 100-continue"
             )
         elif length is not None and length > settings.max_body_bytes:
-            response = handlers.body_too_large(settings)
+            response = body_too_large(settings)
         else:
             await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             # As aiohttp does: the interim answer is not the response's start.
@@ -184,3 +192,20 @@ def init_app(gate: RulesGate, settings: Settings) -> web.Application:
     routes = [*api_routes(gate, settings), *web_routes(gate), *openapi_routes()]
     add_routes(app, routes, gate, settings)
     return app
+
+
+def serving(settings: Settings, app_factory: AppFactory = init_app) -> Serve:
+    """The HttpFrontend actor's ``serve``: ``app_factory``'s application on the socket it hands
+    over, below it the connection cap, the timeouts and JSON for malformed requests."""
+
+    async def serve(gate: RulesGate, listener: socket.socket) -> web.AppRunner:
+        return await start_serving(
+            app_factory(gate, settings),
+            listener,
+            settings,
+            # Off unless ACCESS_LOG=1: requests are counted and timed in /metrics, and a log
+            # line each costs more than the recommendation (docs/monitoring.md).
+            **access_log_options(settings.access_log),
+        )
+
+    return serve

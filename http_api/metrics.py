@@ -2,8 +2,9 @@
 
 One registry per process, module-level, because the actors (on their own threads) and the
 handlers (on the event loop) record into the same series; prometheus-client is thread-safe.
-The actors call :func:`record_reload_succeeded` and :func:`record_reload_failed`; the
-``/metrics`` handler calls :func:`show_snapshot` with what it actually serves, then :func:`render`.
+The RuleServer reports its loads through :data:`REPORTER` (the serving core's
+``LoadReporter``, handed to the actors by ``python -m http_api``); the ``/metrics`` handler
+calls :func:`show_snapshot` with what it actually serves, then :func:`render`.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from prometheus_client.utils import floatToGoString
 from mining.version import __version__
 
 if TYPE_CHECKING:
-    from http_api.state import Snapshot
+    from recommender.snapshot import Snapshot
 
 # Requests that matched no route share one label, so random paths cannot grow the series.
 UNMATCHED_ROUTE = "unmatched"
@@ -52,7 +53,7 @@ KNOWN_METHODS = frozenset(
 OTHER_METHOD = "other"
 # The method of a route that answers them all (the 405 and 404 routes).
 ANY_METHOD = "*"
-# Handling times run from ~10 µs (a health check, a small recommendation) to the wait for the
+# Handling times run from microseconds (a health check, a small recommendation) to the wait for the
 # first rules (RULES_WAIT_SECONDS, 5 s by default): a 1-2.5-5 ladder over that whole range, so
 # histogram_quantile() resolves the usual tens of µs as well as the seconds-long tail.
 LATENCY_BUCKETS = (
@@ -83,11 +84,11 @@ class RequestMetrics(Collector):
     The labels of Prometheus' own HTTP instrumentation (``code``, ``method``) plus ``route``,
     the path template that answered. The same series prometheus-client's Counter and Histogram
     expose (``_created`` included), kept as plain numbers under one lock: theirs take a lock and
-    a few method calls per counter and per bucket, ~3 µs of a ~40 µs request in the server
-    (benchmarks/serve_throughput.py), this ~0.3 µs. Each route and method gets its own observer
-    when the app is built, so a request finds its series without a lookup (only the 405 and 404
-    routes, which answer every method, look the method up); routes are the app's own plus
-    "unmatched", methods the known ones plus "other" (bounded).
+    a few method calls per counter and per bucket, a visible share of a request's CPU in the
+    server (benchmarks/serve_throughput.py measures it), this a tenth of that. Each route and
+    method gets its own observer when the app is built, so a request finds its series without a
+    lookup (only the 405 and 404 routes, which answer every method, look the method up); routes
+    are the app's own plus "unmatched", methods the known ones plus "other" (bounded).
     """
 
     def __init__(self, buckets: Sequence[float]) -> None:
@@ -249,15 +250,20 @@ def show_snapshot(snapshot: Snapshot | None, *, draining: bool = False) -> None:
     MODEL_GENERATED.set(snapshot.generated_ns / 1e9)
 
 
-def record_reload_succeeded(snapshot: Snapshot) -> None:
-    """Count a successful reload (called by the RuleServer after the swap)."""
-    RELOADS.inc()
-    show_snapshot(snapshot)
+class MetricsReporter:
+    """The RuleServer's ``recommender.reporting.LoadReporter``: loads counted in these metrics."""
+
+    def load_succeeded(self, snapshot: Snapshot) -> None:
+        """Count a successful reload (after the swap) and show the rule set now served."""
+        RELOADS.inc()
+        show_snapshot(snapshot)
+
+    def load_failed(self) -> None:
+        """Count a failed load attempt (the RuleServer keeps the old snapshot)."""
+        RELOAD_FAILURES.inc()
 
 
-def record_reload_failed() -> None:
-    """Count a failed load attempt (called by the RuleServer; it keeps the old snapshot)."""
-    RELOAD_FAILURES.inc()
+REPORTER = MetricsReporter()
 
 
 def render() -> tuple[bytes, str]:

@@ -2,57 +2,23 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from http_api.recommender import DEFAULT_RANKING, RANKINGS
+from actors.supervisor import ActorSettings
+from actors.watcher import WATCHER_MODES
+from mining.envsettings import EnvReader, SettingsError
+from mining.limits import (
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_QUERY_SONGS,
+    MAX_BODY_BYTES_RANGE,
+    MAX_QUERY_SONGS_RANGE,
+)
 from mining.logsetup import DEFAULT_LOG_FORMAT, parse_log_format
+from recommender.engine import DEFAULT_RANKING, RANKINGS
 
-
-class SettingsError(ValueError):
-    """An environment variable has a value the server cannot use (names the variable)."""
-
-
-def _number(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a number") from None
-    if not low <= value <= high:
-        raise SettingsError(f"{name}={raw!r} must be between {low:g} and {high:g}")
-    return value
-
-
-def _integer(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    value = _number(env, name, default, low, high)
-    if value != int(value):
-        raise SettingsError(f"{name}={env[name]!r} is not a whole number")
-    return int(value)
-
-
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off")
-
-
-def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name, "").strip().lower()
-    if not raw:
-        return default
-    if raw not in _TRUE + _FALSE:
-        raise SettingsError(f"{name}={env[name]!r} must be 1 or 0 (or true/false, yes/no, on/off)")
-    return raw in _TRUE
-
-
-def _auto_or_integer(env: Mapping[str, str], name: str, low: int, high: int) -> int | None:
-    raw = env.get(name, "").strip()
-    if raw.lower() in ("", "auto"):
-        return None
-    return _integer(env, name, low, low, high)
+__all__ = ["Settings", "SettingsError"]
 
 
 @dataclass(frozen=True)
@@ -72,10 +38,10 @@ class Settings:
     checkpoint_poll_seconds: float = 1.5
     # "auto" (inotify, falling back to polling), "inotify" or "polling".
     watcher: str = "auto"
-    max_query_songs: int = 1000
-    max_body_bytes: int = 1024 * 1024
+    max_query_songs: int = DEFAULT_MAX_QUERY_SONGS
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     # Most open client connections; None: as many as the descriptor limit leaves room for
-    # (http_api.connections.default_max_connections).
+    # (http_api.capacity.default_max_connections).
     max_connections: int | None = None
     # A connection with no request in progress is closed after this long: one that never sends
     # a complete request head (so this is also the header timeout), or a keep-alive one between
@@ -87,51 +53,51 @@ class Settings:
     log_format: str = DEFAULT_LOG_FORMAT
     # One log line per answered request (off: it costs more than the recommendation).
     access_log: bool = False
-    # How candidates are ranked: one of http_api.recommender.RANKINGS.
+    # How candidates are ranked: one of recommender.engine.RANKINGS.
     ranking: str = DEFAULT_RANKING
+
+    def for_actors(self) -> ActorSettings:
+        """The plain values the supervisor and its actors are given."""
+        return ActorSettings(
+            data_dir=self.data_dir,
+            watcher=self.watcher,
+            checkpoint_poll_seconds=self.checkpoint_poll_seconds,
+            drain_seconds=self.drain_seconds,
+            shutdown_timeout_seconds=self.shutdown_timeout_seconds,
+        )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read and validate the environment; raise SettingsError naming the bad variable."""
-        env = os.environ if env is None else env
-        watcher = env.get("WATCHER", cls.watcher).strip().lower() or cls.watcher
-        if watcher not in ("auto", "inotify", "polling"):
-            raise SettingsError(f"WATCHER={watcher!r} must be auto, inotify or polling")
-        log_level = env.get("LOG_LEVEL", cls.log_level).strip().upper() or cls.log_level
-        if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-            raise SettingsError(f"LOG_LEVEL={log_level!r} is not a logging level")
-        ranking = env.get("RANKING", cls.ranking).strip().lower() or cls.ranking
-        if ranking not in RANKINGS:
-            raise SettingsError(f"RANKING={ranking!r} must be {' or '.join(RANKINGS)}")
-        host = env.get("HOST", cls.host).strip() or cls.host
-        try:
-            log_format = parse_log_format(env.get("LOG_FORMAT"))
-        except ValueError as exc:
-            raise SettingsError(str(exc)) from None
+        read = EnvReader(env)
         return cls(
-            host=host,
-            port=_integer(env, "PORT", cls.port, 0, 65535),
-            data_dir=Path(env.get("DATA_DIR", "").strip() or cls.data_dir),
-            drain_seconds=_number(env, "DRAIN_SECONDS", cls.drain_seconds, 0, 600),
-            shutdown_timeout_seconds=_number(
-                env, "SHUTDOWN_TIMEOUT_SECONDS", cls.shutdown_timeout_seconds, 0, 600
+            host=read.text("HOST", cls.host),
+            port=read.integer("PORT", cls.port, 0, 65535),
+            data_dir=Path(read.text("DATA_DIR", str(cls.data_dir))),
+            drain_seconds=read.number("DRAIN_SECONDS", cls.drain_seconds, 0, 600),
+            shutdown_timeout_seconds=read.number(
+                "SHUTDOWN_TIMEOUT_SECONDS", cls.shutdown_timeout_seconds, 0, 600
             ),
-            rules_wait_seconds=_number(env, "RULES_WAIT_SECONDS", cls.rules_wait_seconds, 0, 600),
-            checkpoint_poll_seconds=_number(
-                env, "CHECKPOINT_POLL_SECONDS", cls.checkpoint_poll_seconds, 0.1, 3600
+            rules_wait_seconds=read.number("RULES_WAIT_SECONDS", cls.rules_wait_seconds, 0, 600),
+            checkpoint_poll_seconds=read.number(
+                "CHECKPOINT_POLL_SECONDS", cls.checkpoint_poll_seconds, 0.1, 3600
             ),
-            watcher=watcher,
-            max_query_songs=_integer(env, "MAX_QUERY_SONGS", cls.max_query_songs, 1, 100_000),
-            max_body_bytes=_integer(env, "MAX_BODY_BYTES", cls.max_body_bytes, 1024, 1 << 30),
-            max_connections=_auto_or_integer(env, "MAX_CONNECTIONS", 1, 1_000_000),
-            idle_timeout_seconds=_number(
-                env, "IDLE_TIMEOUT_SECONDS", cls.idle_timeout_seconds, 0.1, 86_400
+            watcher=read.choice("WATCHER", WATCHER_MODES, cls.watcher),
+            max_query_songs=read.integer(
+                "MAX_QUERY_SONGS", cls.max_query_songs, *MAX_QUERY_SONGS_RANGE
             ),
-            body_timeout_seconds=_number(
-                env, "BODY_TIMEOUT_SECONDS", cls.body_timeout_seconds, 0.1, 3600
+            max_body_bytes=read.integer(
+                "MAX_BODY_BYTES", cls.max_body_bytes, *MAX_BODY_BYTES_RANGE
             ),
-            log_level=log_level,
-            log_format=log_format,
-            access_log=_flag(env, "ACCESS_LOG", cls.access_log),
-            ranking=ranking,
+            max_connections=read.auto_or_integer("MAX_CONNECTIONS", 1, 1_000_000),
+            idle_timeout_seconds=read.number(
+                "IDLE_TIMEOUT_SECONDS", cls.idle_timeout_seconds, 0.1, 86_400
+            ),
+            body_timeout_seconds=read.number(
+                "BODY_TIMEOUT_SECONDS", cls.body_timeout_seconds, 0.1, 3600
+            ),
+            log_level=read.log_level(cls.log_level),
+            log_format=parse_log_format(read.env.get("LOG_FORMAT")),
+            access_log=read.flag("ACCESS_LOG", cls.access_log),
+            ranking=read.choice("RANKING", RANKINGS, cls.ranking),
         )

@@ -1,6 +1,6 @@
 """Parse and validate a ``POST /api/recommend`` body: pure, no aiohttp, every mistake a 4xx.
 
-Decisions (documented in the README):
+Decisions (documented in docs/server.md):
 - The body must be UTF-8 JSON; the ``Content-Type`` header is not checked, so clients that
   send ``text/plain`` or nothing keep working.
 - Fields other than ``songs`` and ``limit`` are ignored (like the original server); a
@@ -17,13 +17,9 @@ from typing import NamedTuple
 
 import orjson
 
-from http_api import encoding
+from mining import contentcoding
+from mining.limits import DEFAULT_LIMIT, MAX_LIMIT, MAX_SONG_NAME_CHARS
 
-DEFAULT_LIMIT = 10
-MAX_LIMIT = 100
-# The longest track name in the course datasets is 141 characters; 1,000 leaves room for long
-# classical titles while keeping a capped query (1,000 songs) within the default 1 MiB body.
-MAX_SONG_NAME_CHARS = 1000
 # How much of a client's text an error message quotes.
 MAX_QUOTE_CHARS = 60
 
@@ -93,8 +89,8 @@ def _decode(body: bytes) -> _Decoded | RequestError:
     """The body's JSON value as ``json.loads`` reads it, as far as a request can tell, or what
     is wrong with it.
 
-    orjson reads UTF-8 and JSON in one C pass, ~2 µs of a ~40 µs request cheaper than the
-    stdlib (benchmarks/serve_throughput.py). It refuses a little JSON the stdlib takes (NaN,
+    orjson reads UTF-8 and JSON in one C pass, cheaper than the stdlib
+    (benchmarks/serve_throughput.py). It refuses a little JSON the stdlib takes (NaN,
     escaped lone surrogates) and words its errors its own way, so when it refuses, the stdlib
     decides, and explains. It also reads an integer past 64 bits as a float: the one place a
     request tells integers from floats is ``limit``, so a float there is read again by the
@@ -133,18 +129,18 @@ def decode_content(body: bytes, content_encoding: str, limit: int) -> bytes | Re
     this server does not decode, 413 once more than ``limit`` bytes come out (inflating stops
     there), 400 for data that is not what its coding says."""
     try:
-        return encoding.decode_content(body, content_encoding, limit)
-    except encoding.UnsupportedCodingError as exc:
+        return contentcoding.decode_content(body, content_encoding, limit)
+    except contentcoding.UnsupportedCodingError as exc:
         if "," in exc.coding:
             return RequestError(415, str(exc))
         return RequestError(
             415,
             f"Content-Encoding {quote(exc.coding)} is not supported; "
-            f"send {', '.join(encoding.CONTENT_CODINGS)}",
+            f"send {', '.join(contentcoding.CONTENT_CODINGS)}",
         )
-    except encoding.InflatedTooLargeError:
+    except contentcoding.InflatedTooLargeError:
         return RequestError(413, f"request body is larger than {limit} bytes")
-    except encoding.ContentCodingError as exc:
+    except contentcoding.ContentCodingError as exc:
         return _bad(f"body is {exc}")
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from http_api.handlers import json_error
-from http_api.state import RulesGate
+from actors.gate import RulesGate
+from http_api.errors import json_error
 from mining.version import __version__
 
 STATIC_DIR = Path(__file__).parent / "static"

@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
-from mining.errors import MiningError
+from mining.errors import EXPECTED_ERRORS
 from mining.job import run_job
 from mining.logsetup import configure_logging, log_format_for_errors, report_error
 from mining.memory import DEFAULT_SHARE
@@ -27,8 +27,9 @@ from mining.settings import (
     Settings,
 )
 from mining.support import spec_text
+from mining.version import version_line
 
-USAGE = f"""usage: python -m mining
+USAGE = f"""usage: python -m mining [--help | --version]
 
 Mines association rules from a playlists CSV into DATA_DIR. Configured only
 through the environment (defaults in brackets):
@@ -70,6 +71,9 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         if args[0] in ("-h", "--help"):
             print(USAGE)
             return 0
+        if args[0] == "--version":
+            print(version_line("mining"))
+            return 0
         report_error(
             "mining",
             f"unexpected argument {args[0]!r} (see --help)",
@@ -78,13 +82,13 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         return 2
     try:
         settings = Settings.from_env(env)
-    except MiningError as exc:
+    except EXPECTED_ERRORS as exc:
         report_error("mining", str(exc), log_format_for_errors(os.environ if env is None else env))
         return exc.exit_code
     configure_logging(settings.log_format, settings.log_level)
     try:
         run_job(settings)
-    except MiningError as exc:
+    except EXPECTED_ERRORS as exc:
         report_error("mining", str(exc), settings.log_format)
         return exc.exit_code
     except Exception:

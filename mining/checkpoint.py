@@ -14,6 +14,8 @@ from mining.regularfile import read_regular
 CHECKPOINT_FILENAME = "ml_processor_checkpoint.txt"
 # A checkpoint is one short line; anything larger is not ours.
 MAX_CHECKPOINT_BYTES = 64 * 1024
+# The one line: version, dataset URL, rules generation.
+CHECKPOINT_FIELDS = 3
 
 
 class CheckpointError(ValueError):
@@ -66,7 +68,7 @@ def parse_checkpoint(text: str) -> Checkpoint:
     if len(lines) != 1:
         raise CheckpointError(f"checkpoint must be exactly one line, found {len(lines)}")
     fields = lines[0].split(" ")
-    if len(fields) != 3 or not all(fields):
+    if len(fields) != CHECKPOINT_FIELDS or not all(fields):
         raise CheckpointError(
             f"checkpoint line must be '<version> <url> <ns>', found {len(fields)} fields"
         )

@@ -19,31 +19,27 @@ within the run that wrote it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import errno
-import fcntl
-import hashlib
-import json
 import logging
-import os
 import random
 import re
 import ssl
-import stat
 import time
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping
-from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from http import HTTPStatus
+from pathlib import Path
 
 import aiohttp
 
-from mining.atomicfile import atomic_write_bytes, fsync_directory
 from mining.checkpoint import normalise_dataset_url
+from mining.partialdownload import (
+    DownloadError,
+    DownloadTooLargeError,
+    Partial,
+    paths_for,
+)
 from mining.quoting import clean, redact_url
-from mining.regularfile import UnsafeFileError, read_regular
 from mining.sizes import format_size
 
 __all__ = ["DownloadError", "DownloadTooLargeError", "normalise_dataset_url", "resolve_dataset"]
@@ -56,17 +52,8 @@ _PROGRESS_INTERVAL_S = 5.0
 _BACKOFF_BASE_S = 0.5
 # Request Timeout and Too Many Requests say "try again later", unlike the other 4xx.
 _RETRYABLE_4XX = frozenset({408, 429})
-# The sidecar holds a URL and a validator: a few hundred bytes; anything larger is not ours.
-_SIDECAR_BYTES = 64 * 1024
+_SERVER_ERRORS = range(500, 600)
 _CONTENT_RANGE = re.compile(r"bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)")
-
-
-class DownloadError(Exception):
-    """One clear line naming the problem (shown to the user)."""
-
-
-class DownloadTooLargeError(DownloadError):
-    """The dataset is larger than the download limit (nothing of it is kept)."""
 
 
 class _RetryableError(Exception):
@@ -135,25 +122,6 @@ def _readable_file(path: Path, url: str) -> Path:
     return path.resolve()
 
 
-@dataclass(frozen=True)
-class _Paths:
-    final: Path
-    partial: Path
-    sidecar: Path
-
-
-def _paths_for(url: str, data_dir: Path) -> _Paths:
-    key = hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
-    last_segment = PurePosixPath(urllib.parse.unquote(urllib.parse.urlsplit(url).path)).name
-    # Keep the end of the name: its suffixes tell the reader the compression.
-    name = re.sub(r"[^A-Za-z0-9._-]", "_", last_segment)[-80:] or "dataset"
-    return _Paths(
-        final=data_dir / f"download-{key}-{name}",
-        partial=data_dir / f".download-{key}-{name}.part",
-        sidecar=data_dir / f".download-{key}-{name}.part.json",
-    )
-
-
 def _download(
     url: str,
     data_dir: Path,
@@ -167,9 +135,9 @@ def _download(
         data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DownloadError(f"cannot create data directory {data_dir}: {exc.strerror}") from exc
-    paths = _paths_for(url, data_dir)
+    paths = paths_for(url, data_dir)
     try:
-        partial = _Partial.acquire(url, paths, max_bytes)
+        partial = Partial.acquire(url, paths, max_bytes)
     except OSError as exc:
         raise DownloadError(f"cannot write {paths.partial}: {exc.strerror or exc}") from exc
     started = time.monotonic()
@@ -188,115 +156,6 @@ def _download(
     return paths.final
 
 
-class _Partial:
-    """The partial file of one URL, locked against a second downloader, with its sidecar."""
-
-    def __init__(self, url: str, paths: _Paths, file: BinaryIO, max_bytes: int | None) -> None:
-        self._url = url
-        self._paths = paths
-        self._file = file
-        self.max_bytes = max_bytes
-        # Tracked here because the file object buffers what fstat would not see yet.
-        self._size = os.fstat(file.fileno()).st_size
-        self.validator: str | None = None
-        self.total: int | None = None
-        # Bytes written by this run can be resumed even without a validator.
-        self._written_here = False
-
-    @classmethod
-    def acquire(cls, url: str, paths: _Paths, max_bytes: int | None) -> _Partial:
-        """Open (creating if needed) and lock the partial file of ``url``."""
-        # O_NONBLOCK: a FIFO put under the partial's name fails here instead of blocking.
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC
-        file = os.fdopen(os.open(paths.partial, flags, 0o644), "ab")
-        try:
-            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
-                raise UnsafeFileError(errno.EINVAL, "not a regular file")
-            fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            file.close()
-            raise DownloadError(
-                f"another process is downloading {redact_url(url)} into {paths.partial.parent}"
-            ) from None
-        except BaseException:
-            file.close()
-            raise
-        partial = cls(url, paths, file, max_bytes)
-        partial._load_sidecar()
-        return partial
-
-    def __enter__(self) -> _Partial:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._file.close()
-        if self._size == 0:
-            # Nothing worth resuming: leave no empty litter in DATA_DIR.
-            self.discard()
-
-    def _load_sidecar(self) -> None:
-        try:
-            saved = json.loads(read_regular(self._paths.sidecar, _SIDECAR_BYTES))
-        except (OSError, ValueError):
-            saved = {}
-        if isinstance(saved, dict) and saved.get("url") == self._url:
-            validator, total = saved.get("validator"), saved.get("total")
-            self.validator = validator if isinstance(validator, str) and validator else None
-            self.total = total if isinstance(total, int) else None
-
-    def size(self) -> int:
-        return self._size
-
-    def resume_offset(self) -> int:
-        """How many bytes a request may skip; 0 (and an emptied file) when they can't be trusted."""
-        size = self.size()
-        if size and (self.validator or self._written_here):
-            return size
-        if size:
-            logger.info("discarding %d bytes of an earlier unvalidated download", size)
-        self.restart()
-        return 0
-
-    def restart(self) -> None:
-        self._file.truncate(0)
-        self._size = 0
-
-    def record_full_response(self, validator: str | None, total: int | None) -> None:
-        """Record a fresh full response: remember how to resume it in a later run."""
-        self.validator, self.total = validator, total
-        sidecar = {"url": self._url, "validator": validator, "total": total}
-        atomic_write_bytes(self._paths.sidecar, json.dumps(sidecar).encode("utf-8"))
-
-    def write(self, chunk: bytes) -> None:
-        """Append ``chunk``; past ``max_bytes``, empty the partial and raise instead."""
-        if self.max_bytes is not None and self._size + len(chunk) > self.max_bytes:
-            self.restart()
-            raise DownloadTooLargeError(
-                f"{redact_url(self._url)} is larger than the download limit of "
-                f"{format_size(self.max_bytes)}: stopped after receiving that much, kept nothing"
-            )
-        self._file.write(chunk)
-        self._size += len(chunk)
-        self._written_here = True
-
-    def finish(self, final: Path) -> int:
-        """Make the complete partial durable and move it to ``final`` atomically."""
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        size = self._size
-        os.replace(self._paths.partial, final)
-        fsync_directory(final.parent)
-        with contextlib.suppress(FileNotFoundError):
-            self._paths.sidecar.unlink()
-        return size
-
-    def discard(self) -> None:
-        """Forget the partial (the URL answered that it is not there)."""
-        for path in (self._paths.partial, self._paths.sidecar):
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-
-
 def _validator(headers: Mapping[str, str]) -> str | None:
     """A validator usable in If-Range: a strong ETag, else Last-Modified."""
     etag = headers.get("ETag")
@@ -310,7 +169,7 @@ def _reason(response: aiohttp.ClientResponse) -> str:
     return clean(response.reason or "", 60)
 
 
-def _refuse_too_large(partial: _Partial, total: int | None, url: str) -> None:
+def _refuse_too_large(partial: Partial, total: int | None, url: str) -> None:
     """Refuse at once a body whose announced size is over the limit."""
     if partial.max_bytes is not None and total is not None and total > partial.max_bytes:
         partial.restart()
@@ -327,12 +186,12 @@ def _one_line(text: str) -> str:
 
 def _backoff_delay(failures: int, cap: float) -> float:
     """Capped exponential backoff with jitter (half fixed, half random), so retries spread out."""
-    delay = min(cap, _BACKOFF_BASE_S * 2 ** (failures - 1))
+    delay = min(cap, _BACKOFF_BASE_S * 2.0 ** (failures - 1))
     return delay / 2 + random.random() * delay / 2
 
 
 async def _fetch(
-    url: str, partial: _Partial, timeout: float, max_attempts: int, backoff_cap: float
+    url: str, partial: Partial, timeout: float, max_attempts: int, backoff_cap: float
 ) -> None:
     client_timeout = aiohttp.ClientTimeout(
         total=None, connect=timeout, sock_connect=timeout, sock_read=timeout
@@ -386,7 +245,7 @@ async def _fetch(
             await asyncio.sleep(delay)
 
 
-async def _attempt(session: aiohttp.ClientSession, url: str, partial: _Partial) -> None:
+async def _attempt(session: aiohttp.ClientSession, url: str, partial: Partial) -> None:
     """One request; returns when the partial holds the complete body."""
     offset = partial.resume_offset()
     headers = {}
@@ -396,19 +255,19 @@ async def _attempt(session: aiohttp.ClientSession, url: str, partial: _Partial) 
             headers["If-Range"] = partial.validator
     async with session.get(url, headers=headers) as response:
         status = response.status
-        if status == 416 and offset:
+        if status == HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE and offset:
             _finish_or_restart_after_416(response, partial, offset)
             return
-        if 500 <= status <= 599 or status in _RETRYABLE_4XX:
+        if status in _SERVER_ERRORS or status in _RETRYABLE_4XX:
             raise _RetryableError(f"HTTP {status} {_reason(response)}")
-        if status >= 400:
+        if status >= HTTPStatus.BAD_REQUEST:
             # Past 599 is no HTTP status (RFC 9110 15): a broken server, not a busy one.
             partial.discard()
             raise DownloadError(f"HTTP {status} {_reason(response)} for {redact_url(url)}")
-        if status == 206 and offset:
+        if status == HTTPStatus.PARTIAL_CONTENT and offset:
             expected = _expected_total_for_range(response, partial, offset)
             _refuse_too_large(partial, expected, url)
-        elif status == 200:
+        elif status == HTTPStatus.OK:
             if offset:
                 logger.info(
                     "%s sent the whole file instead of a range; restarting at 0", redact_url(url)
@@ -434,7 +293,7 @@ async def _attempt(session: aiohttp.ClientSession, url: str, partial: _Partial) 
 
 
 def _expected_total_for_range(
-    response: aiohttp.ClientResponse, partial: _Partial, offset: int
+    response: aiohttp.ClientResponse, partial: Partial, offset: int
 ) -> int | None:
     match = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", "").strip())
     if not match or match.group(1) is None or int(match.group(1)) != offset:
@@ -452,7 +311,7 @@ def _expected_total_for_range(
 
 
 def _finish_or_restart_after_416(
-    response: aiohttp.ClientResponse, partial: _Partial, offset: int
+    response: aiohttp.ClientResponse, partial: Partial, offset: int
 ) -> None:
     """Range Not Satisfiable: complete if the partial already has every byte, else start over."""
     match = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", "").strip())

@@ -2,6 +2,18 @@
 
 from __future__ import annotations
 
+from mining.envsettings import SettingsError
+
+__all__ = [
+    "EXPECTED_ERRORS",
+    "DatasetUnavailableError",
+    "MemoryBudgetError",
+    "MiningError",
+    "MiningInputError",
+    "OutputError",
+    "SettingsError",
+]
+
 
 class MiningError(Exception):
     """An expected failure: reported as one line on stderr, no traceback."""
@@ -9,10 +21,9 @@ class MiningError(Exception):
     exit_code = 1
 
 
-class SettingsError(MiningError, ValueError):
-    """An environment variable has a value the job cannot use (names the variable)."""
-
-    exit_code = 2
+# What the entry points report as one line with its exit code: an expected failure of the
+# job, or a setting it cannot use (mining/envsettings.py, exit code 2).
+EXPECTED_ERRORS = (MiningError, SettingsError)
 
 
 class MiningInputError(MiningError, ValueError):

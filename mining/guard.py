@@ -28,7 +28,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NoReturn, TypeVar
 
 from mining.errors import MemoryBudgetError
 from mining.memory import process_tree, tree_memory
@@ -103,7 +103,7 @@ def _die_with_parent() -> None:
 def _run_worker(fd: int, guard: int, function: Callable[..., Any], args: tuple[Any, ...]) -> None:
     """The forked child: run, send the outcome, and leave without running the parent's exit code."""
     # One worker per process, set once right after the fork.
-    global _worker
+    global _worker  # noqa: PLW0603
     code = 0
     try:
         # Own process group: the guard kills the worker's tree with one signal.
@@ -266,7 +266,7 @@ def run_guarded(
     return _died(status, seconds, detail, advice)
 
 
-def _died(status: int | None, seconds: float, detail: str, advice: str) -> Any:
+def _died(status: int | None, seconds: float, detail: str, advice: str) -> NoReturn:
     """Raise for a worker that ended without sending an outcome."""
     if status is not None and os.WIFSIGNALED(status):
         number = os.WTERMSIG(status)

@@ -51,7 +51,7 @@ from mining.rulesfile import (
     RulesHeader,
     encode_rules,
 )
-from mining.settings import Settings
+from mining.settings import INPUT_SHARE_OF_BUDGET, Settings
 from mining.sizes import format_size
 from mining.support import spec_text
 from mining.version import __version__
@@ -267,7 +267,7 @@ def _read_and_mine(path: Path, downloaded: bool, settings: Settings, limit: int)
 
     report("read", f"reading {path}")
     started = time.perf_counter()
-    playlist_file = read_playlists(path, settings.max_input_bytes)
+    playlist_file = read_playlists(path, settings.input_limit(limit))
     if downloaded:
         # Read into memory now; the shared volume keeps only the rules (a later run that must
         # mine downloads afresh anyway).
@@ -330,6 +330,12 @@ def _mine(settings: Settings, url: str) -> JobOutcome:
         )
     else:
         logger.info("memory: budget %s (MINING_MEMORY_LIMIT)", format_size(limit))
+    if settings.max_input_bytes is None:
+        logger.info(
+            "input: at most %s of CSV text, %d%% of the budget; MAX_INPUT_SIZE sets it",
+            format_size(settings.input_limit(limit)),
+            round(INPUT_SHARE_OF_BUDGET * 100),
+        )
     guarded = run_guarded(
         worker,
         source,

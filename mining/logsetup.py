@@ -21,6 +21,8 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, TextIO
 
+from mining.envsettings import choose
+
 LOG_FORMATS = ("text", "json")
 DEFAULT_LOG_FORMAT = "text"
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -32,11 +34,8 @@ _RECORD_ATTRIBUTES = frozenset(
 
 
 def parse_log_format(raw: str | None) -> str:
-    """The LOG_FORMAT value (empty or unset: text); ValueError naming the variable otherwise."""
-    value = (raw or "").strip().lower() or DEFAULT_LOG_FORMAT
-    if value not in LOG_FORMATS:
-        raise ValueError(f"LOG_FORMAT={raw!r} must be {' or '.join(LOG_FORMATS)}")
-    return value
+    """The LOG_FORMAT value (empty or unset: text); SettingsError (a ValueError) otherwise."""
+    return choose("LOG_FORMAT", raw, LOG_FORMATS, DEFAULT_LOG_FORMAT)
 
 
 def log_format_for_errors(env: Mapping[str, str]) -> str:

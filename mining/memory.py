@@ -18,6 +18,12 @@ from mining.sizes import format_size
 KIB = 1024
 MIB = 1024 * KIB
 GIB = 1024 * MIB
+# /proc/self/mountinfo: at least the mount point (5th field) before " - ", and the filesystem
+# type, source and super options after it (proc(5)).
+_MOUNTINFO_FIELDS = 5
+_MOUNTINFO_TAIL_FIELDS = 3
+# /proc/self/cgroup: hierarchy-ID:controller-list:cgroup-path (cgroups(7)).
+_CGROUP_FIELDS = 3
 # Share of the memory this process may use that the job takes by default. The rest is
 # headroom for what the budget does not see: the kernel's own memory for the processes,
 # the page cache a container's cgroup also charges, and what the job allocates between
@@ -87,7 +93,7 @@ def _mounts() -> list[tuple[str, Path, str, str]]:
         for line in f:
             left, _, right = line.partition(" - ")
             fields, tail = left.split(), right.split()
-            if len(fields) >= 5 and len(tail) >= 3:
+            if len(fields) >= _MOUNTINFO_FIELDS and len(tail) >= _MOUNTINFO_TAIL_FIELDS:
                 mounts.append((fields[3], Path(fields[4]), tail[0], tail[2]))
     return mounts
 
@@ -117,7 +123,7 @@ def cgroup_limit() -> int | None:
     with contextlib.suppress(OSError), open(PROC / "self" / "cgroup", encoding="utf-8") as f:
         for line in f:
             parts = line.rstrip("\n").split(":", 2)
-            if len(parts) == 3:
+            if len(parts) == _CGROUP_FIELDS:
                 for name in parts[1].split(",") if parts[1] else [""]:
                     controllers[name] = parts[2]
     limits = []

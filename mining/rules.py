@@ -27,6 +27,8 @@ U32 = npt.NDArray[np.uint32]
 PackedRules = tuple[U32, U32, U32, U32, U32]
 # Itemsets per vectorised step: bounds the temporaries (~100 bytes an itemset) whatever the size.
 _CHUNK = 1 << 20
+# A rule needs an antecedent and a consequent: itemsets of one song give none.
+_MIN_RULE_SIZE = 2
 min_count = count_for_fraction
 
 
@@ -86,7 +88,7 @@ def derive_packed(itemsets: Mapping[tuple[int, ...], int], min_confidence: float
     threshold = exact_fraction(min_confidence)
     num, den = threshold.numerator, threshold.denominator
     lengths, songs, consequents, counts, antecedent_counts = [], [], [], [], []
-    for size in sorted(s for s in table.groups if s >= 2):
+    for size in sorted(s for s in table.groups if s >= _MIN_RULE_SIZE):
         antecedents, cons, rule_counts, ante_counts = _rules_of_size(table, size, num, den)
         lengths.append(np.full(len(cons), size - 1, dtype=np.int64))
         songs.append(antecedents.reshape(-1))

@@ -4,14 +4,14 @@ Both the miner (writer) and the server (reader) use this module, so it imports
 neither mlxtend nor pandas. The arrays are RFC 8746 typed arrays (tag 70,
 uint32 little-endian) so that 300k rules decode in milliseconds into a handful
 of numpy arrays instead of millions of Python objects. See docs/rules-format.md.
+
+This module writes the file; its data model (mining/rulestypes.py) and its reader
+(mining/rulesread.py) are re-exported here, the one module the rest of the project imports.
 """
 
 from __future__ import annotations
 
-import errno
-import io
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,121 +20,58 @@ import numpy as np
 import numpy.typing as npt
 
 from mining.atomicfile import atomic_write_bytes
-from mining.regularfile import UnsafeFileError, open_regular, read_exactly
-from mining.support import (
-    SupportSpec,
-    SupportSpecError,
-    fixed_count,
-    parse_support,
-    spec_text,
+from mining.rulesread import (
+    check_size,
+    decode_header,
+    decode_header_prefix,
+    decode_rules,
+    read_rules,
+    read_rules_header,
+    size_bounds,
+    validate,
 )
+from mining.rulestypes import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    HEADER_PREFIX_BYTES,
+    MAX_MEAN_SONG_NAME_BYTES,
+    MAX_RULES_FILE_BYTES,
+    RULES_FILENAME,
+    TAG_UINT32_LE,
+    U32,
+    MiningParameters,
+    RuleSet,
+    RulesFileError,
+    RulesFileMissingError,
+    RulesHeader,
+)
+from mining.support import spec_text
 
-RULES_FILENAME = "rules.cbor"
-FORMAT_NAME = "playlist-recommender/rules"
-FORMAT_VERSION = 1
-# RFC 8746: uint32, little endian, typed array.
-TAG_UINT32_LE = 70
-
-U32 = npt.NDArray[np.uint32]
-
-# Bounds a reader checks before reading the whole file (see docs/rules-format.md): 30 million
-# rules fit in 1 GiB, ~90 times the largest real rule set; "format", "format_version" and
-# "header" come first and fit in the first 64 KiB; the song names average at most 1 KiB.
-MAX_RULES_FILE_BYTES = 1 << 30
-HEADER_PREFIX_BYTES = 64 * 1024
-MAX_MEAN_SONG_NAME_BYTES = 1024
-# Besides the arrays and the names: the header (inside the prefix), and the other map keys and
-# CBOR heads (well under 1 KiB).
-_OVERHEAD_BYTES = HEADER_PREFIX_BYTES + 1024
-
-
-class RulesFileError(ValueError):
-    """The rules file is unreadable, truncated, inconsistent or of an unknown format."""
-
-
-class RulesFileMissingError(RulesFileError):
-    """There is no file under that name."""
-
-
-@dataclass(frozen=True)
-class MiningParameters:
-    """The parameters a rule set was asked for (a change means: mine again).
-
-    ``min_support`` is what the user gave: a fraction, ``"N playlists"`` or ``"auto"``
-    (see ``mining.support``); the count it resolved to is ``RulesHeader.min_count``. The
-    ``auto_*`` bounds are set only for ``auto``, the one spec they change.
-    """
-
-    min_support: SupportSpec
-    min_confidence: float
-    max_len: int
-    auto_floor: int | None = None
-    auto_max_rules: int | None = None
-
-
-@dataclass(frozen=True)
-class RulesHeader:
-    """Everything about a rule set except the rules themselves."""
-
-    package_version: str
-    dataset_url: str
-    generated_ns: int
-    parameters: MiningParameters
-    engine: str
-    transactions: int
-    song_count: int
-    rule_count: int
-    # Playlists an itemset had to be in; derived from a fraction when not given.
-    min_count: int | None = None
-    format_version: int = FORMAT_VERSION
-
-    def __post_init__(self) -> None:
-        if self.min_count is None:
-            count = fixed_count(self.parameters.min_support, self.transactions)
-            if count is None:
-                raise ValueError("min_count is required for an 'auto' support")
-            # Frozen: the derived default is set once, here.
-            object.__setattr__(self, "min_count", count)
-
-
-@dataclass(frozen=True, eq=False)
-class RuleSet:
-    """Rules ``A → c`` with a single-song consequent, as parallel arrays.
-
-    Rule ``i`` has antecedent ``antecedent_songs[antecedent_offsets[i]:antecedent_offsets[i+1]]``
-    (song ids, ascending), consequent ``consequents[i]``, ``rule_counts[i]`` = playlists containing
-    A ∪ {c} and ``antecedent_counts[i]`` = playlists containing A. Confidence and lift are derived
-    from these integers, so nothing is lost to rounding.
-    """
-
-    header: RulesHeader
-    song_names: tuple[str, ...]
-    song_counts: U32
-    antecedent_offsets: U32
-    antecedent_songs: U32
-    consequents: U32
-    rule_counts: U32
-    antecedent_counts: U32
-
-    def antecedent(self, rule: int) -> tuple[int, ...]:
-        """The antecedent song ids of one rule."""
-        start, end = self.antecedent_offsets[rule], self.antecedent_offsets[rule + 1]
-        return tuple(int(s) for s in self.antecedent_songs[start:end])
-
-    def iter_rules(self) -> Iterable[tuple[tuple[str, ...], str, int, int]]:
-        """Yield ``(antecedent names, consequent name, rule count, antecedent count)``."""
-        names = self.song_names
-        for i in range(self.header.rule_count):
-            yield (
-                tuple(names[s] for s in self.antecedent(i)),
-                names[int(self.consequents[i])],
-                int(self.rule_counts[i]),
-                int(self.antecedent_counts[i]),
-            )
-
-    def same_rules(self, other: RuleSet) -> bool:
-        """True when both sets hold the same rules over the same song names (order-insensitive)."""
-        return set(self.iter_rules()) == set(other.iter_rules())
+__all__ = [
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "HEADER_PREFIX_BYTES",
+    "MAX_MEAN_SONG_NAME_BYTES",
+    "MAX_RULES_FILE_BYTES",
+    "RULES_FILENAME",
+    "TAG_UINT32_LE",
+    "MiningParameters",
+    "RuleSet",
+    "RulesFileError",
+    "RulesFileMissingError",
+    "RulesHeader",
+    "check_size",
+    "decode_header",
+    "decode_header_prefix",
+    "decode_rules",
+    "encode_rules",
+    "pack_rules",
+    "read_rules",
+    "read_rules_header",
+    "size_bounds",
+    "validate",
+    "write_rules",
+]
 
 
 def pack_rules(
@@ -236,247 +173,8 @@ def _encode_parameters(header: RulesHeader) -> dict[str, Any]:
     return encoded
 
 
-def _decode_parameters(p: Any, transactions: int) -> tuple[MiningParameters, int]:
-    """The requested parameters and the resolved count (derived for files that predate it)."""
-    fraction = float(_get(p, "min_support", (int, float), "parameters"))
-    requested: SupportSpec = fraction
-    if "min_support_requested" in p:
-        text = _get(p, "min_support_requested", str, "parameters")
-        try:
-            requested = parse_support(text)
-        except SupportSpecError as exc:
-            raise RulesFileError(f"rules file: parameters.min_support_requested: {exc}") from exc
-    optional = {
-        name: _get(p, name, int, "parameters") if name in p else None
-        for name in ("min_count", "auto_floor", "auto_max_rules")
-    }
-    count = optional["min_count"]
-    if count is None:
-        count = fixed_count(requested, transactions)
-        if count is None:
-            raise RulesFileError("rules file: parameters.min_count is missing for 'auto'")
-    parameters = MiningParameters(
-        min_support=requested,
-        min_confidence=float(_get(p, "min_confidence", (int, float), "parameters")),
-        max_len=_get(p, "max_len", int, "parameters"),
-        auto_floor=optional["auto_floor"],
-        auto_max_rules=optional["auto_max_rules"],
-    )
-    return parameters, count
-
-
 def write_rules(path: Path, ruleset: RuleSet) -> int:
     """Atomically write the rules file; return its size in bytes."""
     data = encode_rules(ruleset)
     atomic_write_bytes(Path(path), data)
     return len(data)
-
-
-def _get(mapping: Any, key: str, kind: type | tuple[type, ...], where: str) -> Any:
-    if not isinstance(mapping, dict):
-        raise RulesFileError(f"rules file: {where} is not a map")
-    if key not in mapping:
-        raise RulesFileError(f"rules file: {where}.{key} is missing")
-    value = mapping[key]
-    if isinstance(value, bool) or not isinstance(value, kind):
-        raise RulesFileError(f"rules file: {where}.{key} has the wrong type")
-    return value
-
-
-def _array(mapping: Any, key: str, where: str) -> U32:
-    tagged = _get(mapping, key, cbor2.CBORTag, where)
-    if tagged.tag != TAG_UINT32_LE or not isinstance(tagged.value, bytes):
-        raise RulesFileError(f"rules file: {where}.{key} is not a uint32 little-endian array")
-    if len(tagged.value) % 4:
-        raise RulesFileError(f"rules file: {where}.{key} has a partial element")
-    return np.frombuffer(tagged.value, dtype="<u4").astype(np.uint32, copy=False)
-
-
-def decode_header(document: Any) -> RulesHeader:
-    """Check the format name and version and return the header of a decoded document."""
-    if not isinstance(document, dict) or document.get("format") != FORMAT_NAME:
-        raise RulesFileError("not a playlist-recommender rules file (format name missing)")
-    version = document.get("format_version")
-    if version != FORMAT_VERSION:
-        raise RulesFileError(
-            f"rules file format version {version!r} is not supported (this reader knows "
-            f"{FORMAT_VERSION})"
-        )
-    h = _get(document, "header", dict, "document")
-    p = _get(h, "parameters", dict, "header")
-    transactions = _get(h, "transactions", int, "header")
-    parameters, count = _decode_parameters(p, transactions)
-    return RulesHeader(
-        package_version=_get(h, "package_version", str, "header"),
-        dataset_url=_get(h, "dataset_url", str, "header"),
-        generated_ns=_get(h, "generated_ns", int, "header"),
-        parameters=parameters,
-        engine=_get(h, "engine", str, "header"),
-        transactions=transactions,
-        song_count=_get(h, "song_count", int, "header"),
-        rule_count=_get(h, "rule_count", int, "header"),
-        min_count=count,
-    )
-
-
-def decode_header_prefix(prefix: bytes) -> RulesHeader:
-    """The header from the first bytes of a rules file, without decoding the rest.
-
-    The document is a map whose first entries are "format", "format_version" and "header";
-    each entry is decoded on its own, so the song table and the rules are never touched.
-    """
-    stream = io.BytesIO(prefix)
-    decoder = cbor2.CBORDecoder(stream)
-    first = stream.read(1)
-    if not first or first[0] >> 5 != 5 or 28 <= first[0] & 31 <= 30:
-        raise RulesFileError("not a playlist-recommender rules file (not a CBOR map)")
-    info = first[0] & 31
-    if info < 24:
-        wanted = min(3, info)  # a short map: the entry count is in the first byte
-    else:
-        # The count follows in 1, 2, 4 or 8 bytes (none: indefinite length); the loop below
-        # needs only the first three entries.
-        length_bytes = {24: 1, 25: 2, 26: 4, 27: 8}.get(info, 0)
-        wanted = min(3, int.from_bytes(stream.read(length_bytes), "big")) if length_bytes else 3
-    entries: dict[object, object] = {}
-    try:
-        while len(entries) < wanted:
-            key = decoder.decode()
-            entries[key] = decoder.decode()
-    except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError) as exc:
-        if isinstance(exc, cbor2.CBORDecodeEOF) and len(prefix) >= HEADER_PREFIX_BYTES:
-            raise RulesFileError(
-                f"rules file: the header does not fit in the first {HEADER_PREFIX_BYTES} bytes"
-            ) from exc
-        raise RulesFileError(f"rules file is not valid CBOR (truncated?): {exc}") from exc
-    return decode_header(entries)
-
-
-def size_bounds(header: RulesHeader) -> tuple[int, int]:
-    """The fewest and the most bytes a rules file with this header can take."""
-    songs, rules = header.song_count, header.rule_count
-    longest_antecedent = max(1, min(header.parameters.max_len - 1, songs))
-    # Arrays that are exactly sized by the header, and antecedents of at least one song each.
-    fixed = 4 * songs + 4 * (rules + 1) + 3 * 4 * rules
-    least = fixed + 4 * rules + songs  # every name takes at least its one-byte CBOR head
-    most = (
-        fixed
-        + 4 * rules * longest_antecedent
-        + songs * (9 + MAX_MEAN_SONG_NAME_BYTES)
-        + _OVERHEAD_BYTES
-    )
-    return least, most
-
-
-def check_size(header: RulesHeader, size: int) -> None:
-    """Raise RulesFileError unless a file of ``size`` bytes can hold what ``header`` says."""
-    if size > MAX_RULES_FILE_BYTES:
-        raise RulesFileError(
-            f"rules file is {size} bytes, larger than the {MAX_RULES_FILE_BYTES} a reader accepts"
-        )
-    least, most = size_bounds(header)
-    if size < least:
-        raise RulesFileError(
-            f"rules file is truncated: {size} bytes, fewer than the {least} its header "
-            f"({header.song_count} songs, {header.rule_count} rules) needs"
-        )
-    if size > most:
-        raise RulesFileError(
-            f"rules file is {size} bytes, more than the {most} its header "
-            f"({header.song_count} songs, {header.rule_count} rules) allows"
-        )
-
-
-def decode_rules(data: bytes) -> RuleSet:
-    """Parse CBOR bytes into a validated rule set; raise RulesFileError on anything wrong."""
-    try:
-        document = cbor2.loads(data)
-    except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError) as exc:
-        raise RulesFileError(f"rules file is not valid CBOR (truncated?): {exc}") from exc
-    header = decode_header(document)
-    songs = _get(document, "songs", dict, "document")
-    rules = _get(document, "rules", dict, "document")
-    names = _get(songs, "names", list, "songs")
-    if not all(isinstance(n, str) for n in names):
-        raise RulesFileError("rules file: songs.names holds a non-string")
-    ruleset = RuleSet(
-        header=header,
-        song_names=tuple(names),
-        song_counts=_array(songs, "playlist_counts", "songs"),
-        antecedent_offsets=_array(rules, "antecedent_offsets", "rules"),
-        antecedent_songs=_array(rules, "antecedent_songs", "rules"),
-        consequents=_array(rules, "consequents", "rules"),
-        rule_counts=_array(rules, "rule_counts", "rules"),
-        antecedent_counts=_array(rules, "antecedent_counts", "rules"),
-    )
-    validate(ruleset)
-    return ruleset
-
-
-def _read(path: Path, whole: bool) -> tuple[RulesHeader, bytes]:
-    """The header, and the whole file if ``whole``; every bound checked before reading on."""
-    try:
-        with open_regular(Path(path)) as (file, size):
-            if size > MAX_RULES_FILE_BYTES:
-                raise UnsafeFileError(
-                    errno.EFBIG, f"{size} bytes, larger than the {MAX_RULES_FILE_BYTES} accepted"
-                )
-            header = decode_header_prefix(file.read(HEADER_PREFIX_BYTES))
-            check_size(header, size)
-            if not whole:
-                return header, b""
-            file.seek(0)
-            return header, read_exactly(file, size)
-    except FileNotFoundError as exc:
-        raise RulesFileMissingError(f"cannot read rules file {path}: {exc.strerror}") from exc
-    except OSError as exc:
-        raise RulesFileError(f"cannot read rules file {path}: {exc.strerror or exc}") from exc
-
-
-def read_rules(path: Path) -> RuleSet:
-    """Read and validate a rules file (a regular file; its size checked against its header)."""
-    _, data = _read(path, whole=True)
-    return decode_rules(data)
-
-
-def read_rules_header(path: Path) -> RulesHeader:
-    """Read only the header of a rules file (its first bytes), checked as read_rules does."""
-    header, _ = _read(path, whole=False)
-    return header
-
-
-def validate(ruleset: RuleSet) -> None:
-    """Check that the arrays agree with each other and with the header (vectorised, cheap)."""
-    h = ruleset.header
-    n_songs, n_rules = h.song_count, h.rule_count
-    problems = []
-    if len(ruleset.song_names) != n_songs or len(ruleset.song_counts) != n_songs:
-        problems.append(f"song table has {len(ruleset.song_names)} names for {n_songs} songs")
-    if len(set(ruleset.song_names)) != len(ruleset.song_names):
-        problems.append("song names are not distinct")
-    for name in ("consequents", "rule_counts", "antecedent_counts"):
-        if len(getattr(ruleset, name)) != n_rules:
-            problems.append(f"{name} has {len(getattr(ruleset, name))} entries for {n_rules} rules")
-    offsets = ruleset.antecedent_offsets
-    if len(offsets) != n_rules + 1:
-        problems.append(f"antecedent_offsets has {len(offsets)} entries for {n_rules} rules")
-    elif offsets[0] != 0 or offsets[-1] != len(ruleset.antecedent_songs):
-        problems.append("antecedent_offsets do not span antecedent_songs")
-    elif n_rules and bool(np.any(np.diff(offsets.astype(np.int64)) < 1)):
-        problems.append("an antecedent is empty or offsets decrease")
-    if not problems:
-        if n_rules and (
-            int(ruleset.consequents.max()) >= n_songs
-            or (len(ruleset.antecedent_songs) and int(ruleset.antecedent_songs.max()) >= n_songs)
-        ):
-            problems.append("a rule names a song id outside the song table")
-        if n_rules and bool(
-            np.any(ruleset.rule_counts == 0)
-            or np.any(ruleset.rule_counts > ruleset.antecedent_counts)
-            or np.any(ruleset.antecedent_counts > h.transactions)
-        ):
-            problems.append("rule counts are inconsistent (0 < count(A∪c) ≤ count(A) ≤ n)")
-        if n_songs and int(ruleset.song_counts.max()) > h.transactions:
-            problems.append("a song's playlist count exceeds the transaction count")
-    if problems:
-        raise RulesFileError("rules file is inconsistent: " + "; ".join(problems))

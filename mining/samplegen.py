@@ -43,6 +43,8 @@ HEADER = (
 # Spotify IDs are 22 characters long; ours are 22 hex digits, which compress better than
 # base 62 and keep the bundled file under its size budget.
 _URI_ID_LENGTH = 22
+# A theme of one song would be no theme: it gives no rule.
+MIN_THEME_SONGS = 2
 # Album names, some with a comma or double quotes so that readers must honour RFC-4180 quoting.
 _ALBUM_TEMPLATES = (
     "{artist}",
@@ -88,8 +90,8 @@ class SampleSpec:
             (self.zipf_exponent >= 0, "zipf_exponent must be >= 0"),
             (self.themes >= 0, "themes must be >= 0"),
             (
-                2 <= self.theme_min_songs <= self.theme_max_songs,
-                "need 2 <= theme_min_songs <= theme_max_songs",
+                MIN_THEME_SONGS <= self.theme_min_songs <= self.theme_max_songs,
+                f"need {MIN_THEME_SONGS} <= theme_min_songs <= theme_max_songs",
             ),
             (
                 0 < self.theme_min_share <= self.theme_max_share <= 1,

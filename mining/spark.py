@@ -38,12 +38,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mining.envsettings import invalid
 from mining.errors import (
     DatasetUnavailableError,
     MemoryBudgetError,
     MiningError,
     MiningInputError,
-    SettingsError,
 )
 from mining.guard import report
 from mining.itemsets import ItemsetTable, SizeGroup, group_from_rows
@@ -91,6 +91,11 @@ MIN_LOCAL_LIMIT = math.ceil((MIN_HEAP_BYTES + JVM_OVERHEAD_BYTES) / (1 - PYTHON_
 SPARK_OOM_EXIT_CODE = 52
 MiB = 2**20
 SHUFFLE_PARTITIONS_PER_CORE = 4
+# Longest line quoted from a Spark error, and most Java causes walked for its root.
+MAX_MESSAGE = 300
+MAX_CAUSES = 20
+# Up to this MAX_LEN Spark counts itemsets directly instead of running FPGrowth.
+PAIRS = 2
 
 
 @dataclass(frozen=True)
@@ -104,12 +109,13 @@ class SparkOptions:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> SparkOptions:
-        """Read ``SPARK_MASTER`` and ``SPARK_CONF``; raise SettingsError naming a bad one."""
+        """Read ``SPARK_MASTER`` and ``SPARK_CONF``; raise a SettingsError naming a bad one."""
         master = env.get("SPARK_MASTER", "").strip() or None
         if master is not None and not _MASTER.fullmatch(master):
-            raise SettingsError(
-                f"SPARK_MASTER={master!r} is not a Spark master "
-                "(local[*], local[N], spark://HOST:PORT, k8s://https://HOST, yarn)"
+            raise invalid(
+                "SPARK_MASTER",
+                master,
+                "a Spark master: local[*], local[N], spark://HOST:PORT, k8s://https://HOST or yarn",
             )
         return cls(master, parse_conf(env.get("SPARK_CONF", "")))
 
@@ -124,10 +130,7 @@ def parse_conf(text: str) -> tuple[tuple[str, str], ...]:
         key, sep, value = line.partition("=")
         key, value = key.strip(), value.strip()
         if not sep or not _CONF_KEY.fullmatch(key) or not value:
-            raise SettingsError(
-                f"SPARK_CONF line {number} ({line[:60]!r}) is not 'spark.name=value' "
-                "(one setting per line)"
-            )
+            raise invalid("SPARK_CONF", line, "one 'spark.name=value' per line", f"line {number}")
         entries.append((key, value))
     return tuple(entries)
 
@@ -281,7 +284,7 @@ def _one_line(text: str) -> str:
     """The first non-blank line of ``text``, cut to a readable length."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     line = lines[0] if lines else "(no message)"
-    return line if len(line) <= 300 else line[:299] + "…"
+    return line if len(line) <= MAX_MESSAGE else line[: MAX_MESSAGE - 1] + "…"
 
 
 def _first_line(exc: BaseException) -> str:
@@ -292,7 +295,7 @@ def _java_causes(exc: BaseException) -> list[str]:
     """The class names and messages of a Py4JJavaError's Java exception and all its causes."""
     java = getattr(exc, "java_exception", None)
     found: list[str] = []
-    while java is not None and len(found) < 20:
+    while java is not None and len(found) < MAX_CAUSES:
         found.append(f"{java.getClass().getName()}: {java.getMessage()}")
         java = java.getCause()
     return found
@@ -446,7 +449,7 @@ def mine_transactions(
     ):
         baskets = _baskets_frame(session, transactions, width).persist()
         try:
-            if max_len is not None and max_len <= 2:
+            if max_len is not None and max_len <= PAIRS:
                 return _pairs(transactions, baskets, min_count, width, max_len)
             return _frequent_itemsets(session, baskets, baskets.count(), min_count, max_len)
         finally:
@@ -467,7 +470,7 @@ def _pairs(
     singles = SizeGroup(
         np.arange(width, dtype=np.uint32)[:, None], transactions.song_counts[:width].copy()
     )
-    if max_len < 2:
+    if max_len < PAIRS:
         return ItemsetTable([singles])
     # Each playlist's ids are ascending: (items[i], items[j]) for i < j is each pair once.
     pairs = baskets.select(
@@ -764,7 +767,7 @@ def read_and_mine(
     check_local_limit(settings.spark, limit)
     remove_leftover_inputs(settings.data_dir)
     try:
-        location, copy = spark_location(source, settings.data_dir, settings.max_input_bytes)
+        location, copy = spark_location(source, settings.data_dir, settings.input_limit(limit))
         try:
             with spark_session(settings.spark, limit, settings.log_level) as session:
                 report("read", f"reading {source} with Spark")

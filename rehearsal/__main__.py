@@ -21,6 +21,11 @@ from rehearsal.scenarios import SCENARIOS, SECOND_DATASET, Options, Outcome, pre
 
 # What a published scenario directory holds.
 PUBLISHED_FILES = ("client.csv", "client.png", "summary.md")
+# Bounds of --interval and --lead (seconds), as the error message states them.
+INTERVAL_MIN, INTERVAL_MAX = 0.001, 1.0
+LEAD_MAX = 30.0
+# `haproxy -v` starts "HAProxy version 2.6.12-1 ...".
+_HAPROXY_VERSION_WORD = 2
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -69,13 +74,15 @@ def _haproxy_version(executable: str) -> str:
     words = subprocess.run(
         [executable, "-v"], capture_output=True, text=True, check=False
     ).stdout.split()
-    return f"HAProxy {words[2]}" if len(words) > 2 else "HAProxy (unknown version)"
+    if len(words) > _HAPROXY_VERSION_WORD:
+        return f"HAProxy {words[_HAPROXY_VERSION_WORD]}"
+    return "HAProxy (unknown version)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the scenarios; the exit status says whether every target was met."""
     args = _parser().parse_args(argv)
-    if not 0.001 <= args.interval <= 1 or not 0 <= args.lead <= 30:
+    if not INTERVAL_MIN <= args.interval <= INTERVAL_MAX or not 0 <= args.lead <= LEAD_MAX:
         print("rehearsal: error: --interval must be 0.001..1 and --lead 0..30", file=sys.stderr)
         return 2
     haproxy = shutil.which("haproxy")

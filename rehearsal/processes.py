@@ -21,7 +21,7 @@ from rehearsal.haproxy import LOOPBACK
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # What a server needs to run from a copied source tree.
-SERVER_PACKAGES = ("actors", "http_api", "mining")
+SERVER_PACKAGES = ("actors", "http_api", "mining", "recommender")
 _VERSION_LINE = re.compile(r'^__version__ = "[^"]*"$', re.MULTILINE)
 
 

@@ -36,7 +36,7 @@ HEADER = """\
 
 
 def _load_requirements_module() -> ModuleType:
-    """containers/requirements.py, which reads the project's requirements from setup.cfg."""
+    """containers/requirements.py, which reads the project's requirements from pyproject.toml."""
     spec = importlib.util.spec_from_file_location(
         "container_requirements", ROOT / "containers" / "requirements.py"
     )
@@ -89,7 +89,7 @@ def render(pinned: dict[str, str]) -> str:
 
 
 def generate() -> str:
-    """constraints.txt as this virtualenv and the checkout's setup.cfg make it."""
+    """constraints.txt as this virtualenv and the checkout's pyproject.toml make it."""
     requirements = _load_requirements_module().requirements
     return render(pins(requirements(ROOT, IMAGE_EXTRAS, build=True)))
 

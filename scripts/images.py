@@ -3,9 +3,10 @@
 
 `build`: system packages (podman, runc, debootstrap) if missing, two Debian bases made with
 debootstrap (kept once built: no image registry is reachable here), a wheelhouse of the versions
-constraints.txt pins, built on the host (kept while constraints.txt and setup.cfg do not change),
-then the images from containers/Dockerfile with the build arguments of an offline build: the
-local bases instead of the public Python images, the wheelhouse instead of the package index.
+constraints.txt pins, built on the host (kept while constraints.txt and pyproject.toml do not
+change), then the images from containers/Dockerfile with the build arguments of an offline
+build: the local bases instead of the public Python images, the wheelhouse instead of the
+package index.
 `check`: `build`, then run the ML image on a fresh volume with the bundled sample, run the API
 image on that volume read-only the way the Deployment does, ask it for its probes' paths and a
 recommendation, stop it and require a prompt exit 0. The spark image mines the same sample
@@ -31,6 +32,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -135,7 +137,7 @@ def ensure_base_image(name: str) -> None:
 def ensure_wheelhouse() -> None:
     """Build a wheel of every package constraints.txt pins, on the host, for the offline build."""
     digest = hashlib.sha256()
-    for path in (CONSTRAINTS, ROOT / "setup.cfg", ROOT / "pyproject.toml"):
+    for path in (CONSTRAINTS, ROOT / "pyproject.toml"):
         digest.update(path.read_bytes())
     stamp = WHEELHOUSE / ".inputs.sha256"
     if stamp.is_file() and stamp.read_text() == digest.hexdigest():
@@ -335,8 +337,8 @@ def check_image_contents() -> None:
     require(found == ["java", "pyspark", "pyarrow", "fim"], f"the spark image has only {found}")
     main = python_in("spark", "import mining.__main__ as m; print(m.__file__)").strip()
     require(main == SPARK_MAIN, f"the spark image has the job at {main}, not {SPARK_MAIN}")
-    # A recommendation costs ~4 µs of server CPU compiled against ~12 µs in Python.
-    probe = "from http_api.recommender import SmallQueryIndex; print(SmallQueryIndex is not None)"
+    # The server answers small queries faster compiled (benchmarks/serve_throughput.py --split).
+    probe = "from recommender.compiled import SmallQueryIndex; print(SmallQueryIndex is not None)"
     compiled = python_in("api", probe).strip()
     require(compiled == "True", "the api image lacks the compiled small-query path")
 
@@ -463,7 +465,7 @@ def check_api(container: str, port: int, data_dir: Path) -> None:
     """Readiness, the probes' paths, the image's health check and one recommendation."""
     base = f"http://127.0.0.1:{port}"
     start = time.monotonic()
-    while http("GET", base + "/readyz")[0] != 200:
+    while http("GET", base + "/readyz")[0] != HTTPStatus.OK:
         if time.monotonic() - start > READY_TIMEOUT_S:
             print(output("podman", "logs", container))
             raise SystemExit(f"images: /readyz not 200 within {READY_TIMEOUT_S} s")
@@ -471,14 +473,14 @@ def check_api(container: str, port: int, data_dir: Path) -> None:
     print(f"    /readyz 200 after {time.monotonic() - start:.2f} s")
     for path in sorted(deployment_probe_paths()):
         status, _ = http("GET", base + path)
-        require(status == 200, f"the Deployment probes {path}, which answers {status}")
+        require(status == HTTPStatus.OK, f"the Deployment probes {path}, which answers {status}")
         print(f"    probe path {path}: 200")
     # podman schedules HEALTHCHECKs with systemd timers (it logs errors where there is no
     # systemd, as here); running it once by hand checks the command itself.
     run("podman", "healthcheck", "run", container)
     songs, expected = strongest_rule(data_dir)
     status, body = http("POST", base + "/api/recommend", {"songs": songs, "limit": 100})
-    require(status == 200, f"/api/recommend answered {status}: {body[:200]!r}")
+    require(status == HTTPStatus.OK, f"/api/recommend answered {status}: {body[:200]!r}")
     answer = json.loads(body)
     model_date = read_checkpoint(data_dir / CHECKPOINT_FILENAME).model_date
     require(answer["version"] == VERSION, f"served version {answer['version']}, not {VERSION}")

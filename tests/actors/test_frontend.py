@@ -19,11 +19,12 @@ import pytest
 from aiohttp import web
 
 from actors.frontend import HttpFrontend
+from actors.gate import RulesGate
 from actors.messages import GetSnapshot, Ping, SnapshotChanged, StartDraining, Subscribe
 from actors.supervisor import bind_listener
-from http_api.app import init_app
+from http_api.app import init_app, serving
 from http_api.settings import Settings
-from http_api.state import RulesGate, Snapshot
+from recommender.snapshot import Snapshot
 from tests.helpers.openapi import checked_app
 from tests.helpers.rules import FIRST_NS, small_ruleset, snapshot_of
 
@@ -64,7 +65,8 @@ def start_frontend(
     **settings: Any,
 ) -> tuple[pykka.ActorRef[Any], str]:
     config = Settings(host="127.0.0.1", port=0, **settings)
-    ref = HttpFrontend.start(config, listener.dup(), rule_server, app_factory)
+    serve = serving(config, app_factory)
+    ref = HttpFrontend.start(listener.dup(), rule_server, serve, config.shutdown_timeout_seconds)
     ref.ask(Ping(), timeout=10)
     return ref, f"http://127.0.0.1:{listener.getsockname()[1]}"
 

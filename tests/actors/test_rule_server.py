@@ -1,11 +1,14 @@
-"""The RuleServer as a real actor over real files in a temporary DATA_DIR."""
+"""The RuleServer as a real actor over real files in a temporary DATA_DIR.
+
+Its logic with a fake clock (backoff delays, each parked call's own wait) is tested without
+sleeping in test_rule_state.py; these tests run it through the actor and its real timers.
+"""
 
 from __future__ import annotations
 
 import logging
 import queue
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,15 +16,16 @@ import cbor2
 import pykka
 import pytest
 
-from actors import rule_server as rule_server_module
+from actors import rule_state as rule_state_module
 from actors.backoff import Backoff
 from actors.messages import CheckRules, GetSnapshot, Ping, SnapshotChanged, Subscribe
 from actors.rule_server import RuleServer
 from http_api import metrics
-from http_api.state import Snapshot
 from mining.atomicfile import atomic_write_bytes
 from mining.checkpoint import CHECKPOINT_FILENAME, Checkpoint, write_checkpoint
 from mining.rulesfile import RULES_FILENAME, encode_rules, write_rules
+from recommender.loading import load_snapshot
+from recommender.snapshot import Snapshot
 from tests.helpers.rules import (
     FIRST_NS,
     checkpoint_of,
@@ -63,7 +67,8 @@ class Subscriber(pykka.ThreadingActor):
 
 
 def start(data_dir: Path, first_retry: float = 30.0) -> pykka.ActorRef[Any]:
-    ref = RuleServer.start(data_dir, Backoff(first=first_retry, cap=first_retry * 4))
+    backoff = Backoff(first=first_retry, cap=first_retry * 4)
+    ref = RuleServer.start(data_dir, backoff, reporter=metrics.REPORTER)
     ref.ask(Ping(), timeout=10)
     return ref
 
@@ -91,21 +96,6 @@ def test_a_parked_call_is_answered_none_when_its_wait_runs_out(tmp_path: Path) -
     assert get_snapshot(server, wait=0.3) is None
     assert 0.25 <= time.monotonic() - started < 3
     assert server.is_alive()
-
-
-def test_each_parked_call_gets_its_own_wait(tmp_path: Path) -> None:
-    server = start(tmp_path)
-    replies: queue.Queue[tuple[str, Snapshot | None, float]] = queue.Queue()
-    started = time.monotonic()
-
-    def reply_to(name: str) -> Callable[[Snapshot | None], None]:
-        return lambda snapshot: replies.put((name, snapshot, time.monotonic() - started))
-
-    server.tell(GetSnapshot(reply=reply_to("long"), timeout_seconds=1.5))
-    server.tell(GetSnapshot(reply=reply_to("short"), timeout_seconds=0.2))
-    first, second = replies.get(timeout=10), replies.get(timeout=10)
-    assert first[:2] == ("short", None) and 0.15 <= first[2] < 1.0
-    assert second[:2] == ("long", None) and 1.4 <= second[2] < 3.0
 
 
 def test_a_call_after_the_load_is_answered_at_once(tmp_path: Path) -> None:
@@ -201,21 +191,6 @@ def test_a_failed_load_keeps_the_old_rules_logs_once_and_takes_a_good_write_at_o
     assert server.is_alive()
 
 
-def test_a_failing_load_is_retried_with_capped_backoff_without_any_check(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.INFO, logger="actors.rule_server")
-    failed_before = failures()
-    truncated_rules(tmp_path)
-    server = RuleServer.start(tmp_path, Backoff(first=0.05, cap=0.2))
-    check(server)
-    time.sleep(1.5)
-    retries = failures() - failed_before
-    # 0.05 + 0.1 + 0.2 + 0.2 + ... : about 8 attempts in 1.5 s; the cap keeps them going.
-    assert 5 <= retries <= 12
-    assert len([r for r in caplog.records if r.levelno >= logging.ERROR]) == 1
-
-
 def test_a_vanished_checkpoint_keeps_the_rules_served(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -264,8 +239,8 @@ def test_a_commit_landing_during_a_load_is_loaded_without_an_error(
     server = start(tmp_path)
     check(server)
     write_model(tmp_path, small_ruleset(SECOND_NS))
-    real_load = rule_server_module.load_snapshot
-    raced = []
+    real_load = load_snapshot
+    raced: list[Checkpoint] = []
 
     def load_after_a_commit(data_dir: Path, checkpoint: Checkpoint) -> Snapshot:
         # The next miner commits right after this check read the checkpoint, and removes the
@@ -274,7 +249,7 @@ def test_a_commit_landing_during_a_load_is_loaded_without_an_error(
             raced.append(write_model(tmp_path, small_ruleset(THIRD_NS)))
         return real_load(data_dir, checkpoint)
 
-    monkeypatch.setattr(rule_server_module, "load_snapshot", load_after_a_commit)
+    monkeypatch.setattr(rule_state_module, "load_snapshot", load_after_a_commit)
     caplog.set_level(logging.INFO, logger="actors.rule_server")
     failed_before = failures()
     check(server)

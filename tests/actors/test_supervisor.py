@@ -20,10 +20,17 @@ import pytest
 from aiohttp import web
 from pykka.messages import ProxyCall
 
-from actors import HttpFrontend, RuleServer, RulesWatcher, Supervisor, bind_listener
+from actors import (
+    HttpFrontend,
+    RuleServer,
+    RulesWatcher,
+    Supervisor,
+    bind_listener,
+)
+from actors.gate import RulesGate
 from actors.messages import Ping
+from http_api.app import AppFactory, serving
 from http_api.settings import Settings
-from http_api.state import RulesGate
 from mining.checkpoint import format_model_date
 from tests.helpers.load import generate_load
 from tests.helpers.openapi import checked_app
@@ -46,6 +53,12 @@ class Running:
         return self.status[0]
 
 
+def supervisor_for(settings: Settings, app_factory: AppFactory, **options: Any) -> Supervisor:
+    """A Supervisor wired as ``python -m http_api`` wires it, over ``app_factory``'s app."""
+    listener = bind_listener("127.0.0.1", 0)
+    return Supervisor(settings.for_actors(), listener, serving(settings, app_factory), **options)
+
+
 def run_supervisor(data_dir: Path, **options: Any) -> Running:
     settings = Settings(
         host="127.0.0.1",
@@ -55,7 +68,7 @@ def run_supervisor(data_dir: Path, **options: Any) -> Running:
         checkpoint_poll_seconds=0.5,
         rules_wait_seconds=5,
     )
-    supervisor = Supervisor(settings, bind_listener("127.0.0.1", 0), checked_app, **options)
+    supervisor = supervisor_for(settings, checked_app, **options)
     status: list[int] = []
     thread = threading.Thread(target=lambda: status.append(supervisor.run()), name="supervisor")
     thread.start()
@@ -99,7 +112,8 @@ async def served_model_date(url: str) -> str | None:
         aiohttp.ClientSession() as session,
         session.post(f"{url}/api/recommend", json={"songs": ["Hey Jude"]}) as response,
     ):
-        return (await response.json()).get("model_date")
+        model_date: str | None = (await response.json()).get("model_date")
+        return model_date
 
 
 async def wait_for_model(url: str, generated_ns: int, timeout: float = 5.0) -> None:
@@ -179,7 +193,7 @@ def test_a_frontend_that_cannot_start_stops_everything_with_status_1(tmp_path: P
 
     before = set(threading.enumerate())
     settings = Settings(host="127.0.0.1", port=0, data_dir=tmp_path, drain_seconds=0)
-    supervisor = Supervisor(settings, bind_listener("127.0.0.1", 0), broken_app)
+    supervisor = supervisor_for(settings, broken_app)
     assert supervisor.run() == 1
     assert pykka.ActorRegistry.get_all() == []
     deadline = time.monotonic() + 5

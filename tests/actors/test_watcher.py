@@ -71,7 +71,8 @@ def drain(checks: Checks, settle: float = 0.3) -> int:
 
 
 def observer_kind(ref: pykka.ActorRef[Any]) -> str | None:
-    return ref.proxy().observer_kind.get(timeout=10)
+    kind: str | None = ref.proxy().observer_kind.get(timeout=10)
+    return kind
 
 
 def wait_for(condition: Any, timeout: float = 5.0) -> None:

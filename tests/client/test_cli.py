@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from client.cli import ExitCode, main, parse_request_command
+from client.args import ExitCode, parse_request_command
+from client.cli import main
 from client.continuous import ContinuousOptions
 from tests.helpers.logs import json_records
 
@@ -250,4 +251,4 @@ async def test_json_logs_turn_every_stderr_line_into_a_record(
 async def test_a_bad_log_format_is_a_usage_error(run_client: RunClient) -> None:
     result = await run_client("127.0.0.1", "52004", "Yellow", LOG_FORMAT="xml")
     assert result.returncode == ExitCode.USAGE
-    assert result.stderr == "error: LOG_FORMAT='xml' must be text or json\n"
+    assert result.stderr == "error: LOG_FORMAT='xml' must be one of text, json\n"

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from client.cli import ExitCode
+from client.args import ExitCode
 from tests.helpers.bombs import gzip_bomb
 from tests.helpers.processes import REPO
 

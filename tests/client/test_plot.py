@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from client.cli import ExitCode, main
+from client.args import ExitCode
+from client.cli import main
 from client.plot import (
     Annotation,
     FailureBin,

@@ -19,6 +19,7 @@ import pytest
 from client.record import Sample, format_time, read_samples
 from mining.checkpoint import CHECKPOINT_FILENAME, read_checkpoint
 from mining.version import __version__
+from rehearsal.processes import bump_version_source
 from tests.helpers.processes import REPO, mine, stop, wait_until
 
 if TYPE_CHECKING:
@@ -190,7 +191,8 @@ def copy_with_version(destination: Path, version: str) -> Path:
         shutil.copytree(
             REPO / package, destination / package, ignore=shutil.ignore_patterns("__pycache__")
         )
-    (destination / "mining" / "version.py").write_text(f'__version__ = "{version}"\n')
+    version_file = destination / "mining" / "version.py"
+    version_file.write_text(bump_version_source(version_file.read_text(), version))
     return destination
 
 

@@ -1,5 +1,5 @@
-"""constraints.txt, the versions the images install: complete, consistent with setup.cfg, and
-what this virtualenv (the one the tests run in) has installed."""
+"""constraints.txt, the versions the images install: complete, consistent with pyproject.toml,
+and what this virtualenv (the one the tests run in) has installed."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def pinned() -> dict[str, str]:
 
 
 def test_constraints_are_what_make_constraints_writes_from_this_virtualenv() -> None:
-    # Fails after a change to setup.cfg's requirements until `make constraints` is run.
+    # Fails after a change to pyproject.toml's requirements until `make constraints` is run.
     result = subprocess.run(
         [sys.executable, str(CONSTRAINTS_SCRIPT), "--check"],
         capture_output=True,
@@ -49,7 +49,7 @@ def test_every_line_pins_one_exact_version_of_a_canonically_named_package() -> N
 
 
 @pytest.mark.parametrize("image", IMAGE_EXTRAS)
-def test_what_each_image_installs_is_pinned_at_a_version_setup_cfg_accepts(image: str) -> None:
+def test_what_each_image_installs_is_pinned_at_a_version_pyproject_accepts(image: str) -> None:
     requirements = load_script(REQUIREMENTS_SCRIPT).requirements
     pins = pinned()
     for text in requirements(REPO, IMAGE_EXTRAS[image], build=True):
@@ -59,10 +59,10 @@ def test_what_each_image_installs_is_pinned_at_a_version_setup_cfg_accepts(image
 
 
 @pytest.mark.parametrize("image", IMAGE_EXTRAS)
-def test_the_build_reads_the_same_requirements_from_setup_cfg_as_pip_from_the_package(
+def test_the_build_reads_the_same_requirements_from_pyproject_as_pip_from_the_package(
     image: str,
 ) -> None:
-    # The Dockerfile's dependency layer reads setup.cfg with the standard library alone; pip
+    # The Dockerfile's dependency layer reads pyproject.toml with the standard library alone; pip
     # later installs the package with the same extras: both must name the same requirements.
     requirements = load_script(REQUIREMENTS_SCRIPT).requirements
     extras = IMAGE_EXTRAS[image]
@@ -83,4 +83,4 @@ def test_an_unknown_extra_is_one_line_naming_it() -> None:
         check=False,
     )
     assert result.returncode == 1
-    assert result.stderr == "requirements: setup.cfg declares no extra 'gpu'\n"
+    assert result.stderr == "requirements: pyproject.toml declares no extra 'gpu'\n"

@@ -8,11 +8,11 @@ sends only what is copied, and a compose file that builds and runs like the clus
 
 from __future__ import annotations
 
-import configparser
 import fnmatch
 import json
 import re
 import subprocess
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -156,9 +156,9 @@ def test_images_carry_the_oci_labels(dockerfile: Dockerfile, target: str) -> Non
     assert added[prefix + "created"] == CREATED
     assert labels[prefix + "title"] == f"playlist-recommender-{target}"
     assert labels[prefix + "description"].startswith("The ")
-    setup = configparser.ConfigParser()
-    setup.read(REPO / "setup.cfg")
-    assert labels[prefix + "licenses"] == setup["metadata"]["license"]
+    with (REPO / "pyproject.toml").open("rb") as file:
+        license_expression = tomllib.load(file)["project"]["license"]
+    assert labels[prefix + "licenses"] == license_expression
     assert labels[prefix + "version"] == "${VERSION}"
     assert dockerfile.args("runtime")["VERSION"] == __version__
     assert labels[prefix + "base.name"] == "${RUNTIME_IMAGE}"
@@ -166,7 +166,7 @@ def test_images_carry_the_oci_labels(dockerfile: Dockerfile, target: str) -> Non
 
 
 def test_the_revision_label_names_the_commit_and_the_source_carries_no_credentials(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     images = load_script(IMAGES_SCRIPT)
     head = subprocess.run(
@@ -187,7 +187,7 @@ def test_the_revision_label_names_the_commit_and_the_source_carries_no_credentia
         ],
         check=True,
     )
-    images.ROOT = clone
+    monkeypatch.setattr(images, "ROOT", clone)
     assert images.source_url() == "https://git.example.com/p.git"
 
 
@@ -231,11 +231,12 @@ def test_build_context_holds_what_the_dockerfile_copies_and_nothing_private(
         for line in (REPO / ".dockerignore").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
+    default: dict[str, str] = {}
     offline = load_script(IMAGES_SCRIPT).offline_build_args()
     sources = [
         source
         for stage in dockerfile.stages
-        for overrides in ({}, offline)
+        for overrides in (default, offline)
         for source in copy_sources(dockerfile, stage, overrides)
     ]
     assert sources
@@ -300,3 +301,19 @@ def test_compose_api_answers_on_the_usual_port_and_waits_for_nothing(
     assert "depends_on" not in api
     grace = int(api["stop_grace_period"].removesuffix("s"))
     assert grace > settings.drain_seconds + settings.shutdown_timeout_seconds
+
+
+def test_the_images_build_every_package_and_file_pip_install_builds(dockerfile: Dockerfile) -> None:
+    # The image's distribution is the one `pip install .` makes: every package pyproject.toml
+    # includes (each console script's module among them) and the files the build reads.
+    with (REPO / "pyproject.toml").open("rb") as file:
+        setuptools = tomllib.load(file)["tool"]["setuptools"]
+    patterns = setuptools["packages"]["find"]["include"]
+    packages = {
+        path.parent.name
+        for path in REPO.glob("*/__init__.py")
+        if any(fnmatch.fnmatch(path.parent.name, pattern) for pattern in patterns)
+    }
+    copied = set(copy_sources(dockerfile, "sources", {}))
+    assert packages <= copied, packages - copied
+    assert {"pyproject.toml", "setup.py", "README.md", "LICENSE"} <= copied

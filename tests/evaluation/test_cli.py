@@ -103,8 +103,14 @@ def test_a_grid_mines_every_combination_and_prints_a_table(dataset: Path) -> Non
     ("args", "env", "code", "message"),
     [
         (["--folds", "1"], {}, 2, "--folds must be >= 2"),
-        ([], {"MAX_LEN": "one"}, 2, "MAX_LEN='one' is not a whole number"),
-        (["--min-confidence", "2"], {}, 2, "MIN_CONFIDENCE='2' must be between 0 and 1"),
+        (
+            [],
+            {"MAX_LEN": "one"},
+            2,
+            "MAX_LEN='one' must be a whole number from 2 to 2147483647 (a rule has two songs; "
+            "past the longest playlist any value mines the same)",
+        ),
+        (["--min-confidence", "2"], {}, 2, "MIN_CONFIDENCE='2' must be a number from 0 to 1"),
     ],
 )
 def test_bad_arguments_get_one_line_and_exit_2(

@@ -1,6 +1,6 @@
 """The HTTP application on loopback behind a test double of the HttpFrontend actor's gate.
 
-``Gate`` implements ``http_api.state.RulesGate``: the test publishes snapshots (waking any
+``Gate`` implements ``actors.gate.RulesGate``: the test publishes snapshots (waking any
 request parked in ``wait_for_snapshot``) and sets ``draining``; the actors' own tests run the
 real gate end to end. ``serve`` runs ``init_app`` on a real 127.0.0.1 port.
 """
@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 
 from http_api.connections import start_serving
 from http_api.settings import Settings
-from http_api.state import Snapshot
+from recommender.snapshot import Snapshot
 from tests.helpers.openapi import checked_app
 
 

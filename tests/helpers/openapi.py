@@ -25,10 +25,10 @@ from aiohttp import web
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
+from actors.gate import RulesGate
 from http_api.app import init_app
 from http_api.openapi import OPENAPI_PATH
 from http_api.settings import Settings
-from http_api.state import RulesGate
 
 BASE_URI = "urn:playlist-recommender:openapi"
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
@@ -75,7 +75,7 @@ class ResponseChecker:
                 )
                 for name, value in match.groupdict().items()
             ):
-                return template
+                return str(template)
         return None
 
     def _path_parameter(self, template: str, name: str) -> dict[str, Any]:

@@ -23,7 +23,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -88,15 +88,21 @@ def mining_env(data_dir: Path, **env: str | Path) -> dict[str, str]:
     return full_env
 
 
-def run_mining(
+def run_mining(data_dir: Path, *args: str, **env: str | Path) -> subprocess.CompletedProcess[str]:
+    """``python -m mining ARGS`` in ``mining_env``, ``capped``; the finished process, whatever
+    its status."""
+    return run_mining_bounded(data_dir, env, *args)
+
+
+def run_mining_bounded(
     data_dir: Path,
+    env: Mapping[str, str | Path],
     *args: str,
     timeout: float = 120,
     address_space: int = CHILD_ADDRESS_SPACE,
-    **env: str | Path,
 ) -> subprocess.CompletedProcess[str]:
-    """``python -m mining ARGS`` in ``mining_env``, ``capped``; the finished process, whatever
-    its status."""
+    """``run_mining`` with its own time and address-space bounds (a JVM reserves far more
+    address space than it uses)."""
     return subprocess.run(
         capped(sys.executable, "-m", "mining", *args, address_space=address_space),
         env=mining_env(data_dir, **env),

@@ -17,8 +17,6 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from http_api.recommender import Recommender
-from http_api.state import Snapshot
 from mining.checkpoint import CHECKPOINT_FILENAME, Checkpoint, read_checkpoint, write_checkpoint
 from mining.datadir import commit_rules
 from mining.rulesfile import (
@@ -31,6 +29,8 @@ from mining.rulesfile import (
     read_rules,
     write_rules,
 )
+from recommender.engine import Recommender
+from recommender.snapshot import Snapshot
 
 VERSION = "9.9.9"
 DATASET_URL = "file:///data/test%20playlists.csv"

@@ -14,6 +14,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import prometheus_client
@@ -23,16 +24,16 @@ from aiohttp.test_utils import TestServer
 
 from http_api import metrics
 from http_api.settings import Settings
-from http_api.state import Snapshot
 from mining.version import __version__
+from recommender.snapshot import Snapshot
 from tests.helpers.gate import Gate
 from tests.helpers.openapi import checked_app
-from tests.helpers.rules import HeaderFields, build_ruleset, read_model, write_model
+from tests.helpers.rules import HeaderFields, Rule, build_ruleset, read_model, write_model
 
 SONGS = ("HUMBLE.", "DNA.", "Tyler, The Creator", "Ünïcödé", "City Of Stars", "plain")
 COUNTS = (95, 90, 80, 70, 60, 50)
 # (antecedent ids, consequent id, count(A ∪ c), count(A)) over 100 playlists.
-RULES = [
+RULES: list[Rule] = [
     ((0,), 1, 72, 95),  # HUMBLE. → DNA.                confidence 0.758
     ((0,), 2, 76, 95),  # HUMBLE. → Tyler, The Creator    0.8
     ((0, 3), 4, 63, 70),  # HUMBLE., Ünïcödé → City Of Stars  0.9
@@ -84,7 +85,7 @@ def snapshot(tmp_path: Path) -> Snapshot:
     return build_snapshot(tmp_path / "first", FIRST_NS)
 
 
-async def post_json(http: ClientSession, url: str, document: object) -> tuple[int, dict]:
+async def post_json(http: ClientSession, url: str, document: object) -> tuple[int, dict[str, Any]]:
     async with http.post(f"{url}/api/recommend", json=document) as response:
         assert response.content_type == "application/json"
         return response.status, await response.json()
@@ -183,7 +184,7 @@ async def test_the_answer_says_how_many_songs_came_from_rules_and_which_songs_ar
 
 async def test_ranking_is_the_servers_setting(start: Start, tmp_path: Path) -> None:
     # HUMBLE. → Tyler 0.8 is the best rule; "plain" has two weaker ones, 0.6 + 0.5 = 1.1.
-    more = [((0,), 5, 57, 95), ((1,), 5, 45, 90)]
+    more: list[Rule] = [((0,), 5, 57, 95), ((1,), 5, 45, 90)]
     fields = HeaderFields(version=__version__, dataset_url="file:///data/playlists.csv")
     write_model(tmp_path, build_ruleset(SONGS, COUNTS, RULES + more, fields))
     gate = Gate(read_model(tmp_path))
@@ -430,8 +431,8 @@ async def test_metrics_count_requests_and_describe_the_rules(
     assert f'playlist_recommender_build_info{{version="{__version__}"}} 1.0\n' in text
 
     gate.publish(snapshot)
-    metrics.record_reload_succeeded(snapshot)
-    metrics.record_reload_failed()
+    metrics.REPORTER.load_succeeded(snapshot)
+    metrics.REPORTER.load_failed()
     for _ in range(3):
         assert (await post_json(http, url, {"songs": ["DNA."]}))[0] == 200
     assert (await post_json(http, url, {"songs": 5}))[0] == 400

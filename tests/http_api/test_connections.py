@@ -18,9 +18,9 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp.http_exceptions import BadHttpMessage
 
-from http_api import connections, metrics
+from http_api import capacity, malformed, metrics
 from http_api.settings import Settings
-from http_api.state import Snapshot
+from recommender.snapshot import Snapshot
 from tests.helpers.gate import Gate, serve
 from tests.helpers.rawhttp import exchange, port_of, read_reply
 from tests.helpers.rules import small_ruleset, snapshot_of
@@ -146,6 +146,7 @@ async def test_a_malformed_request_is_a_json_error_counted_and_logged_once(
         assert cause in error["error"]
         assert reply.closed
     assert requests_counted(metrics.MALFORMED_ROUTE, status) == before + 3
+    assert isinstance(error, dict)
     logged = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert [r.getMessage() for r in logged] == [
         f"malformed request from 127.0.0.1: {status} {error['error'].split(': ', 1)[1]} "
@@ -158,11 +159,11 @@ async def test_a_malformed_request_is_a_json_error_counted_and_logged_once(
 
 def test_a_parse_error_quotes_no_more_than_a_short_sanitised_excerpt() -> None:
     exc = BadHttpMessage("Bad \x1b[31mthing\x07: " + "y" * 500 + ":\n\n  b'raw bytes'\n   ^")
-    status, cause = connections.describe_parse_error(exc, 400, 8190)
+    status, cause = malformed.describe_parse_error(exc, 400, 8190)
     assert status == 400
     assert "\x1b" not in cause and "\x07" not in cause and "raw bytes" not in cause
     assert cause.startswith("Bad \\x1b[31mthing\\x07: yyy")
-    assert len(cause) <= connections.MAX_CAUSE_CHARS
+    assert len(cause) <= malformed.MAX_CAUSE_CHARS
 
 
 # -- Expect, Content-Encoding, Range ---------------------------------------------------------
@@ -374,12 +375,12 @@ async def test_at_the_cap_with_every_request_in_progress_new_connections_wait(
 
 
 def test_the_default_cap_leaves_descriptors_for_the_rest_of_the_server() -> None:
-    assert connections.default_max_connections(256) == 192
-    assert connections.default_max_connections(100) == 50
-    assert connections.default_max_connections(1_048_576) == connections.MAX_DEFAULT_CONNECTIONS
-    assert connections.default_max_connections(None) == connections.MAX_DEFAULT_CONNECTIONS
-    assert connections.max_connections_problem(Settings(max_connections=255), 256) is None
-    problem = connections.max_connections_problem(Settings(max_connections=256), 256)
+    assert capacity.default_max_connections(256) == 192
+    assert capacity.default_max_connections(100) == 50
+    assert capacity.default_max_connections(1_048_576) == capacity.MAX_DEFAULT_CONNECTIONS
+    assert capacity.default_max_connections(None) == capacity.MAX_DEFAULT_CONNECTIONS
+    assert capacity.max_connections_problem(Settings(max_connections=255), 256) is None
+    problem = capacity.max_connections_problem(Settings(max_connections=256), 256)
     assert problem == (
         "MAX_CONNECTIONS=256 needs more descriptors than this process may open (256, "
         "ulimit -n); use at most 192, or auto"

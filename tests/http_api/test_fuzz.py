@@ -23,10 +23,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from http_api.settings import Settings
-from http_api.state import Snapshot
-from http_api.validation import MAX_LIMIT
+from mining.limits import MAX_LIMIT
 from mining.rulesfile import MiningParameters
 from mining.version import __version__
+from recommender.snapshot import Snapshot
 from tests.helpers.gate import Gate
 from tests.helpers.openapi import checked_app
 from tests.helpers.rules import HeaderFields, build_ruleset, read_model, write_model

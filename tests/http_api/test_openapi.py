@@ -9,8 +9,8 @@ lists goes untried.
 
 from __future__ import annotations
 
-import configparser
 import json
+import tomllib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,9 +24,9 @@ from aiohttp.test_utils import TestServer
 from http_api.app import init_app
 from http_api.openapi import OPENAPI_PATH
 from http_api.settings import Settings
-from http_api.state import Snapshot
 from http_api.web import STATIC_DIR
 from mining.version import __version__
+from recommender.snapshot import Snapshot
 from tests.helpers.gate import Gate
 from tests.helpers.openapi import BASE_URI, CHECKER, ResponseChecker
 from tests.helpers.processes import REPO
@@ -53,9 +53,8 @@ def test_info_version_follows_the_package_version() -> None:
 def test_the_docs_copy_is_the_packaged_file() -> None:
     assert (REPO / "docs" / "openapi.json").read_bytes() == OPENAPI_PATH.read_bytes()
     # Declared as package data, so that pip install (and the API image) ships it.
-    setup = configparser.ConfigParser()
-    setup.read(REPO / "setup.cfg")
-    packaged = [p.strip() for p in setup["options.package_data"]["http_api"].split(",")]
+    with (REPO / "pyproject.toml").open("rb") as file:
+        packaged = tomllib.load(file)["tool"]["setuptools"]["package-data"]["http_api"]
     assert OPENAPI_PATH.relative_to(OPENAPI_PATH.parent).as_posix() in packaged
 
 

@@ -13,14 +13,12 @@ from hypothesis import strategies as st
 
 from http_api import validation
 from http_api.validation import (
-    DEFAULT_LIMIT,
-    MAX_LIMIT,
-    MAX_SONG_NAME_CHARS,
     RecommendRequest,
     RequestError,
     decode_content,
     parse_recommend_request,
 )
+from mining.limits import DEFAULT_LIMIT, MAX_LIMIT, MAX_SONG_NAME_CHARS
 from tests.helpers.bombs import gzip_bomb
 
 CAP = 1000

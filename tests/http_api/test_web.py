@@ -11,10 +11,10 @@ import pytest
 from aiohttp import ClientSession
 
 from http_api.settings import Settings
-from http_api.state import Snapshot
 from http_api.web import MAX_QUERY_CHARS, MAX_SONGS_LIMIT
 from mining.rulesfile import MiningParameters
 from mining.version import __version__
+from recommender.snapshot import Snapshot
 from tests.helpers.gate import Gate, serve
 from tests.helpers.rules import HeaderFields, build_ruleset, snapshot_of
 

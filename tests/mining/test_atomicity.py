@@ -38,7 +38,7 @@ def start_job(data_dir: Path, support: str) -> subprocess.Popen[bytes]:
     )
 
 
-def committed_pair(data_dir: Path) -> tuple[int, float]:
+def committed_pair(data_dir: Path) -> tuple[int, float | str]:
     """The pair a server would load, checked to be readable and consistent: (ns, support)."""
     checkpoint = read_checkpoint(data_dir / CHECKPOINT_FILENAME)
     _, ruleset = read_committed_rules(data_dir, checkpoint)

@@ -53,7 +53,7 @@ WRAPPER = textwrap.dedent(
 
 
 def run_measured(
-    data_dir: Path, hide_pyfim: bool = False, **env: str | Path
+    data_dir: Path, hide_pyfim: bool = False, /, **env: str | Path
 ) -> tuple[int, str, int, float]:
     """Run the job; (exit code, stderr, peak RSS of its processes in bytes, seconds)."""
     started = time.monotonic()
@@ -196,14 +196,14 @@ def test_absurd_values_are_clamped_or_refused(mined: tuple[Path, Path], tmp_path
     assert "memory budget exceeded before mining" in one_error_line(stderr)
     assert peak <= 1.3 * LIMIT_MIB * MIB
     for variable, value, text in [
-        ("MAX_LEN", "1" + "0" * 12, "must be at most"),
-        ("MIN_SUPPORT", "0 playlists", "at least 1"),
+        ("MAX_LEN", "1" + "0" * 12, "must be a whole number from 2 to 2147483647"),
+        ("MIN_SUPPORT", "0 playlists", "(N >= 1)"),
         ("MIN_SUPPORT", "2", "'N playlists'"),
-        ("MINING_MEMORY_LIMIT", "lots", "is not a size"),
-        ("MINING_MEMORY_LIMIT", "1MiB", "must be at least"),
+        ("MINING_MEMORY_LIMIT", "lots", "must be a size such as"),
+        ("MINING_MEMORY_LIMIT", "1MiB", "must be a size of at least"),
         ("AUTO_SUPPORT_FLOOR", "0", "playlist count"),
-        ("AUTO_MAX_RULES", "0", "must be between 1"),
-        ("MINING_HEARTBEAT_SECONDS", "-1", "seconds > 0"),
+        ("AUTO_MAX_RULES", "0", "must be a whole number from 1"),
+        ("MINING_HEARTBEAT_SECONDS", "-1", "a number of seconds greater than 0"),
     ]:
         code, stderr, _, _ = run_measured(tmp_path / "d", **{**common, variable: value})
         assert code == 2, (variable, value, stderr)

@@ -57,7 +57,14 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int, t
 def test_success_logs_one_line_per_phase_with_counts(tmp_path: Path) -> None:
     dataset = tmp_path / "small.csv"
     dataset.write_text(SMALL + ",orphan\n")
-    result = run(tmp_path, DATASET_URL=dataset, MIN_SUPPORT="0.5", MINING_ENGINE="pyfim")
+    result = run(
+        tmp_path,
+        DATASET_URL=dataset,
+        MIN_SUPPORT="0.5",
+        MIN_CONFIDENCE="0.7",
+        MAX_LEN="8",
+        MINING_ENGINE="pyfim",
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""
     log = result.stderr
@@ -86,7 +93,7 @@ def test_json_logs_are_one_object_per_line_from_start_to_error(tmp_path: Path) -
     assert records[-1]["message"].startswith("done: 6 rules in ")
     # Errors before the settings are read, and after, are records too.
     for env, code, text in [
-        ({"MAX_LEN": "1"}, 2, "MAX_LEN='1' must be at least 2"),
+        ({"MAX_LEN": "1"}, 2, "MAX_LEN='1' must be a whole number from 2 to"),
         ({"DATASET_URL": str(tmp_path / "missing.csv")}, 4, "missing.csv"),
     ]:
         failed = run(tmp_path, LOG_FORMAT="json", MINING_ENGINE="pyfim", **env)
@@ -112,7 +119,9 @@ def test_a_bug_is_logged_with_its_traceback_as_one_json_field(tmp_path: Path) ->
 
 
 def test_a_bad_log_format_is_a_configuration_error(tmp_path: Path) -> None:
-    assert_one_line_error(run(tmp_path, LOG_FORMAT="xml"), 2, "LOG_FORMAT='xml' must be text")
+    assert_one_line_error(
+        run(tmp_path, LOG_FORMAT="xml"), 2, "LOG_FORMAT='xml' must be one of text, json"
+    )
 
 
 def test_help_and_unexpected_arguments(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from mining import download
+from mining import download, partialdownload
 from mining.download import DownloadError, resolve_dataset
 from tests.helpers.processes import free_port, run_python
 
@@ -317,7 +317,7 @@ def test_partial_without_validator_from_an_earlier_run_is_discarded(tmp_path: Pa
 def test_complete_partial_answered_416_is_finished_without_download(tmp_path: Path) -> None:
     with Server(serve_with_ranges) as server:
         url = server.url()
-        paths = download._paths_for(url, tmp_path)
+        paths = partialdownload.paths_for(url, tmp_path)
         # What a run killed between the last byte and the rename leaves behind.
         paths.partial.write_bytes(BODY)
         sidecar = {"url": url, "validator": ETAG, "total": len(BODY)}
@@ -332,7 +332,7 @@ def test_complete_partial_answered_416_is_finished_without_download(tmp_path: Pa
 def test_partial_longer_than_the_file_restarts(tmp_path: Path) -> None:
     with Server(serve_with_ranges) as server:
         url = server.url()
-        paths = download._paths_for(url, tmp_path)
+        paths = partialdownload.paths_for(url, tmp_path)
         paths.partial.write_bytes(BODY + b"stale tail")
         paths.sidecar.write_text(json.dumps({"url": url, "validator": ETAG, "total": None}))
         path = fetch(url, tmp_path)
@@ -502,7 +502,7 @@ def test_a_content_length_over_the_limit_is_refused_before_the_body(tmp_path: Pa
 
 def test_a_fifo_at_the_partial_download_name_fails_instead_of_blocking(tmp_path: Path) -> None:
     url = "http://127.0.0.1:9/playlists.csv"
-    os.mkfifo(download._paths_for(url, tmp_path).partial)
+    os.mkfifo(partialdownload.paths_for(url, tmp_path).partial)
     code = f"""
 from pathlib import Path
 from mining.download import DownloadError, resolve_dataset

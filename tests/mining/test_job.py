@@ -421,7 +421,7 @@ def test_auto_records_its_bounds_and_mines_again_when_they_change(settings: Sett
     header = read_rules(settings.data_dir / RULES_FILENAME).header
     assert header.parameters.min_support == "auto"
     assert (header.parameters.auto_floor, header.parameters.auto_max_rules) == (5, 50)
-    assert header.min_count >= 5
+    assert header.min_count is not None and header.min_count >= 5
     assert 0 < header.rule_count <= 50
     assert run_job(auto).skipped
     # A memory limit is not a parameter: the rules it allowed are still the ones asked for.

@@ -35,7 +35,7 @@ def test_the_budget_takes_sizes_in_the_usual_units(text: str, size: int) -> None
 
 @pytest.mark.parametrize("text", ["GiB", "2 GiBs", "-1GiB", "2 gigabytes", "1e9", "2GiB!"])
 def test_what_is_not_a_size_is_refused(text: str) -> None:
-    with pytest.raises(SettingsError, match="is not a size"):
+    with pytest.raises(SettingsError, match="must be a size such as"):
         Settings.from_env({"MINING_MEMORY_LIMIT": text})
 
 

@@ -48,7 +48,9 @@ def roomy() -> int:
     return tree_memory(os.getpid()) + GIB
 
 
-def rules_of(transactions: Transactions, count: int, max_len: int, confidence: float) -> set:
+def rules_of(
+    transactions: Transactions, count: int, max_len: int, confidence: float
+) -> set[tuple[tuple[str, ...], str, int, int]]:
     itemsets = mine_itemsets(transactions, count, max_len, "pyfim")
     return {
         (tuple(transactions.song_names[i] for i in a), transactions.song_names[c], n, na)

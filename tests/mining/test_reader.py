@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import lzma
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +52,9 @@ def test_both_header_shapes_give_distinct_songs_per_playlist(tmp_path: Path, tex
         ("download-1234-playlists", gzip.compress),
     ],
 )
-def test_compressed_files_read_like_plain_ones(tmp_path: Path, name: str, compress) -> None:
+def test_compressed_files_read_like_plain_ones(
+    tmp_path: Path, name: str, compress: Callable[[bytes], bytes]
+) -> None:
     path = tmp_path / name
     path.write_bytes(compress(REAL_SHAPE.encode()))
     assert sorted(map(sorted, playlists_by_name(read_playlists(path).transactions))) == sorted(

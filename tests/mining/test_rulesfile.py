@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import cbor2
@@ -22,14 +23,19 @@ from mining.rulesfile import (
     write_rules,
 )
 from tests.helpers.processes import run_python
-from tests.helpers.rules import HeaderFields, build_ruleset, synthetic_ruleset
+from tests.helpers.rules import HeaderFields, Rule, build_ruleset, synthetic_ruleset
 
 SONGS = ("Tyler, The Creator", 'City Of Stars - From "La La Land"', "Ünïcödé", "plain")
 COUNTS = (90, 80, 70, 60)
-RULES = [((0,), 1, 70, 90), ((0, 2), 1, 60, 65), ((2, 0), 3, 50, 65), ((1,), 0, 70, 80)]
+RULES: list[Rule] = [((0,), 1, 70, 90), ((0, 2), 1, 60, 65), ((2, 0), 3, 50, 65), ((1,), 0, 70, 80)]
 
 
-def make_ruleset(rules=RULES, songs=SONGS, counts=COUNTS, transactions=100) -> RuleSet:
+def make_ruleset(
+    rules: Sequence[Rule] = RULES,
+    songs: Sequence[str] = SONGS,
+    counts: Sequence[int] = COUNTS,
+    transactions: int = 100,
+) -> RuleSet:
     fields = HeaderFields(
         transactions=transactions,
         version="1.2.3",
@@ -113,7 +119,9 @@ def test_missing_file_names_the_path(tmp_path: Path) -> None:
         ("header", "generated_ns", "soon", "wrong type"),
     ],
 )
-def test_inconsistent_content_is_refused(section, key, value, message) -> None:
+def test_inconsistent_content_is_refused(
+    section: str, key: str, value: object, message: str
+) -> None:
     document = cbor2.loads(encode_rules(make_ruleset()))
     document[section][key] = value
     with pytest.raises(RulesFileError, match=message):
@@ -136,7 +144,7 @@ rule_strategy = st.tuples(
 
 
 @given(st.lists(rule_strategy, max_size=30, unique_by=lambda r: (r[0], r[1])))
-def test_round_trip_property(raw_rules) -> None:
+def test_round_trip_property(raw_rules: list[tuple[frozenset[int], int, int, int]]) -> None:
     rules = [(tuple(a), c, n, n + extra) for a, c, n, extra in raw_rules]
     songs = tuple(f"song {i}" for i in range(6))
     ruleset = make_ruleset(rules, songs, (100,) * 6, transactions=100)

@@ -29,8 +29,11 @@ def test_defaults_mine_the_bundled_sample_with_the_documented_parameters() -> No
     assert settings.dataset_url == str(SAMPLE_DATASET)
     assert SAMPLE_DATASET.is_file()
     assert settings.data_dir == Path("ml-data")
-    assert settings.parameters == MiningParameters(0.025, 0.7, 8)
-    assert (DEFAULT_MIN_SUPPORT, DEFAULT_MIN_CONFIDENCE, DEFAULT_MAX_LEN) == (0.025, 0.7, 8)
+    assert settings.parameters == MiningParameters(
+        "auto", 0.05, 2, auto_floor=1, auto_max_rules=1_000_000
+    )
+    assert (DEFAULT_MIN_SUPPORT, DEFAULT_MIN_CONFIDENCE, DEFAULT_MAX_LEN) == ("auto", 0.05, 2)
+    assert (DEFAULT_AUTO_FLOOR, DEFAULT_AUTO_MAX_RULES) == (1, 1_000_000)
     # pyfim where it is installed (it is, with the dev extra), mlxtend otherwise.
     assert (settings.engine, settings.log_level) == ("pyfim", "INFO")
     assert settings.engine == default_engine()
@@ -106,8 +109,8 @@ def test_support_forms_and_the_auto_bounds_in_the_parameters(
     expected_floor = int(floor.split(maxsplit=1)[0])
     assert settings.parameters == MiningParameters(
         spec,
-        0.7,
-        8,
+        DEFAULT_MIN_CONFIDENCE,
+        DEFAULT_MAX_LEN,
         auto_floor=expected_floor if auto else None,
         auto_max_rules=DEFAULT_AUTO_MAX_RULES if auto else None,
     )
@@ -166,9 +169,12 @@ def test_zero_confidence_is_allowed_and_means_every_rule() -> None:
     assert Settings.from_env({"MIN_CONFIDENCE": "0"}).min_confidence == 0.0
 
 
-def test_the_input_limits_take_sizes_with_units_and_default_to_512_mib() -> None:
+def test_input_limits_take_units_default_to_512_mib_and_to_half_the_budget() -> None:
     defaults = Settings.from_env({})
-    assert defaults.max_download_bytes == defaults.max_input_bytes == 512 * 1024**2
+    assert defaults.max_download_bytes == 512 * 1024**2
+    assert defaults.max_input_bytes is None
+    assert defaults.input_limit(3 * 1024**3) == 1536 * 1024**2
+    assert Settings.from_env({"MAX_INPUT_SIZE": "1MiB"}).input_limit(3 * 1024**3) == 1024**2
     assert defaults.allow_empty_rules is False
     settings = Settings.from_env(
         {"MAX_DOWNLOAD_SIZE": "1.5GB", "MAX_INPUT_SIZE": " 64 MiB ", "ALLOW_EMPTY_RULES": "yes"}
@@ -182,10 +188,10 @@ def test_the_input_limits_take_sizes_with_units_and_default_to_512_mib() -> None
 @pytest.mark.parametrize(
     ("name", "value", "message"),
     [
-        ("MAX_DOWNLOAD_SIZE", "lots", "is not a size such as 512MiB"),
-        ("MAX_DOWNLOAD_SIZE", "-1GiB", "is not a size"),
-        ("MAX_INPUT_SIZE", "0", "must be at least 1 byte"),
-        ("MAX_INPUT_SIZE", "2 parsecs", "is not a size"),
+        ("MAX_DOWNLOAD_SIZE", "lots", "must be a size such as 512MiB"),
+        ("MAX_DOWNLOAD_SIZE", "-1GiB", "must be a size such as"),
+        ("MAX_INPUT_SIZE", "0", "must be a size of at least 1 byte"),
+        ("MAX_INPUT_SIZE", "2 parsecs", "must be a size such as"),
         ("ALLOW_EMPTY_RULES", "maybe", "must be 1 or 0"),
     ],
 )

@@ -59,7 +59,7 @@ from tests.helpers.playlist_files import (
     SKIPPED_ROWS,
 )
 from tests.helpers.playlists import playlist_rows, shared_runs, write_playlists_csv
-from tests.helpers.processes import run_mining
+from tests.helpers.processes import run_mining, run_mining_bounded
 
 DATA = Path(__file__).parents[1] / "data"
 GIB = 2**30
@@ -510,7 +510,7 @@ def test_the_command_line_refuses_what_cannot_fit_and_keeps_the_rules(tmp_path: 
     exploding = write_playlists_csv(
         tmp_path / "shared-runs.csv", shared_runs(pairs=10, run=30, noise=5)
     )
-    common = {
+    common: dict[str, str | Path] = {
         "DATASET_URL": exploding,
         "MINING_MEMORY_LIMIT": CLI_LIMIT,
         "MIN_SUPPORT": "2 playlists",
@@ -520,14 +520,11 @@ def test_the_command_line_refuses_what_cannot_fit_and_keeps_the_rules(tmp_path: 
     assert first.returncode == 0, first.stderr
     before = snapshot(data_dir)
     # 10 runs of 30 songs shared by 2 playlists: ~10^7 itemsets up to 8 songs, counted first.
-    result = run_mining(
+    result = run_mining_bounded(
         data_dir,
+        {**common, "MAX_LEN": "8", "MINING_ENGINE": "spark", "SPARK_MASTER": "local[1]"},
         timeout=CLI_TIMEOUT,
         address_space=CLI_ADDRESS_SPACE,
-        **common,
-        MAX_LEN="8",
-        MINING_ENGINE="spark",
-        SPARK_MASTER="local[1]",
     )
     assert result.returncode == 6, result.stderr
     assert result.stdout == ""
@@ -566,14 +563,16 @@ def test_more_results_than_the_driver_may_collect_exit_6_and_keep_the_rules(
         f.write("pid,track_name\n")
         for i in range(60_000):
             f.write(f"{i % 500},song number {i:06d} with a name long enough to count\n")
-    result = run_mining(
+    result = run_mining_bounded(
         data_dir,
+        {
+            "DATASET_URL": many,
+            "MINING_ENGINE": "spark",
+            "SPARK_MASTER": "local[1]",
+            "SPARK_CONF": "spark.driver.memory=512m\nspark.driver.maxResultSize=1m",
+        },
         timeout=CLI_TIMEOUT,
         address_space=CLI_ADDRESS_SPACE,
-        DATASET_URL=many,
-        MINING_ENGINE="spark",
-        SPARK_MASTER="local[1]",
-        SPARK_CONF="spark.driver.memory=512m\nspark.driver.maxResultSize=1m",
     )
     assert result.returncode == 6, result.stderr
     last = result.stderr.strip().splitlines()[-1]

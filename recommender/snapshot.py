@@ -1,9 +1,8 @@
-"""What the HTTP handlers see of the actor system: the current snapshot and a way to wait for one.
+"""One loaded rule set as the server serves it: the checkpoint, the header and the index.
 
-The HttpFrontend actor implements :class:`RulesGate` on the event loop; handlers only read
-``gate.snapshot`` (a plain attribute swap, no lock, no pykka future) and, before the first
-rules exist, ``await gate.wait_for_snapshot(...)``, which is bridged to the RuleServer with an
-asyncio future completed through ``loop.call_soon_threadsafe``.
+A snapshot is immutable and shared by every request until the RuleServer swaps in the next
+one; it also writes the body of an answer, so the JSON of ``POST /api/recommend`` is built in
+this one place.
 """
 
 from __future__ import annotations
@@ -12,15 +11,12 @@ import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
 
-from http_api.validation import MAX_LIMIT
 from mining.checkpoint import Checkpoint
+from mining.limits import MAX_LIMIT
 from mining.rulesfile import RulesHeader
 from mining.version import __version__
-
-if TYPE_CHECKING:
-    from http_api.recommender import Recommender
+from recommender.engine import Recommender
 
 
 @dataclass(frozen=True, eq=False)
@@ -41,9 +37,14 @@ class Snapshot:
         """The checkpoint's generation time in ns since the epoch."""
         return self.checkpoint.generated_ns
 
-    def answer_tail(self, from_rules: int, unknown: Sequence[str]) -> bytes:
-        """The end of a recommendation from this rule set, after its song list: ``version``,
-        ``model_date``, ``from_rules`` and ``unknown``.
+    def answer_json(self, songs: Sequence[str], limit: int, ranking: str) -> bytes:
+        """The body of the answer to a recommendation request for ``songs``: ``songs``,
+        ``version``, ``model_date``, ``from_rules`` and ``unknown``, as one JSON object."""
+        names, from_rules, unknown = self.recommender.explain_json(songs, limit, ranking=ranking)
+        return b'{"songs": ' + names + self._answer_tail(from_rules, unknown)
+
+    def _answer_tail(self, from_rules: int, unknown: Sequence[str]) -> bytes:
+        """The end of an answer, after its song list.
 
         Without unknown songs (the usual case) it is one of a few strings formatted once per
         rule set, not once per request.
@@ -63,18 +64,3 @@ class Snapshot:
             f', "version": {version}, "model_date": {model_date}, '
             f'"from_rules": {from_rules}, "unknown": {json.dumps(list(unknown))}}}'
         ).encode()
-
-
-class RulesGate(Protocol):
-    """The handlers' view of the rule server, valid on the event loop thread only."""
-
-    @property
-    def snapshot(self) -> Snapshot | None:
-        """The newest loaded snapshot, or None before the first load."""
-
-    @property
-    def draining(self) -> bool:
-        """True from SIGTERM on: /readyz answers 503 and responses carry Connection: close."""
-
-    async def wait_for_snapshot(self, timeout: float) -> Snapshot | None:
-        """Wait (deferred reply from the rule server) up to ``timeout`` s for the first snapshot."""

@@ -1,9 +1,9 @@
 /*
- * The compiled small-query path of http_api.recommender (see its module docstring and
- * docs/ranking.md).
+ * The compiled small-query path of the recommender (recommender/compiled.py; the design in
+ * docs/recommender-design.md and docs/ranking.md).
  *
  * SmallQueryIndex answers a query of a few known songs exactly as
- * Recommender._few_query_ids does in Python, over the same numpy arrays: the
+ * recommender.query.SmallQueryPath does in Python, over the same numpy arrays: the
  * hashes of the query's subsets, a lookup of each in an open-addressing table
  * of antecedent hashes (built here once per rule set), a check of each hit
  * against the antecedent's songs, then one of the two rankings:
@@ -20,7 +20,7 @@
  *
  * Why C: in the server a request runs between aiohttp's own code, so every
  * interpreted step of the Python path pays for cold caches; compiled, a
- * recommendation takes ~4 us of server CPU instead of ~12 us
+ * recommendation takes a third of the server CPU or less
  * (benchmarks/serve_throughput.py --split; benchmarks/recommend.py times both
  * paths side by side).
  *
@@ -36,8 +36,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A query enumerates its 2^|Q| subsets: this bounds the work and the memory. */
-#define MAX_QUERY_SONGS 16
+/* A query enumerates its 2^|Q| subsets: this bounds the work and the memory (the recommender
+ * sends at most FEW_QUERY_SONGS, 8; the server's MAX_QUERY_SONGS setting bounds whole queries,
+ * which larger ones take the scan for). */
+#define MAX_SUBSET_SONGS 16
 /* Subset hashes, pools and "already listed" sets up to these sizes live on the stack. */
 #define STACK_SUBSETS 256
 #define STACK_POOL 1024
@@ -613,92 +615,99 @@ scratch_ready(SmallQueryIndex *self)
 #undef TALLY_RUN_DENSE
 #undef TALLY_RUN
 
-/* answer(query, limit, summed): (song ids, how many of them came from rules), as
- * Recommender._few_query_ids. */
-static PyObject *
-SmallQueryIndex_answer(SmallQueryIndex *self, PyObject *const *args, Py_ssize_t nargs)
+/* The arguments of answer(): the query's distinct song ids into `query` (room for
+ * MAX_SUBSET_SONGS), the limit and whether to sum. Returns -1 with an exception set. */
+static int
+parse_answer_args(const SmallQueryIndex *self, PyObject *const *args, Py_ssize_t nargs,
+                  int64_t *query, Py_ssize_t *n_query, Py_ssize_t *limit, int *summed)
 {
     if (self->table_groups == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "SmallQueryIndex was not initialised");
-        return NULL;
+        return -1;
     }
     if (nargs != 3) {
         PyErr_SetString(PyExc_TypeError,
                         "answer() takes a list of song ids, a limit and whether to sum");
-        return NULL;
+        return -1;
     }
-    int summed = PyObject_IsTrue(args[2]);
-    if (summed < 0) {
-        return NULL;
+    if ((*summed = PyObject_IsTrue(args[2])) < 0) {
+        return -1;
     }
-    PyObject *query_seq = PySequence_Fast(args[0], "the query must be a sequence of song ids");
-    if (query_seq == NULL) {
-        return NULL;
+    *limit = PyLong_AsSsize_t(args[1]);
+    if (*limit == -1 && PyErr_Occurred()) {
+        return -1;
     }
-    Py_ssize_t n_query = PySequence_Fast_GET_SIZE(query_seq);
-    Py_ssize_t limit = PyLong_AsSsize_t(args[1]);
-    if (limit == -1 && PyErr_Occurred()) {
-        Py_DECREF(query_seq);
-        return NULL;
+    if (*limit < 1) {
+        PyErr_Format(PyExc_ValueError, "limit must be at least 1, not %zd", *limit);
+        return -1;
     }
-    if (limit < 1) {
-        Py_DECREF(query_seq);
-        return PyErr_Format(PyExc_ValueError, "limit must be at least 1, not %zd", limit);
+    PyObject *sequence = PySequence_Fast(args[0], "the query must be a sequence of song ids");
+    if (sequence == NULL) {
+        return -1;
     }
-    if (n_query > MAX_QUERY_SONGS) {
-        Py_DECREF(query_seq);
-        return PyErr_Format(PyExc_ValueError, "at most %d songs per query, not %zd",
-                            MAX_QUERY_SONGS, n_query);
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(sequence);
+    int failed = 0;
+    if (n > MAX_SUBSET_SONGS) {
+        PyErr_Format(PyExc_ValueError, "at most %d songs per query, not %zd", MAX_SUBSET_SONGS,
+                     n);
+        failed = 1;
     }
-    int64_t query[MAX_QUERY_SONGS];
-    for (Py_ssize_t i = 0; i < n_query; i++) {
-        Py_ssize_t song = PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(query_seq, i));
+    for (Py_ssize_t i = 0; i < n && !failed; i++) {
+        Py_ssize_t song = PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(sequence, i));
         if (song == -1 && PyErr_Occurred()) {
-            Py_DECREF(query_seq);
-            return NULL;
+            failed = 1;
+            break;
         }
         if (song < 0 || song >= self->n_songs) {
-            Py_DECREF(query_seq);
-            return PyErr_Format(PyExc_ValueError, "no song has id %zd", song);
+            PyErr_Format(PyExc_ValueError, "no song has id %zd", song);
+            failed = 1;
+            break;
         }
-        for (Py_ssize_t j = 0; j < i; j++) {
+        for (Py_ssize_t j = 0; j < i && !failed; j++) {
             if (query[j] == song) {
-                Py_DECREF(query_seq);
-                return PyErr_Format(PyExc_ValueError, "song %zd is in the query twice", song);
+                PyErr_Format(PyExc_ValueError, "song %zd is in the query twice", song);
+                failed = 1;
             }
         }
         query[i] = song;
     }
-    Py_DECREF(query_seq);
+    Py_DECREF(sequence);
+    *n_query = n;
+    return failed ? -1 : 0;
+}
 
-    const uint64_t *codes = (const uint64_t *)self->codes.buf;
-    const int64_t *starts = (const int64_t *)self->starts.buf;
-    const uint64_t *keys = (const uint64_t *)self->keys.buf;
-    const int64_t *tie_songs = (const int64_t *)self->tie_songs.buf;
-    const int64_t *popular = (const int64_t *)self->popular.buf;
-    const Py_ssize_t n_songs = self->n_songs, width = self->width;
-    PyObject *chosen = NULL, *answer = NULL;
-
-    /* Up to 8 songs (the recommender's switch) and limit 100 everything lives on the stack. */
-    uint64_t subsets_on_stack[STACK_SUBSETS], pool_on_stack[STACK_POOL];
-    int64_t hits_on_stack[STACK_SUBSETS], set_on_stack[STACK_SET];
-    Scored heap_on_stack[STACK_HEAP];
-    Tally tallies_on_stack[STACK_TALLY_SLOTS];
-    uint32_t songs_on_stack[STACK_TALLY_SLOTS], claimed_on_stack[STACK_TALLY_SLOTS / 2];
-    uint64_t *subsets = subsets_on_stack, *pool = pool_on_stack;
-    int64_t *hits = hits_on_stack;
-    Scored *heap = heap_on_stack;
-    TallyTable table = {tallies_on_stack, songs_on_stack, claimed_on_stack, 0, 0, 0};
-    SongSet listed = {set_on_stack, 0};
-    if (((Py_ssize_t)1 << n_query) > STACK_SUBSETS) {
-        subsets = PyMem_Malloc(((size_t)1 << n_query) * sizeof(uint64_t));
-        hits = PyMem_Malloc(((size_t)1 << n_query) * sizeof(int64_t));
-        if (subsets == NULL || hits == NULL) {
-            PyErr_NoMemory();
-            goto done;
+/* Whether the antecedent `group` holds only songs of Q: a hash match is checked against the
+ * antecedent itself, so a hit is exact, not probable. */
+static int
+antecedent_in_query(const SmallQueryIndex *self, int64_t group, const int64_t *query,
+                    Py_ssize_t n_query)
+{
+    for (Py_ssize_t c = 0; c < self->width; c++) {
+        uint64_t song = song_at(&self->rows, group * self->width + c);
+        if (song == (uint64_t)self->n_songs) {
+            continue; /* padding */
+        }
+        int found = 0;
+        for (Py_ssize_t i = 0; i < n_query && !found; i++) {
+            found = (uint64_t)query[i] == song;
+        }
+        if (!found) {
+            return 0;
         }
     }
+    return 1;
+}
 
+/* The runs of the antecedents inside Q into `hits` (room for 2^|Q|), `subsets` being room
+ * for as many subset hashes; returns how many, and in *pool_size how many keys the ranking
+ * reads: each run's first `most` for best (each run names a consequent once, so its first
+ * `limit + |Q|` keys hold its best `limit` candidates outside Q), whole runs for sum. */
+static Py_ssize_t
+find_runs(const SmallQueryIndex *self, const int64_t *query, Py_ssize_t n_query,
+          Py_ssize_t most, int summed, uint64_t *subsets, int64_t *hits, Py_ssize_t *pool_size)
+{
+    const uint64_t *codes = (const uint64_t *)self->codes.buf;
+    const int64_t *starts = (const int64_t *)self->starts.buf;
     /* The hashes of the subsets of Q: doubled once per song that is in some antecedent. */
     Py_ssize_t n_subsets = 1;
     subsets[0] = 0;
@@ -711,50 +720,190 @@ SmallQueryIndex_answer(SmallQueryIndex *self, PyObject *const *args, Py_ssize_t 
             n_subsets *= 2;
         }
     }
-    /* Best: each run found names a consequent once, so its first `limit + |Q|` keys hold its
-     * best `limit` candidates outside Q. Sum: every rule counts, so whole runs. */
-    Py_ssize_t most = limit + n_query;
-    Py_ssize_t n_hits = 0, pool_size = 0;
+    Py_ssize_t n_hits = 0;
+    *pool_size = 0;
     for (Py_ssize_t s = 1; s < n_subsets; s++) {
         int64_t group = find_group(self, subsets[s]);
-        if (group == EMPTY_SLOT) {
-            continue;
-        }
-        /* A hash match is checked against the antecedent itself: exact, not probable. */
-        int inside = 1;
-        for (Py_ssize_t c = 0; c < width && inside; c++) {
-            uint64_t song = song_at(&self->rows, group * width + c);
-            if (song == (uint64_t)n_songs) {
-                continue;
-            }
-            inside = 0;
-            for (Py_ssize_t i = 0; i < n_query; i++) {
-                if ((uint64_t)query[i] == song) {
-                    inside = 1;
-                    break;
-                }
-            }
-        }
-        if (inside) {
+        if (group != EMPTY_SLOT && antecedent_in_query(self, group, query, n_query)) {
             Py_ssize_t run = (Py_ssize_t)(starts[group + 1] - starts[group]);
             hits[n_hits++] = group;
-            pool_size += run < most || summed ? run : most;
+            *pool_size += run < most || summed ? run : most;
         }
     }
+    return n_hits;
+}
+
+/* The sum ranking of the runs `hits` (`pool_size` rules): at most `wanted` candidates, best
+ * first, appended to `chosen` and added to `listed`. Returns how many, or -1 with an
+ * exception set. */
+static Py_ssize_t
+answer_by_sum(SmallQueryIndex *self, const int64_t *hits, Py_ssize_t n_hits,
+              const int64_t *query, Py_ssize_t n_query, Py_ssize_t wanted,
+              Py_ssize_t pool_size, SongSet *listed, PyObject *chosen)
+{
+    Scored heap_on_stack[STACK_HEAP];
+    Tally tallies_on_stack[STACK_TALLY_SLOTS];
+    uint32_t songs_on_stack[STACK_TALLY_SLOTS], claimed_on_stack[STACK_TALLY_SLOTS / 2];
+    TallyTable table = {tallies_on_stack, songs_on_stack, claimed_on_stack, 0, 0, 0};
+    Scored *heap = heap_on_stack;
+    Py_ssize_t ranked = -1;
+    /* At most one candidate per rule read. */
+    Py_ssize_t capacity = wanted < pool_size ? wanted : pool_size;
+    if (capacity > STACK_HEAP && (heap = PyMem_Malloc(capacity * sizeof(Scored))) == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    if (scratch_ready(self)) {
+        self->scratch_busy = 1;
+        ranked = dense_sum_ranking(self, hits, n_hits, query, n_query, heap, capacity);
+        self->scratch_busy = 0;
+    }
+    else {
+        /* Room for Q and every distinct consequent, at most half full. */
+        uint64_t most_songs = (uint64_t)(pool_size < self->n_songs ? pool_size : self->n_songs);
+        uint64_t slots = 16;
+        int bits = 4;
+        while (slots < 2 * (most_songs + (uint64_t)n_query)) {
+            slots *= 2;
+            bits++;
+        }
+        if (slots > STACK_TALLY_SLOTS) {
+            /* One block: the tallies first, for their alignment. */
+            char *block = PyMem_Malloc(slots * (sizeof(Tally) + sizeof(uint32_t)) +
+                                       slots / 2 * sizeof(uint32_t));
+            if (block == NULL) {
+                PyErr_NoMemory();
+                goto done;
+            }
+            table.tallies = (Tally *)block;
+            table.songs = (uint32_t *)(table.tallies + slots);
+            table.claimed = table.songs + slots;
+        }
+        table.shift = 64 - bits;
+        table.mask = slots - 1;
+        memset(table.songs, 0xFF, slots * sizeof(uint32_t)); /* every slot NO_SONG */
+        ranked = sum_ranking(self, &table, hits, n_hits, query, n_query, heap, capacity);
+    }
+    for (Py_ssize_t r = 0; r < ranked; r++) {
+        song_set_add(listed, heap[r].song);
+        if (append_song(chosen, heap[r].song) < 0) {
+            ranked = -1;
+            break;
+        }
+    }
+done:
+    if (heap != heap_on_stack) {
+        PyMem_Free(heap);
+    }
+    if (table.tallies != tallies_on_stack) {
+        PyMem_Free(table.tallies);
+    }
+    return ranked;
+}
+
+/* The best ranking of the first `most` keys of each run `hits` (`pool_size` in all): at
+ * most `limit` candidates outside `listed`, best first, appended to `chosen` and added to
+ * `listed`. Returns how many, or -1 with an exception set. */
+static Py_ssize_t
+answer_by_best(const SmallQueryIndex *self, const int64_t *hits, Py_ssize_t n_hits,
+               Py_ssize_t most, Py_ssize_t limit, Py_ssize_t pool_size, SongSet *listed,
+               PyObject *chosen)
+{
+    const int64_t *starts = (const int64_t *)self->starts.buf;
+    const uint64_t *keys = (const uint64_t *)self->keys.buf;
+    const int64_t *tie_songs = (const int64_t *)self->tie_songs.buf;
+    uint64_t pool_on_stack[STACK_POOL];
+    uint64_t *pool = pool_on_stack;
+    if (pool_size > STACK_POOL && (pool = PyMem_Malloc(pool_size * sizeof(uint64_t))) == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    Py_ssize_t filled = 0, n_chosen = 0;
+    for (Py_ssize_t h = 0; h < n_hits; h++) {
+        int64_t start = starts[hits[h]], stop = starts[hits[h] + 1];
+        if (stop - start > most) {
+            stop = start + most;
+        }
+        for (int64_t at = start; at < stop; at++) {
+            pool[filled++] = keys[at];
+        }
+    }
+    qsort(pool, (size_t)filled, sizeof(uint64_t), compare_keys_descending);
+    for (Py_ssize_t p = 0; p < filled && n_chosen < limit; p++) {
+        int64_t song = tie_songs[pool[p] % (uint64_t)self->n_songs];
+        if (song_set_add(listed, song)) {
+            if (append_song(chosen, song) < 0) {
+                n_chosen = -1;
+                break;
+            }
+            n_chosen++;
+        }
+    }
+    if (pool != pool_on_stack) {
+        PyMem_Free(pool);
+    }
+    return n_chosen;
+}
+
+/* The most popular songs not listed yet, appended to `chosen` (holding `n_chosen`) until it
+ * holds `limit`. Returns -1 with an exception set. */
+static int
+fill_with_popular(const SmallQueryIndex *self, SongSet *listed, PyObject *chosen,
+                  Py_ssize_t n_chosen, Py_ssize_t limit)
+{
+    const int64_t *popular = (const int64_t *)self->popular.buf;
+    /* Skips at most |Q| + n_chosen songs before the answer is full. */
+    for (Py_ssize_t p = 0; p < self->n_songs && n_chosen < limit; p++) {
+        if (song_set_add(listed, popular[p])) {
+            if (append_song(chosen, popular[p]) < 0) {
+                return -1;
+            }
+            n_chosen++;
+        }
+    }
+    return 0;
+}
+
+/* answer(query, limit, summed): (song ids, how many of them came from rules), as
+ * recommender.query.SmallQueryPath.answer. */
+static PyObject *
+SmallQueryIndex_answer(SmallQueryIndex *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    int64_t query[MAX_SUBSET_SONGS];
+    Py_ssize_t n_query, limit;
+    int summed;
+    if (parse_answer_args(self, args, nargs, query, &n_query, &limit, &summed) < 0) {
+        return NULL;
+    }
+    PyObject *chosen = NULL, *answer = NULL;
+    /* Up to 8 songs (the recommender's switch) and limit 100 everything lives on the stack. */
+    uint64_t subsets_on_stack[STACK_SUBSETS];
+    int64_t hits_on_stack[STACK_SUBSETS], set_on_stack[STACK_SET];
+    uint64_t *subsets = subsets_on_stack;
+    int64_t *hits = hits_on_stack;
+    SongSet listed = {set_on_stack, 0};
+    if (((Py_ssize_t)1 << n_query) > STACK_SUBSETS) {
+        subsets = PyMem_Malloc(((size_t)1 << n_query) * sizeof(uint64_t));
+        hits = PyMem_Malloc(((size_t)1 << n_query) * sizeof(int64_t));
+        if (subsets == NULL || hits == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
+    }
+    Py_ssize_t most = limit + n_query, pool_size;
+    Py_ssize_t n_hits = find_runs(self, query, n_query, most, summed, subsets, hits, &pool_size);
 
     /* Q and the songs listed so far: never listed (again). */
-    Py_ssize_t wanted = limit < n_songs ? limit : n_songs;
+    Py_ssize_t wanted = limit < self->n_songs ? limit : self->n_songs;
     uint64_t set_capacity = 16;
     while (set_capacity < 2 * (uint64_t)(n_query + wanted)) {
         set_capacity *= 2;
     }
     listed.mask = set_capacity - 1;
-    if (set_capacity > STACK_SET) {
-        listed.slots = PyMem_Malloc(set_capacity * sizeof(int64_t));
-        if (listed.slots == NULL) {
-            PyErr_NoMemory();
-            goto done;
-        }
+    if (set_capacity > STACK_SET &&
+        (listed.slots = PyMem_Malloc(set_capacity * sizeof(int64_t))) == NULL) {
+        PyErr_NoMemory();
+        goto done;
     }
     for (uint64_t slot = 0; slot < set_capacity; slot++) {
         listed.slots[slot] = EMPTY_SLOT;
@@ -762,127 +911,23 @@ SmallQueryIndex_answer(SmallQueryIndex *self, PyObject *const *args, Py_ssize_t 
     for (Py_ssize_t i = 0; i < n_query; i++) {
         song_set_add(&listed, query[i]);
     }
-    chosen = PyList_New(0);
-    if (chosen == NULL) {
+    if ((chosen = PyList_New(0)) == NULL) {
         goto done;
     }
-    Py_ssize_t n_chosen = 0;
-    if (summed) {
-        /* At most one candidate per rule read. */
-        Py_ssize_t capacity = wanted < pool_size ? wanted : pool_size;
-        if (capacity > STACK_HEAP) {
-            heap = PyMem_Malloc(capacity * sizeof(Scored));
-            if (heap == NULL) {
-                PyErr_NoMemory();
-                goto done;
-            }
-        }
-        Py_ssize_t ranked;
-        if (scratch_ready(self)) {
-            self->scratch_busy = 1;
-            ranked = dense_sum_ranking(self, hits, n_hits, query, n_query, heap, capacity);
-            self->scratch_busy = 0;
-        }
-        else {
-            /* Room for Q and every distinct consequent, at most half full. */
-            uint64_t most_songs =
-                (uint64_t)(pool_size < n_songs ? pool_size : n_songs) + n_query;
-            uint64_t slots = 16;
-            int bits = 4;
-            while (slots < 2 * most_songs) {
-                slots *= 2;
-                bits++;
-            }
-            if (slots > STACK_TALLY_SLOTS) {
-                /* One block: the tallies first, for their alignment. */
-                char *block = PyMem_Malloc(slots * (sizeof(Tally) + sizeof(uint32_t)) +
-                                           slots / 2 * sizeof(uint32_t));
-                if (block == NULL) {
-                    PyErr_NoMemory();
-                    goto done;
-                }
-                table.tallies = (Tally *)block;
-                table.songs = (uint32_t *)(table.tallies + slots);
-                table.claimed = table.songs + slots;
-            }
-            table.shift = 64 - bits;
-            table.mask = slots - 1;
-            memset(table.songs, 0xFF, slots * sizeof(uint32_t)); /* every slot NO_SONG */
-            ranked = sum_ranking(self, &table, hits, n_hits, query, n_query, heap, capacity);
-        }
-        for (Py_ssize_t r = 0; r < ranked; r++) {
-            song_set_add(&listed, heap[r].song);
-            if (append_song(chosen, heap[r].song) < 0) {
-                Py_CLEAR(chosen);
-                goto done;
-            }
-        }
-        n_chosen = ranked;
-    }
-    else {
-        if (pool_size > STACK_POOL) {
-            pool = PyMem_Malloc(pool_size * sizeof(uint64_t));
-            if (pool == NULL) {
-                PyErr_NoMemory();
-                goto done;
-            }
-        }
-        Py_ssize_t filled = 0;
-        for (Py_ssize_t h = 0; h < n_hits; h++) {
-            int64_t start = starts[hits[h]], stop = starts[hits[h] + 1];
-            if (stop - start > most) {
-                stop = start + most;
-            }
-            for (int64_t at = start; at < stop; at++) {
-                pool[filled++] = keys[at];
-            }
-        }
-        qsort(pool, (size_t)filled, sizeof(uint64_t), compare_keys_descending);
-        for (Py_ssize_t p = 0; p < filled && n_chosen < limit; p++) {
-            int64_t song = tie_songs[pool[p] % (uint64_t)n_songs];
-            if (song_set_add(&listed, song) && append_song(chosen, song) < 0) {
-                Py_CLEAR(chosen);
-                goto done;
-            }
-            n_chosen = PyList_GET_SIZE(chosen);
-        }
-    }
-    Py_ssize_t from_rules = n_chosen;
-    /* Skips at most |Q| + n_chosen songs before the answer is full. */
-    for (Py_ssize_t p = 0; p < n_songs && n_chosen < limit; p++) {
-        if (song_set_add(&listed, popular[p]) && append_song(chosen, popular[p]) < 0) {
-            Py_CLEAR(chosen);
-            goto done;
-        }
-        n_chosen = PyList_GET_SIZE(chosen);
-    }
-    PyObject *count = PyLong_FromSsize_t(from_rules);
-    if (count == NULL) {
+    Py_ssize_t from_rules =
+        summed ? answer_by_sum(self, hits, n_hits, query, n_query, wanted, pool_size, &listed,
+                               chosen)
+               : answer_by_best(self, hits, n_hits, most, limit, pool_size, &listed, chosen);
+    if (from_rules < 0 || fill_with_popular(self, &listed, chosen, from_rules, limit) < 0) {
         goto done;
     }
-    answer = PyTuple_New(2);
-    if (answer == NULL) {
-        Py_DECREF(count);
-        goto done;
-    }
-    PyTuple_SET_ITEM(answer, 0, chosen);
-    PyTuple_SET_ITEM(answer, 1, count);
-    chosen = NULL; /* the tuple holds it now */
+    answer = Py_BuildValue("(On)", chosen, from_rules);
 
 done:
     Py_XDECREF(chosen);
     if (subsets != subsets_on_stack) {
         PyMem_Free(subsets);
         PyMem_Free(hits);
-    }
-    if (pool != pool_on_stack) {
-        PyMem_Free(pool);
-    }
-    if (heap != heap_on_stack) {
-        PyMem_Free(heap);
-    }
-    if (table.tallies != tallies_on_stack) {
-        PyMem_Free(table.tallies);
     }
     if (listed.slots != set_on_stack) {
         PyMem_Free(listed.slots);
@@ -912,7 +957,7 @@ static PyGetSetDef SmallQueryIndex_getset[] = {
 
 static PyTypeObject SmallQueryIndexType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "http_api._smallquery.SmallQueryIndex",
+    .tp_name = "recommender._smallquery.SmallQueryIndex",
     .tp_doc = PyDoc_STR("The small-query path of the recommender over its numpy arrays."),
     .tp_basicsize = sizeof(SmallQueryIndex),
     .tp_itemsize = 0,
@@ -926,8 +971,8 @@ static PyTypeObject SmallQueryIndexType = {
 
 static struct PyModuleDef smallquery_module = {
     PyModuleDef_HEAD_INIT,
-    .m_name = "http_api._smallquery",
-    .m_doc = PyDoc_STR("The compiled small-query path of http_api.recommender."),
+    .m_name = "recommender._smallquery",
+    .m_doc = PyDoc_STR("The compiled small-query path of the recommender."),
     .m_size = -1,
 };
 

@@ -1,4 +1,7 @@
-"""What the RuleServer does with DATA_DIR, kept free of pykka so it is tested directly."""
+"""Loading a rule set from DATA_DIR into a snapshot, and telling whether the files changed.
+
+What the RuleServer does with DATA_DIR, free of pykka so it is tested directly.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +9,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from http_api.recommender import Recommender
-from http_api.state import Snapshot
 from mining.checkpoint import CHECKPOINT_FILENAME, Checkpoint
 from mining.datadir import generation_files, read_committed_rules
 from mining.rulesfile import RULES_FILENAME, RulesFileError
+from recommender.engine import Recommender
+from recommender.snapshot import Snapshot
 
 # (device, inode, size, mtime, ctime in ns, mode): an atomic replace always changes the inode,
 # and a chmod or chown (a permission problem fixed) changes the ctime and maybe the mode.

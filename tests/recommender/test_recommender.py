@@ -14,9 +14,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from http_api import recommender
-from http_api.recommender import Recommendation, Recommender, normalise_name
+from mining.limits import UNKNOWN_LIST_LIMIT
 from mining.rulesfile import MiningParameters, RuleSet, RulesHeader, pack_rules
+from recommender import compiled as compiled_path
+from recommender import engine as recommender
+from recommender import index as index_module
+from recommender.engine import Recommendation, Recommender
+from recommender.keys import WEIGHT_BITS
+from recommender.names import normalise_name
 
 Rule = tuple[Sequence[int], int, int, int]
 
@@ -381,8 +386,8 @@ SWITCHES = (0, recommender.FEW_QUERY_SONGS, 12)
 # with the sum ranking's tallies in an array over song ids (the default), and in the hash table
 # it takes past DENSE_TALLY_SONGS songs: (compiled, dense tally limit).
 BUILDS = (
-    ((False, 0), (True, recommender.DENSE_TALLY_SONGS), (True, 0))
-    if recommender.SmallQueryIndex is not None
+    ((False, 0), (True, compiled_path.DENSE_TALLY_SONGS), (True, 0))
+    if compiled_path.SmallQueryIndex is not None
     else ((False, 0),)
 )
 PATHS = len(SWITCHES) * len(BUILDS)
@@ -394,7 +399,7 @@ def every_build(ruleset: RuleSet) -> list[Recommender]:
     built = []
     for compiled, dense in BUILDS:
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(recommender, "DENSE_TALLY_SONGS", dense)
+            patch.setattr(compiled_path, "DENSE_TALLY_SONGS", dense)
             built.append(Recommender.from_ruleset(ruleset, compiled=compiled))
     return built
 
@@ -481,8 +486,8 @@ def test_colliding_antecedent_hashes_are_redrawn(monkeypatch: pytest.MonkeyPatch
             return same
         return real_codes(n_songs, attempt)
 
-    real_codes = recommender._song_codes
-    monkeypatch.setattr(recommender, "_song_codes", codes)
+    real_codes = index_module.song_codes
+    monkeypatch.setattr(index_module, "song_codes", codes)
     rules = [
         rule(["Theta", "Eta", "Zeta"], "Alpha", 9, 10),
         rule(["Theta"], "Beta", 8, 10),
@@ -498,7 +503,7 @@ def test_colliding_antecedent_hashes_are_redrawn(monkeypatch: pytest.MonkeyPatch
 def test_hash_collisions_that_never_clear_fail_the_build(monkeypatch: pytest.MonkeyPatch) -> None:
     same = np.full(len(SONGS) + 1, 7, dtype=np.uint64)
     same[len(SONGS)] = 0
-    monkeypatch.setattr(recommender, "_song_codes", lambda n_songs, attempt: same.copy())
+    monkeypatch.setattr(index_module, "song_codes", lambda n_songs, attempt: same.copy())
     rules = [rule(["Theta"], "Beta", 8, 10), rule(["Eta"], "Gamma", 7, 10)]
     with pytest.raises(RuntimeError, match="collision"):
         engine(rules)
@@ -512,7 +517,7 @@ def test_a_subset_hashing_like_an_antecedent_is_not_taken_for_it(
     codes = np.arange(1, len(SONGS) + 2, dtype=np.uint64) << np.uint64(8)
     codes[ID["Zeta"]] = codes[ID["Theta"]] ^ codes[ID["Eta"]]
     codes[len(SONGS)] = 0
-    monkeypatch.setattr(recommender, "_song_codes", lambda n_songs, attempt: codes.copy())
+    monkeypatch.setattr(index_module, "song_codes", lambda n_songs, attempt: codes.copy())
     # Theta and Eta must be in some antecedent, or the lookup leaves them out of the subsets.
     rules = [rule(["Zeta"], "Delta", 9, 10), rule(["Theta", "Eta", "Alpha"], "Beta", 9, 10)]
     rs = every_build(make_ruleset(SONGS, rules))
@@ -540,7 +545,7 @@ def test_the_json_answer_is_what_json_dumps_writes(
 
 def fixed_point(confidence: Fraction) -> int:
     """A confidence as the sum ranking weighs it: round(c · 2^31), halves up."""
-    return math.floor(confidence * 2**recommender.WEIGHT_BITS + Fraction(1, 2))
+    return math.floor(confidence * (1 << WEIGHT_BITS) + Fraction(1, 2))
 
 
 def firing_rules(ruleset: RuleSet, chosen: set[str]) -> dict[tuple[frozenset[str], str], Fraction]:
@@ -661,7 +666,7 @@ def test_explain_counts_the_songs_from_rules_and_reports_unknown_songs() -> None
     assert r.explain(["Theta"], limit=1) == Recommendation(["Beta"], 1, [])
     assert r.explain(["Alpha"], limit=2) == Recommendation(["Beta", "Gamma"], 0, [])
     many = [f"unknown {i}" for i in range(30)]
-    assert r.explain(many, limit=1).unknown == many[: recommender.UNKNOWN_LIST_LIMIT]
+    assert r.explain(many, limit=1).unknown == many[:UNKNOWN_LIST_LIMIT]
 
 
 def test_rankings_are_checked() -> None:
@@ -723,7 +728,7 @@ def test_the_sum_order_is_the_exact_order_up_to_the_tolerance(
     listed = answer.songs[: answer.from_rules]
     assert set(listed) <= set(exact)
     assert len(listed) == min(limit, len(exact))
-    tolerance = Fraction(1, 2 ** (recommender.WEIGHT_BITS + 1))
+    tolerance = Fraction(1, 2 ** (WEIGHT_BITS + 1))
     after = [(a, b) for i, a in enumerate(listed) for b in listed[i + 1 :]]
     after += [(listed[-1], b) for b in exact if b not in listed]
     for a, b in after:

@@ -1,4 +1,4 @@
-"""Types of the compiled small-query path (http_api/_smallquery.c)."""
+"""Types of the compiled small-query path (recommender/_smallquery.c)."""
 
 from collections.abc import Sequence
 

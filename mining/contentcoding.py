@@ -56,7 +56,7 @@ def decode_content(body: bytes, content_encoding: str, limit: int) -> bytes:
         return _inflate(body, "gzip", zlib.MAX_WBITS | 16, limit)
     # "deflate" is the zlib format (RFC 9110 8.4.1.2), but some senders use raw deflate: a zlib
     # stream's first byte names method 8 in its low bits.
-    wbits = zlib.MAX_WBITS if body[:1] and body[0] & 0x0F == 8 else -zlib.MAX_WBITS
+    wbits = zlib.MAX_WBITS if body[:1] and body[0] & 0x0F == zlib.DEFLATED else -zlib.MAX_WBITS
     return _inflate(body, "deflate", wbits, limit)
 
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from actors.loading import DiskState, LoadError, load_snapshot, observe
 from mining.checkpoint import CHECKPOINT_FILENAME, Checkpoint, write_checkpoint
 from mining.datadir import generation_filename, generation_files
 from mining.rulesfile import RULES_FILENAME, read_rules, write_rules
+from recommender.loading import DiskState, LoadError, load_snapshot, observe
 from tests.helpers.rules import (
     FIRST_NS,
     VERSION,

@@ -16,28 +16,32 @@ import subprocess
 import sys
 import sysconfig
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
-from http_api import recommender
-from http_api.recommender import Recommender
 from mining.rulesfile import RuleSet
+from recommender import compiled as compiled_path
+from recommender import engine as recommender
+from recommender.engine import Recommender
 from tests.helpers.rules import build_ruleset
 
 REPO = Path(__file__).resolve().parents[2]
 
-SmallQueryIndex = recommender.SmallQueryIndex
+SmallQueryIndex = compiled_path.SmallQueryIndex
 needs_compiled = pytest.mark.skipif(
-    SmallQueryIndex is None, reason="http_api._smallquery was not built (no C compiler)"
+    SmallQueryIndex is None, reason="recommender._smallquery was not built (no C compiler)"
 )
 
 
 def test_the_compiled_path_is_built_where_ci_runs() -> None:
     if SmallQueryIndex is None and os.environ.get("CI") == "true":
-        pytest.fail("http_api._smallquery was not built: is gcc installed? (make test installs it)")
+        pytest.fail(
+            "recommender._smallquery was not built: is gcc installed? (make test installs it)"
+        )
     if SmallQueryIndex is None:
-        pytest.skip("http_api._smallquery was not built (no C compiler)")
+        pytest.skip("recommender._smallquery was not built (no C compiler)")
 
 
 def crowded_ruleset(n_songs: int = 400) -> tuple[list[str], RuleSet]:
@@ -69,7 +73,7 @@ def wide_ruleset(n_songs: int = 2000) -> tuple[list[str], RuleSet]:
 
 # The compiled sum ranking's two tallies: an array over song ids, and (lowered to 0 songs) the
 # hash table it takes for larger song tables.
-DENSE_LIMITS = [recommender.DENSE_TALLY_SONGS, 0]
+DENSE_LIMITS = [compiled_path.DENSE_TALLY_SONGS, 0]
 
 
 @needs_compiled
@@ -79,7 +83,7 @@ DENSE_LIMITS = [recommender.DENSE_TALLY_SONGS, 0]
 def test_answers_from_thousands_of_candidates_equal_the_python_path(
     limit: int, ranking: str, dense: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(recommender, "DENSE_TALLY_SONGS", dense)
+    monkeypatch.setattr(compiled_path, "DENSE_TALLY_SONGS", dense)
     names, ruleset = wide_ruleset()
     compiled = Recommender.from_ruleset(ruleset, compiled=True, ranking=ranking)
     python = Recommender.from_ruleset(ruleset, compiled=False, ranking=ranking)
@@ -97,7 +101,7 @@ def test_answers_from_thousands_of_candidates_equal_the_python_path(
 def test_long_answers_equal_the_python_path(
     limit: int, ranking: str, dense: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(recommender, "DENSE_TALLY_SONGS", dense)
+    monkeypatch.setattr(compiled_path, "DENSE_TALLY_SONGS", dense)
     # limit 300+: the "listed songs" set outgrows its on-stack slots too, and the sum
     # ranking's heap its on-stack entries.
     names, ruleset = crowded_ruleset()
@@ -118,7 +122,7 @@ def test_the_index_keeps_its_arrays_alive() -> None:
     r = Recommender.from_ruleset(ruleset, compiled=True)
     expected = r.recommend(names[:5], 20)
     summed = r.explain(names[:5], 20, ranking="sum")
-    index = r._compiled
+    index = r._small
     del r, ruleset
     gc.collect()
     assert index is not None
@@ -128,9 +132,9 @@ def test_the_index_keeps_its_arrays_alive() -> None:
     assert ([names[song] for song in songs], from_rules) == (summed.songs, summed.from_rules)
 
 
-def arrays(**changes: object) -> dict[str, object]:
+def arrays(**changes: object) -> dict[str, Any]:
     """Valid arguments of a two-song, one-rule index ({0} -> 1), with ``changes``."""
-    valid: dict[str, object] = {
+    valid: dict[str, Any] = {
         "codes": np.array([11, 0], dtype=np.uint64),
         "group_hashes": np.array([11], dtype=np.uint64),
         "group_starts": np.array([0, 1], dtype=np.int64),
@@ -174,7 +178,7 @@ BAD_ARRAYS: list[tuple[dict[str, object], str]] = [
     ),
 ]
 # Queries that must raise: query, limit, the exception, a piece of its message.
-BAD_QUERIES: list[tuple[object, int, type[Exception], str]] = [
+BAD_QUERIES: list[tuple[object, float, type[Exception], str]] = [
     ([0], 1.5, TypeError, "integer"),
     ([0], 0, ValueError, "limit must be at least 1"),
     ([2], 1, ValueError, "no song has id 2"),
@@ -197,7 +201,7 @@ def test_a_valid_index_answers(summed: bool) -> None:
 
 
 @needs_compiled
-@pytest.mark.parametrize("dense", [-1, recommender.DENSE_TALLY_SONGS + 1])
+@pytest.mark.parametrize("dense", [-1, compiled_path.DENSE_TALLY_SONGS + 1])
 def test_a_dense_tally_limit_out_of_range_is_refused(dense: int) -> None:
     with pytest.raises(ValueError, match="dense_songs must be from 0 to 262144"):
         SmallQueryIndex(**arrays(), dense_songs=dense)
@@ -223,7 +227,7 @@ def test_inconsistent_arrays_are_refused(changes: dict[str, object], message: st
 @needs_compiled
 @pytest.mark.parametrize(("query", "limit", "error", "message"), BAD_QUERIES)
 def test_bad_queries_raise_instead_of_reading_out_of_bounds(
-    query: object, limit: int, error: type[Exception], message: str
+    query: object, limit: float, error: type[Exception], message: str
 ) -> None:
     with pytest.raises(error, match=message):
         SmallQueryIndex(**arrays()).answer(query, limit, True)  # type: ignore[arg-type]
@@ -244,20 +248,20 @@ def test_an_index_cannot_be_reinitialised_or_used_uninitialised() -> None:
 
 def test_compiled_true_without_the_extension_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
     _, ruleset = crowded_ruleset(n_songs=120)
-    monkeypatch.setattr(recommender, "SmallQueryIndex", None)
+    monkeypatch.setattr(compiled_path, "SmallQueryIndex", None)
     with pytest.raises(ImportError, match="not built"):
         Recommender.from_ruleset(ruleset, compiled=True)
-    assert Recommender.from_ruleset(ruleset)._compiled is None
+    assert not Recommender.from_ruleset(ruleset).compiled
 
 
 def soak(library: str, rounds: int) -> None:
     """Answer random queries on random rule sets with the extension at ``library`` and with
     the Python path, and require the same answers (run by the sanitizer test below)."""
-    spec = importlib.util.spec_from_file_location("http_api._smallquery", library)
+    spec = importlib.util.spec_from_file_location("recommender._smallquery", library)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    recommender.SmallQueryIndex = module.SmallQueryIndex  # type: ignore[misc]
+    compiled_path.SmallQueryIndex = module.SmallQueryIndex  # type: ignore[misc]
     rng = np.random.default_rng(11)
     for round_ in range(rounds):
         # From under 256 songs (one-byte ids in the rows) to over (two-byte ids).
@@ -297,9 +301,9 @@ def soak(library: str, rounds: int) -> None:
     for changes, _ in BAD_ARRAYS:
         with pytest.raises(ValueError):
             module.SmallQueryIndex(**arrays(**changes))
-    for query, limit, error, _ in BAD_QUERIES:
+    for bad_query, bad_limit, error, _ in BAD_QUERIES:
         with pytest.raises(error):
-            module.SmallQueryIndex(**arrays()).answer(query, limit, True)
+            module.SmallQueryIndex(**arrays()).answer(bad_query, bad_limit, True)
 
 
 def sanitizer_runtime(name: str) -> str | None:
@@ -335,7 +339,7 @@ def test_the_compiled_path_is_memory_safe_under_asan_and_ubsan(tmp_path: Path) -
             "-shared",
             "-fPIC",
             f"-I{include}",
-            str(REPO / "http_api" / "_smallquery.c"),
+            str(REPO / "recommender" / "_smallquery.c"),
             "-o",
             str(library),
         ],
@@ -350,7 +354,7 @@ def test_the_compiled_path_is_memory_safe_under_asan_and_ubsan(tmp_path: Path) -
         PYTHONMALLOC="malloc",
         PYTHONPATH=str(REPO),
     )
-    script = f"from tests.http_api.test_smallquery import soak; soak({str(library)!r}, 100)"
+    script = f"from tests.recommender.test_smallquery import soak; soak({str(library)!r}, 100)"
     result = subprocess.run(
         [sys.executable, "-c", script],
         cwd=REPO,

@@ -1,0 +1,43 @@
+"""The compiled small-query path (recommender/_smallquery.c), when ``pip install`` built it.
+
+The same steps as :class:`recommender.query.SmallQueryPath` over the same arrays, with its own
+open-addressing table of antecedent hashes instead of the dict, and for ``sum`` a tally of each
+candidate's sum and best key (an array over song ids, or a hash table of the query's own past
+DENSE_TALLY_SONGS songs) plus a heap of the ``limit`` best. The server uses it when it is
+built: inside the server every interpreted step pays for caches cooled by aiohttp's own code
+(benchmarks/serve_throughput.py --split measures the difference). The Python path stays the
+reference the tests hold it to, and the fallback without a C compiler.
+"""
+
+from __future__ import annotations
+
+from recommender.index import RuleIndex
+
+# The compiled sum ranking tallies in an array over song ids up to this many songs (its
+# largest), in a hash table above; the tests lower it to hold both to the brute force.
+DENSE_TALLY_SONGS = 1 << 18
+
+try:
+    from recommender._smallquery import SmallQueryIndex as SmallQueryIndex  # noqa: PLC0414 (re-exported)
+except ImportError:  # built without a C compiler: the Python path gives the same answers
+    SmallQueryIndex = None  # type: ignore[assignment,misc]
+
+
+def compiled_small_query(index: RuleIndex) -> SmallQueryIndex:
+    """The compiled small-query path over ``index``; ImportError if it was not built."""
+    if SmallQueryIndex is None:
+        raise ImportError("recommender._smallquery was not built (no C compiler at install)")
+    # Checked and its hash table built with the GIL released.
+    return SmallQueryIndex(
+        codes=index.song_codes,
+        group_hashes=index.group_hashes,
+        group_starts=index.group_starts,
+        group_rows=index.group_rows,
+        row_width=index.row_width,
+        keys=index.keys,
+        consequents=index.consequents,
+        weights=index.weights,
+        tie_songs=index.tie_songs,
+        popular=index.popular,
+        dense_songs=DENSE_TALLY_SONGS,
+    )
