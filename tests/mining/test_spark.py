@@ -103,11 +103,14 @@ def test_spark_master_and_conf_are_read_with_the_engine() -> None:
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"SPARK_MASTER": "localhost"}, "SPARK_MASTER='localhost' is not a Spark master"),
-        ({"SPARK_MASTER": "local[two]"}, "SPARK_MASTER='local[two]' is not a Spark master"),
-        ({"SPARK_CONF": "executor.memory=4g"}, "SPARK_CONF line 1 ('executor.memory=4g')"),
-        ({"SPARK_CONF": "spark.ui.enabled=true\nspark.x"}, "SPARK_CONF line 2 ('spark.x')"),
-        ({"SPARK_CONF": "spark.executor.memory="}, "is not 'spark.name=value'"),
+        ({"SPARK_MASTER": "localhost"}, "SPARK_MASTER='localhost' must be a Spark master: "),
+        ({"SPARK_MASTER": "local[two]"}, "SPARK_MASTER='local[two]' must be a Spark master: "),
+        (
+            {"SPARK_CONF": "executor.memory=4g"},
+            "SPARK_CONF='executor.memory=4g' must be one 'spark.name=value' per line (line 1)",
+        ),
+        ({"SPARK_CONF": "spark.ui.enabled=true\nspark.x"}, "SPARK_CONF='spark.x' must be one"),
+        ({"SPARK_CONF": "spark.executor.memory="}, "per line (line 1)"),
     ],
 )
 def test_bad_spark_settings_name_the_variable(env: dict[str, str], message: str) -> None:
@@ -205,7 +208,9 @@ def test_the_spark_engine_without_java_is_a_configuration_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("JAVA_HOME", str(tmp_path / "nothing"))
-    with pytest.raises(SettingsError, match=r"MINING_ENGINE='spark': Spark needs a Java 17\+"):
+    with pytest.raises(
+        SettingsError, match=r"^MINING_ENGINE='spark' must be .*Spark needs a Java 17\+"
+    ):
         Settings.from_env(spark_env())
 
 
