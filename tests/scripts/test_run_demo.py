@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from mining.rulesfile import RULES_FILENAME, read_rules
+from recommender.engine import DEFAULT_RANKING, Recommender
 from tests.helpers.processes import REPO, free_port
 
 SERVING = b"(Ctrl-C to stop)."
@@ -27,7 +28,7 @@ def demo_env(data_dir: Path, **env: str) -> dict[str, str]:
     return dict(os.environ, PY=sys.executable, DATA_DIR=str(data_dir), PORT=str(free_port()), **env)
 
 
-def test_the_demo_mines_serves_and_answers_from_the_strongest_rule(tmp_path: Path) -> None:
+def test_the_demo_mines_serves_and_answers_the_songs_of_the_commonest_rule(tmp_path: Path) -> None:
     data_dir = tmp_path / "ml-data"
     # DEMO_EXIT stops the server after the request; the drain must not delay it either.
     env = demo_env(data_dir, DEMO_EXIT="1", DRAIN_SECONDS=str(DRAIN_SECONDS))
@@ -49,9 +50,12 @@ def test_the_demo_mines_serves_and_answers_from_the_strongest_rule(tmp_path: Pat
     shown = [line.strip() for line in lines[start + 1 :] if line.startswith("    ")]
     assert len(shown) == 10
     rules = read_rules(data_dir / RULES_FILENAME)
-    antecedent, consequent, _, _ = max(rules.iter_rules(), key=lambda r: (r[2] / r[3], r[2]))
-    assert consequent in shown
-    assert not set(antecedent) & set(shown)
+    antecedent, consequent, _, _ = max(rules.iter_rules(), key=lambda r: (r[2], r[2] / r[3], r))
+    query = [*antecedent, consequent]
+    assert f"python -m client 127.0.0.1 {env['PORT']} " in result.stdout
+    # The server's own answer for the songs of the rule seen in the most playlists.
+    assert shown == Recommender.from_ruleset(rules, ranking=DEFAULT_RANKING).recommend(query)
+    assert not set(query) & set(shown)
     assert "exiting with status 0" in result.stderr
 
 
