@@ -28,6 +28,7 @@ def demo_env(data_dir: Path, **env: str) -> dict[str, str]:
     return dict(os.environ, PY=sys.executable, DATA_DIR=str(data_dir), PORT=str(free_port()), **env)
 
 
+@pytest.mark.slow
 def test_the_demo_mines_serves_and_answers_the_songs_of_the_commonest_rule(tmp_path: Path) -> None:
     data_dir = tmp_path / "ml-data"
     # DEMO_EXIT stops the server after the request; the drain must not delay it either.
@@ -117,6 +118,7 @@ class Terminal:
     "interrupt",
     ["ctrl-c at the terminal", "sigint to the script alone", "sigterm to the script alone"],
 )
+@pytest.mark.slow
 def test_an_interrupt_stops_the_demo_at_once_with_status_0(tmp_path: Path, interrupt: str) -> None:
     env = demo_env(tmp_path / "ml-data", DRAIN_SECONDS=str(DRAIN_SECONDS))
     terminal = Terminal([str(REPO / "scripts" / "run-demo")], env)
@@ -140,6 +142,7 @@ def test_an_interrupt_stops_the_demo_at_once_with_status_0(tmp_path: Path, inter
     assert "Traceback" not in output
 
 
+@pytest.mark.slow
 def test_ctrl_c_on_make_run_reports_no_error(tmp_path: Path) -> None:
     env = demo_env(tmp_path / "ml-data", DRAIN_SECONDS=str(DRAIN_SECONDS))
     # -o: the virtualenv counts as made (the test runs inside it), whatever its timestamps.
