@@ -159,6 +159,7 @@ def assert_events_seen_between_ticks(
     assert checks.get(timeout=poll_seconds * 3) - written < poll_seconds / 2
 
 
+@pytest.mark.slow
 def test_a_missing_directory_is_watched_once_it_exists(tmp_path: Path) -> None:
     data_dir = tmp_path / "not-yet"
     ref, checks = start_watcher(data_dir, poll_seconds=1.0)
@@ -169,6 +170,7 @@ def test_a_missing_directory_is_watched_once_it_exists(tmp_path: Path) -> None:
     assert_events_seen_between_ticks(data_dir, checks, 1.0, 1)
 
 
+@pytest.mark.slow
 def test_a_deleted_and_recreated_directory_is_watched_again(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -185,6 +187,7 @@ def test_a_deleted_and_recreated_directory_is_watched_again(
     assert any("was deleted or replaced" in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.slow
 def test_a_directory_replaced_under_the_same_name_is_watched_again(tmp_path: Path) -> None:
     # mv data data.old && mv data.new data: the old watch follows data.old, not "data".
     data_dir, fresh = tmp_path / "data", tmp_path / "data.new"

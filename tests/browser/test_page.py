@@ -273,6 +273,7 @@ async def test_pick_two_songs_and_get_the_apis_recommendations(
         assert watched.foreign_requests == []
 
 
+@pytest.mark.slow
 async def test_keyboard_use_chips_and_debounced_requests(
     browser: Browser, mined: Mined, artifacts: Path
 ) -> None:
@@ -336,6 +337,7 @@ async def test_keyboard_use_chips_and_debounced_requests(
         assert watched.foreign_requests == []
 
 
+@pytest.mark.slow
 async def test_a_cold_server_is_announced_and_the_page_recovers(
     browser: Browser, mined: Mined, artifacts: Path
 ) -> None:
@@ -387,6 +389,7 @@ def without_song(mined: Mined, song: str) -> Snapshot:
     return dataclasses.replace(mined.snapshot, recommender=Recommender.from_ruleset(ruleset))
 
 
+@pytest.mark.slow
 async def test_popular_fill_and_unknown_songs_are_marked(
     browser: Browser, mined: Mined, artifacts: Path
 ) -> None:

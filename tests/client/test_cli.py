@@ -109,6 +109,7 @@ async def test_json_prints_the_reply_and_url_keeps_a_path_prefix(
     assert fake_server.bodies == [{"songs": ["Señorita", "Yellow"], "limit": 1}]
 
 
+@pytest.mark.slow
 async def test_connection_refused(run_client: RunClient, closed_port: int) -> None:
     result = await run_client("127.0.0.1", str(closed_port), "Yellow")
     assert result.returncode == ExitCode.CONNECTION
@@ -218,6 +219,7 @@ async def test_ctrl_c_during_a_one_shot_request_is_one_line_not_a_traceback(
     assert (stdout, stderr) == (b"", b"error: interrupted\n")
 
 
+@pytest.mark.slow
 async def test_json_logs_turn_every_stderr_line_into_a_record(
     fake_server: FakeServer, run_client: RunClient, closed_port: int, tmp_path: Path
 ) -> None:

@@ -222,6 +222,7 @@ async def test_a_signal_ends_the_run_with_the_summary_and_rows_are_flushed(
     assert log[-1] == "no version or model_date change"
 
 
+@pytest.mark.slow
 async def test_duration_ends_the_run_and_csv_goes_to_stdout(
     fake_server: FakeServer, run_client: RunClient
 ) -> None:

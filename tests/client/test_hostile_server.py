@@ -137,6 +137,7 @@ async def test_json_nested_100000_deep_in_continuous_mode_is_a_failed_row(
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 async def test_a_gzip_bomb_reply_is_read_no_further_than_the_reply_limit(
     raw_server: RawServer, run_limited: RunLimited
 ) -> None:
@@ -152,6 +153,7 @@ async def test_a_gzip_bomb_reply_is_read_no_further_than_the_reply_limit(
     assert result.max_rss_kib < 200 * 1024
 
 
+@pytest.mark.slow
 async def test_a_reply_declaring_more_than_the_limit_is_not_read(
     raw_server: RawServer, run_limited: RunLimited
 ) -> None:
@@ -166,6 +168,7 @@ async def test_a_reply_declaring_more_than_the_limit_is_not_read(
 ESCAPES = "\x1b[2J\x1b[31m\x9b1m\x07\u202e"
 
 
+@pytest.mark.slow
 async def test_terminal_escapes_from_the_server_are_printed_escaped(
     raw_server: RawServer, run_limited: RunLimited
 ) -> None:

@@ -67,6 +67,7 @@ def assert_png(path: Path) -> None:
     assert png_size(path) == (1200, 650)
 
 
+@pytest.mark.slow
 def test_plot_marks_failures_downtime_and_changes(tmp_path: Path) -> None:
     output = tmp_path / "rollout.png"
     contents = plot_run(rollout(), output, "rollout")
@@ -112,6 +113,7 @@ def test_empty_bins_of_a_pause_are_kept_so_the_track_is_a_time_axis() -> None:
     )
 
 
+@pytest.mark.slow
 def test_a_timeline_adds_its_lanes_under_the_failure_track(tmp_path: Path) -> None:
     samples = rollout()
     plain, with_lanes = tmp_path / "plain.png", tmp_path / "lanes.png"
@@ -169,6 +171,7 @@ def test_plot_refuses_an_empty_run(tmp_path: Path) -> None:
         plot_run([], tmp_path / "empty.png", "empty")
 
 
+@pytest.mark.slow
 async def test_plot_command_writes_the_png_and_prints_the_summary(
     run_client: RunClient, tmp_path: Path
 ) -> None:

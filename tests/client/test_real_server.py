@@ -118,6 +118,7 @@ def mined(mined_once: Path, tmp_path: Path) -> tuple[Path, str]:
     return data_dir, read_checkpoint(data_dir / CHECKPOINT_FILENAME).model_date
 
 
+@pytest.mark.slow
 async def test_one_shot_against_the_real_server(
     mined: tuple[Path, str],
     servers: list[RealServer],
@@ -166,6 +167,7 @@ async def test_one_shot_against_the_real_server(
     assert "limit" in rejected.stderr
 
 
+@pytest.mark.slow
 async def test_with_the_defaults_the_servers_no_rules_answer_reaches_the_user(
     servers: list[RealServer], tmp_path: Path, run_client: RunClient, closed_port: int
 ) -> None:
@@ -205,6 +207,7 @@ def csv_samples(path: Path) -> list[Sample]:
     return list(read_samples(io.StringIO(complete, newline=""))) if complete else []
 
 
+@pytest.mark.slow
 async def test_continuous_sees_a_restart_with_a_new_version_and_a_new_model(
     mined: tuple[Path, str],
     servers: list[RealServer],

@@ -56,6 +56,7 @@ def without_costs(report: dict[str, object]) -> dict[str, object]:
     return {**report, "rows": rows}
 
 
+@pytest.mark.slow
 def test_rules_beat_popularity_on_themed_playlists_and_the_run_is_deterministic(
     dataset: Path,
 ) -> None:

@@ -267,6 +267,7 @@ def test_a_port_in_use_is_one_line_and_status_1(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.slow
 async def test_empty_data_dir_holds_requests_until_the_miner_writes_rules(
     tmp_path: Path, start_server: Callable[..., asyncio.Future[Server]]
 ) -> None:
@@ -410,6 +411,7 @@ async def test_new_rules_from_the_miner_are_served_under_load_without_a_failure(
         assert server.logged("with polling")
 
 
+@pytest.mark.slow
 async def test_a_large_rule_set_is_swapped_under_load_without_a_failure(
     tmp_path: Path, start_server: Callable[..., asyncio.Future[Server]]
 ) -> None:
@@ -501,6 +503,7 @@ FAULTS = [
 ]
 
 
+@pytest.mark.slow
 async def test_every_fault_is_survived_under_load_and_the_next_good_write_is_served(
     tmp_path: Path, start_server: Callable[..., asyncio.Future[Server]]
 ) -> None:
@@ -555,6 +558,7 @@ def without_permission_override() -> tuple[str, ...]:
     return ("setpriv", "--bounding-set=-dac_override,-dac_read_search")
 
 
+@pytest.mark.slow
 async def test_a_rules_file_whose_permission_is_fixed_is_loaded_at_once(
     tmp_path: Path, start_server: Callable[..., asyncio.Future[Server]]
 ) -> None:
@@ -588,6 +592,7 @@ async def _reload_failures_are(server: Server, count: float) -> bool:
 # -- shutdown ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_sigterm_under_load_drains_finishes_requests_and_exits_0(
     tmp_path: Path, start_server: Callable[..., asyncio.Future[Server]]
 ) -> None:
@@ -700,6 +705,7 @@ def _closed_by_peer(sock: socket.socket) -> bool:
     [("auto", (1, 1), 0), ("250", (0, 1), 1)],
     ids=["cap below the limit", "cap at the limit: accept fails"],
 )
+@pytest.mark.slow
 async def test_300_silent_connections_under_ulimit_256_never_lock_out_healthz(
     tmp_path: Path,
     start_server: Callable[..., asyncio.Future[Server]],
@@ -745,6 +751,7 @@ def test_the_gzip_bomb_is_what_it_claims() -> None:
     assert len(gzip_bomb(GZIP_BOMB_MIB)) < Settings.max_body_bytes
 
 
+@pytest.mark.slow
 async def test_four_gzip_bombs_at_once_get_413_without_holding_the_event_loop(
     tmp_path: Path, start_server: Callable[..., asyncio.Future[Server]]
 ) -> None:

@@ -121,6 +121,7 @@ def explode(
 
 
 @pytest.mark.parametrize("engine", ["pyfim", "mlxtend"])
+@pytest.mark.slow
 def test_parameters_that_cannot_fit_are_refused_before_mining(
     mined: tuple[Path, Path], engine: str
 ) -> None:
@@ -170,6 +171,7 @@ def test_a_heartbeat_reports_long_phases(mined: tuple[Path, Path]) -> None:
     assert all(" of " in line and "MiB" in line for line in beats)
 
 
+@pytest.mark.slow
 def test_absurd_values_are_clamped_or_refused(mined: tuple[Path, Path], tmp_path: Path) -> None:
     dataset, _ = mined
     common = {"DATASET_URL": str(dataset), "MINING_MEMORY_LIMIT": f"{LIMIT_MIB}MiB"}
@@ -212,6 +214,7 @@ def test_absurd_values_are_clamped_or_refused(mined: tuple[Path, Path], tmp_path
         assert not (tmp_path / "d").exists()
 
 
+@pytest.mark.slow
 def test_auto_mines_the_lowest_count_that_fits_and_a_rerun_skips(
     mined: tuple[Path, Path], tmp_path: Path
 ) -> None:

@@ -166,6 +166,7 @@ BAD_INPUTS = [
 ]
 
 
+@pytest.mark.slow
 def test_bad_input_exits_3_and_keeps_the_previous_rules(tmp_path: Path) -> None:
     good = tmp_path / "good.csv"
     good.write_text(SMALL)
@@ -351,6 +352,7 @@ def test_an_unbalanced_quote_exits_3_instead_of_merging_rows(tmp_path: Path) -> 
     assert_one_line_error(result, 3, "row 2 after the header: its 'track_name' value spans lines")
 
 
+@pytest.mark.slow
 def test_zero_rules_exit_3_keeping_the_previous_rules_unless_allowed(tmp_path: Path) -> None:
     good, lonely = tmp_path / "small.csv", tmp_path / "lonely.csv"
     good.write_text(SMALL)

@@ -44,6 +44,7 @@ def check_synth_ds1(support: float, engine: str) -> None:
 
 
 @pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.slow
 def test_synth_ds1_at_support_0_05(engine: str) -> None:
     check_synth_ds1(0.05, engine)
 

@@ -175,6 +175,7 @@ def test_the_guarded_run_gives_the_same_rules_and_its_peak(
     assert guarded.peak_rss_bytes is not None and guarded.peak_rss_bytes > 10 * MIB
 
 
+@pytest.mark.slow
 def test_the_guarded_run_is_stopped_at_the_limit(
     transactions: Transactions, exploding: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

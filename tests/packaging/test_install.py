@@ -129,7 +129,7 @@ def test_the_packages_and_their_data_come_from_the_install(installed: tuple[Path
     for name in PACKAGE_DATA:
         assert (site / name).is_file(), name
     # The compiled small-query path is built by `pip install` where a compiler is present.
-    assert list((site / "http_api").glob("_smallquery.*.so"))
+    assert list((site / "recommender").glob("_smallquery.*.so"))
     license_files = list(site.glob(f"{DISTRIBUTION.replace('-', '_')}-*.dist-info/licenses/*"))
     assert [path.name for path in license_files] == ["LICENSE"]
 

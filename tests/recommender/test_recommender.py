@@ -299,6 +299,7 @@ def test_search_does_not_match_across_names() -> None:
     assert r.search("b", limit=5) == ["ab"]
 
 
+@pytest.mark.slow
 def test_a_large_random_rule_set_agrees_with_the_brute_force() -> None:
     # Long antecedents (up to 7 songs), big per-song lists and long queries: the regime of the
     # real rule sets, where the vectorised paths (second-song filter, padded rows) all run.
@@ -360,6 +361,7 @@ def queries(draw: st.DrawFn, ruleset: RuleSet) -> list[str]:
 
 @settings(max_examples=400, deadline=None)
 @given(data=st.data(), ruleset=rulesets(), limit=st.integers(1, 12))
+@pytest.mark.slow
 def test_recommend_equals_the_brute_force(
     data: st.DataObject, ruleset: RuleSet, limit: int
 ) -> None:
@@ -447,6 +449,7 @@ def wider_rulesets(draw: st.DrawFn, messy: bool = False) -> RuleSet:
 
 @settings(max_examples=300, deadline=None)
 @given(data=st.data(), ruleset=wider_rulesets(), limit=st.integers(1, 16))
+@pytest.mark.slow
 def test_both_query_paths_equal_the_brute_force(
     data: st.DataObject, ruleset: RuleSet, limit: int
 ) -> None:
@@ -527,6 +530,7 @@ def test_a_subset_hashing_like_an_antecedent_is_not_taken_for_it(
 
 @settings(max_examples=200, deadline=None)
 @given(data=st.data(), ruleset=rulesets(), limit=st.integers(1, 12))
+@pytest.mark.slow
 def test_the_json_answer_is_what_json_dumps_writes(
     data: st.DataObject, ruleset: RuleSet, limit: int
 ) -> None:
@@ -689,6 +693,7 @@ RANKING_NAMES = st.sampled_from(recommender.RANKINGS)
 
 @settings(max_examples=300, deadline=None)
 @given(data=st.data(), ruleset=wider_rulesets(), limit=st.integers(1, 16), ranking=RANKING_NAMES)
+@pytest.mark.slow
 def test_every_query_path_explains_as_the_brute_force(
     data: st.DataObject, ruleset: RuleSet, limit: int, ranking: str
 ) -> None:
@@ -712,6 +717,7 @@ def test_sums_count_repeated_rules_and_songs_once(
 
 @settings(max_examples=300, deadline=None)
 @given(data=st.data(), ruleset=wider_rulesets(), limit=st.integers(1, 16))
+@pytest.mark.slow
 def test_the_sum_order_is_the_exact_order_up_to_the_tolerance(
     data: st.DataObject, ruleset: RuleSet, limit: int
 ) -> None:
@@ -739,6 +745,7 @@ def summed_build(ruleset: RuleSet) -> Recommender:
     return Recommender.from_ruleset(ruleset, ranking="sum")
 
 
+@pytest.mark.slow
 def test_a_large_random_rule_set_is_summed_as_the_brute_force_sums() -> None:
     # Popular songs in hundreds of rules: the numpy accumulation (more than FEW_MATCHES rules
     # fire) on the scan and in the Python small-query path, and long runs in the compiled one.

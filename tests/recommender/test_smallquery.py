@@ -317,6 +317,7 @@ def sanitizer_runtime(name: str) -> str | None:
     return found if os.path.isabs(found) and os.path.exists(found) else None
 
 
+@pytest.mark.slow
 def test_the_compiled_path_is_memory_safe_under_asan_and_ubsan(tmp_path: Path) -> None:
     # The extension built with AddressSanitizer and UndefinedBehaviorSanitizer, in a
     # subprocess with them preloaded and Python's allocator off (so PyMem blocks are checked
