@@ -33,3 +33,16 @@ def _spark_for_the_spark_engine(request: pytest.FixtureRequest) -> None:
     callspec = getattr(request.node, "callspec", None)
     if callspec is not None and callspec.params.get("engine") == "spark":
         request.getfixturevalue("spark")
+
+
+def _uses_spark(item: pytest.Item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    engine = callspec.params.get("engine") if callspec is not None else None
+    return "spark" in getattr(item, "fixturenames", ()) or engine == "spark"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test on the shared session pays for its JVM's start: slow, so `make check` skips it."""
+    for item in items:
+        if _uses_spark(item):
+            item.add_marker(pytest.mark.slow)

@@ -510,6 +510,7 @@ CLI_TIMEOUT = 280
 CLI_ADDRESS_SPACE = 16 * GIB
 
 
+@pytest.mark.slow  # a JVM of its own
 def test_the_command_line_refuses_what_cannot_fit_and_keeps_the_rules(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     exploding = write_playlists_csv(
