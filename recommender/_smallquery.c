@@ -51,6 +51,10 @@
  * hashing, no probing, nothing to clear per query (benchmarks/recommend.py times the sum
  * ranking). */
 #define DENSE_SONGS (1 << 18)
+/* The dense tally asks for the slot of the consequent this many rules ahead: the slots are
+ * scattered and, in the server, out of the caches; fetched early they are there when needed
+ * (benchmarks/recommend.py; about 15 % of the tally's time with cold caches). */
+#define PREFETCH_AHEAD 16
 #define EMPTY_SLOT (-1)
 /* Marks a query song's tally in the sum ranking: never a candidate. No key is this large
  * (the index refuses one). */
@@ -478,6 +482,11 @@ tally_of(TallyTable *table, uint32_t song)
         const type *consequents = (const type *)self->consequents.buf;                        \
         for (int64_t at = start; at < stop; at++) {                                           \
             uint32_t song = (uint32_t)consequents[at];                                        \
+            if (at + PREFETCH_AHEAD < stop) {                                                 \
+                uint32_t ahead = (uint32_t)consequents[at + PREFETCH_AHEAD];                  \
+                __builtin_prefetch(&tallies[ahead], 1);                                       \
+                __builtin_prefetch(&stamps[ahead], 1);                                        \
+            }                                                                                 \
             Tally *tally = &tallies[song];                                                    \
             if (stamps[song] != stamp) {                                                      \
                 stamps[song] = stamp;                                                         \
