@@ -21,9 +21,12 @@ class SmallQueryIndex:
         tie_songs: npt.NDArray[np.int64],
         popular: npt.NDArray[np.int64],
         dense_songs: int = ...,
+        sum_depth: int = ...,
     ) -> None:
         """``dense_songs``: with at most this many songs (0 to 2^18, the default) the sum ranking
-        tallies in an array over song ids, else in a hash table of the query's own."""
+        tallies in an array over song ids, else in a hash table of the query's own.
+        ``sum_depth``: the array tally reads this many rules of each run (32 by default) before
+        it first checks whether it can stop early; 0: never."""
     def answer(self, query: Sequence[int], limit: int, summed: bool, /) -> tuple[list[int], int]:
         """The answer's song ids for a few distinct known song ids, and how many came from
         rules (the rest are popular fill); ``summed``: the sum ranking, else the best rule."""

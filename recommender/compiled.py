@@ -3,7 +3,8 @@
 The same steps as :class:`recommender.query.SmallQueryPath` over the same arrays, with its own
 open-addressing table of antecedent hashes instead of the dict, and for ``sum`` a tally of each
 candidate's sum and best key (an array over song ids, or a hash table of the query's own past
-DENSE_TALLY_SONGS songs) plus a heap of the ``limit`` best. The server uses it when it is
+DENSE_TALLY_SONGS songs) plus a heap of the ``limit`` best; the array tally stops reading once the
+best are decided, and then only completes their sums. The server uses it when it is
 built: inside the server every interpreted step pays for caches cooled by aiohttp's own code
 (benchmarks/serve_throughput.py --split measures the difference). The Python path stays the
 reference the tests hold it to, and the fallback without a C compiler.
@@ -16,6 +17,10 @@ from recommender.index import RuleIndex
 # The compiled sum ranking tallies in an array over song ids up to this many songs (its
 # largest), in a hash table above; the tests lower it to hold both to the brute force.
 DENSE_TALLY_SONGS = 1 << 18
+# The array tally reads this many rules of each run before it first checks whether it can stop
+# early with the same answer (see dense_sum_ranking in the C file); 0: it reads every rule. The
+# tests lower it to 1, so small rule sets stop early too.
+SUM_DEPTH = 32
 
 try:
     from recommender._smallquery import SmallQueryIndex as SmallQueryIndex  # noqa: PLC0414 (re-exported)
@@ -40,4 +45,5 @@ def compiled_small_query(index: RuleIndex) -> SmallQueryIndex:
         tie_songs=index.tie_songs,
         popular=index.popular,
         dense_songs=DENSE_TALLY_SONGS,
+        sum_depth=SUM_DEPTH,
     )

@@ -71,9 +71,14 @@ def wide_ruleset(n_songs: int = 2000) -> tuple[list[str], RuleSet]:
     return names, build_ruleset(names, counts, rules)
 
 
-# The compiled sum ranking's two tallies: an array over song ids, and (lowered to 0 songs) the
-# hash table it takes for larger song tables.
-DENSE_LIMITS = [compiled_path.DENSE_TALLY_SONGS, 0]
+# The compiled sum ranking's tallies: an array over song ids (stopping early from the default
+# depth, and from the first rule), and (lowered to 0 songs) the hash table it takes for larger
+# song tables: (dense tally limit, early-stop depth).
+DENSE_LIMITS = [
+    (compiled_path.DENSE_TALLY_SONGS, compiled_path.SUM_DEPTH),
+    (compiled_path.DENSE_TALLY_SONGS, 1),
+    (0, 0),
+]
 
 
 @needs_compiled
@@ -81,9 +86,10 @@ DENSE_LIMITS = [compiled_path.DENSE_TALLY_SONGS, 0]
 @pytest.mark.parametrize("ranking", recommender.RANKINGS)
 @pytest.mark.parametrize("limit", [1, 10, 300, 2000])
 def test_answers_from_thousands_of_candidates_equal_the_python_path(
-    limit: int, ranking: str, dense: int, monkeypatch: pytest.MonkeyPatch
+    limit: int, ranking: str, dense: tuple[int, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(compiled_path, "DENSE_TALLY_SONGS", dense)
+    monkeypatch.setattr(compiled_path, "DENSE_TALLY_SONGS", dense[0])
+    monkeypatch.setattr(compiled_path, "SUM_DEPTH", dense[1])
     names, ruleset = wide_ruleset()
     compiled = Recommender.from_ruleset(ruleset, compiled=True, ranking=ranking)
     python = Recommender.from_ruleset(ruleset, compiled=False, ranking=ranking)
@@ -99,9 +105,10 @@ def test_answers_from_thousands_of_candidates_equal_the_python_path(
 @pytest.mark.parametrize("ranking", recommender.RANKINGS)
 @pytest.mark.parametrize("limit", [1, 10, 100, 300, 400, 1000])
 def test_long_answers_equal_the_python_path(
-    limit: int, ranking: str, dense: int, monkeypatch: pytest.MonkeyPatch
+    limit: int, ranking: str, dense: tuple[int, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(compiled_path, "DENSE_TALLY_SONGS", dense)
+    monkeypatch.setattr(compiled_path, "DENSE_TALLY_SONGS", dense[0])
+    monkeypatch.setattr(compiled_path, "SUM_DEPTH", dense[1])
     # limit 300+: the "listed songs" set outgrows its on-stack slots too, and the sum
     # ranking's heap its on-stack entries.
     names, ruleset = crowded_ruleset()
@@ -205,6 +212,29 @@ def test_a_valid_index_answers(summed: bool) -> None:
 def test_a_dense_tally_limit_out_of_range_is_refused(dense: int) -> None:
     with pytest.raises(ValueError, match="dense_songs must be from 0 to 262144"):
         SmallQueryIndex(**arrays(), dense_songs=dense)
+
+
+@needs_compiled
+def test_a_negative_early_stop_depth_is_refused() -> None:
+    with pytest.raises(ValueError, match="sum_depth must be at least 0, not -1"):
+        SmallQueryIndex(**arrays(), sum_depth=-1)
+
+
+@needs_compiled
+@pytest.mark.parametrize("depth", [1, 2, 32])
+def test_an_early_stop_gives_the_full_reading_s_answers_on_long_runs(depth: int) -> None:
+    # Runs of 2,000 rules whose confidences fall slowly and tie often, queried by every
+    # pair and single: what stopping early is for, held to reading every rule.
+    names, ruleset = wide_ruleset()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(compiled_path, "SUM_DEPTH", 0)
+        full = Recommender.from_ruleset(ruleset, compiled=True, ranking="sum")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(compiled_path, "SUM_DEPTH", depth)
+        early = Recommender.from_ruleset(ruleset, compiled=True, ranking="sum")
+    for query in ([names[0]], [names[1]], names[:2], [names[0], names[5]]):
+        for limit in (1, 3, 10, 100):
+            assert early.explain(query, limit) == full.explain(query, limit), (query, limit)
 
 
 @needs_compiled
