@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from mining.errors import EXPECTED_ERRORS
 from mining.pipeline import MinedRules, mine_ruleset_guarded
-from mining.reader import Transactions
 from mining.settings import Settings
+from mining.transactions import Transactions
 
 
 @dataclass(frozen=True, eq=False)

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from mining.reader import PlaylistRows, Transactions, build_transactions
+from mining.reader import PlaylistRows
+from mining.transactions import Transactions, build_transactions
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]

@@ -23,7 +23,7 @@ from mining.memory import release_free_memory
 
 if TYPE_CHECKING:
     # Type only: settings imports this module, and a skipped run must not pay for pyarrow.
-    from mining.reader import Transactions
+    from mining.transactions import Transactions
 
 # In order of preference: the default engine is the first single-machine one installed
 # (spark is chosen by name only: it starts a JVM, and pays off past one machine).

@@ -34,7 +34,7 @@ from mining.engines import (
 from mining.memory import MIB
 
 if TYPE_CHECKING:
-    from mining.reader import Transactions
+    from mining.transactions import Transactions
 
 I64 = npt.NDArray[np.int64]
 

@@ -23,13 +23,11 @@ from typing import Any
 
 from mining.checkpoint import CHECKPOINT_FILENAME, Checkpoint, CheckpointError, read_checkpoint
 from mining.datadir import (
-    NotCommittedError,
     StepHook,
     commit_rules,
     finish_commit,
     generation_files,
     generation_of,
-    read_committed_rules,
     temporary_files,
 )
 from mining.errors import (
@@ -39,21 +37,19 @@ from mining.errors import (
     OutputError,
     SettingsError,
 )
+from mining.freshness import check_freshness, describe_parameters
 from mining.guard import report, run_guarded
 from mining.memory import DEFAULT_SHARE, memory_limits, release_free_memory, tree_memory
 from mining.pipeline import ADVICE, MinedRules, memory_budget, mine_ruleset
 from mining.quoting import redact_url
 from mining.rulesfile import (
     RULES_FILENAME,
-    MiningParameters,
     RuleSet,
     RulesFileError,
-    RulesHeader,
     encode_rules,
 )
 from mining.settings import INPUT_SHARE_OF_BUDGET, Settings
 from mining.sizes import format_size
-from mining.support import spec_text
 from mining.version import __version__
 
 logger = logging.getLogger("mining")
@@ -73,65 +69,12 @@ KILL_HOOK_VARIABLE = "MINING_TEST_KILL_AT_COMMIT_STEP"
 
 
 @dataclass(frozen=True)
-class Freshness:
-    """Whether DATA_DIR already holds the requested rules, and why (not)."""
-
-    up_to_date: bool
-    detail: str
-    # The header of the rules in place, and the file they were read from, when up to date.
-    header: RulesHeader | None = None
-    rules_path: Path | None = None
-
-
-@dataclass(frozen=True)
 class JobOutcome:
     """What one run of the job did."""
 
     skipped: bool
     rules: int
     generated_ns: int
-
-
-def _describe(parameters: MiningParameters) -> str:
-    auto = (
-        f" auto_floor={parameters.auto_floor} auto_max_rules={parameters.auto_max_rules}"
-        if parameters.auto_floor is not None
-        else ""
-    )
-    return (
-        f"min_support={spec_text(parameters.min_support)} "
-        f"min_confidence={parameters.min_confidence!r} max_len={parameters.max_len}{auto}"
-    )
-
-
-def check_freshness(settings: Settings) -> Freshness:
-    """Compare DATA_DIR's checkpoint and rules with what ``settings`` asks for."""
-    data_dir = settings.data_dir
-    try:
-        checkpoint = read_checkpoint(data_dir / CHECKPOINT_FILENAME)
-    except CheckpointError as exc:
-        return Freshness(False, f"no usable checkpoint ({exc})")
-    if checkpoint.version != __version__:
-        return Freshness(False, f"checkpoint is from version {checkpoint.version}")
-    url = settings.normalised_url
-    if checkpoint.dataset_url != url:
-        return Freshness(False, f"dataset URL changed (was {redact_url(checkpoint.dataset_url)})")
-    try:
-        rules_path, ruleset = read_committed_rules(data_dir, checkpoint)
-    except NotCommittedError:
-        return Freshness(False, "rules file does not match the checkpoint (an interrupted run?)")
-    except RulesFileError as exc:
-        return Freshness(False, f"rules file unusable ({exc})")
-    header = ruleset.header
-    if header.parameters != settings.parameters:
-        return Freshness(False, f"parameters changed (were {_describe(header.parameters)})")
-    return Freshness(
-        True,
-        f"{header.rule_count} rules from {redact_url(url)} mined at {checkpoint.model_date} UTC "
-        f"with {_describe(header.parameters)}",
-        header,
-        rules_path,
-    )
 
 
 @contextlib.contextmanager
@@ -235,10 +178,10 @@ def _refuse_empty(settings: Settings, ruleset: RuleSet) -> None:
         kept = "nothing was written"
     h = ruleset.header
     raise MiningInputError(
-        f"the dataset gives 0 rules with {_describe(h.parameters)} ({h.transactions} playlists, "
-        f"{h.song_count} songs): {kept}; lower MIN_SUPPORT or MIN_CONFIDENCE, or set "
-        "ALLOW_EMPTY_RULES=1 to commit an empty rule set (the server then answers with the most "
-        "popular songs only)"
+        f"the dataset gives 0 rules with {describe_parameters(h.parameters)} "
+        f"({h.transactions} playlists, {h.song_count} songs): {kept}; "
+        "lower MIN_SUPPORT or MIN_CONFIDENCE, or set ALLOW_EMPTY_RULES=1 to commit an empty "
+        "rule set (the server then answers with the most popular songs only)"
     )
 
 
@@ -263,7 +206,8 @@ def _commit(settings: Settings, ruleset: RuleSet, checkpoint: Checkpoint) -> int
 
 def _read_and_mine(path: Path, downloaded: bool, settings: Settings, limit: int) -> MinedRules:
     """The guarded worker's part: read the dataset and mine it (no output is written here)."""
-    from mining.reader import read_playlists, read_summary  # noqa: PLC0415
+    from mining.reader import read_playlists  # noqa: PLC0415
+    from mining.transactions import read_summary  # noqa: PLC0415
 
     report("read", f"reading {path}")
     started = time.perf_counter()

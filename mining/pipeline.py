@@ -28,8 +28,8 @@ from mining.support import AUTO, exact_fraction, fixed_count, playlists_text, sp
 from mining.version import __version__
 
 if TYPE_CHECKING:
-    from mining.reader import Transactions
     from mining.settings import Settings
+    from mining.transactions import Transactions
 
 logger = logging.getLogger("mining")
 

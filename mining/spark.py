@@ -54,8 +54,8 @@ if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
 
     from mining.pipeline import MinedRules
-    from mining.reader import PlaylistFile, Transactions
     from mining.settings import Settings
+    from mining.transactions import PlaylistFile, Transactions
 
 logger = logging.getLogger("mining.spark")
 
@@ -672,7 +672,7 @@ def _read(session: SparkSession, location: str, shown: str) -> PlaylistFile:
         transactions = _collect_playlists(session, pairs, names, counts)
     finally:
         grouped.unpersist()
-    from mining.reader import PlaylistFile  # noqa: PLC0415
+    from mining.transactions import PlaylistFile  # noqa: PLC0415
 
     return PlaylistFile(transactions, rows, rows - kept)
 
@@ -710,7 +710,7 @@ def _collect_playlists(
     import pyarrow as pa  # noqa: PLC0415
     from pyspark.sql import functions as F  # noqa: N812, PLC0415
 
-    from mining.reader import Transactions  # noqa: PLC0415
+    from mining.transactions import Transactions  # noqa: PLC0415
 
     ids = session.createDataFrame(
         pa.table(
@@ -762,7 +762,7 @@ def read_and_mine(
     ``limit``, is the one ``mine_itemsets`` then finds active.
     """
     from mining.pipeline import mine_ruleset  # noqa: PLC0415
-    from mining.reader import read_summary  # noqa: PLC0415
+    from mining.transactions import read_summary  # noqa: PLC0415
 
     check_local_limit(settings.spark, limit)
     remove_leftover_inputs(settings.data_dir)

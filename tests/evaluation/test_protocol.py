@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from evaluation.protocol import Baselines, Scores, make_folds
-from mining.reader import build_transactions
+from mining.transactions import build_transactions
 from tests.helpers.playlists import playlist_rows
 
 

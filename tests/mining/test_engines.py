@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from mining.engines import ENGINES, Itemsets, mine_itemsets
-from mining.reader import Transactions, build_transactions, read_playlists
+from mining.reader import read_playlists
 from mining.rules import derive_rules, min_count
+from mining.transactions import Transactions, build_transactions
 
 DATA = Path(__file__).parents[1] / "data"
 

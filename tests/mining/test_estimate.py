@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from mining import estimate
 from mining.engines import mine_itemsets
 from mining.estimate import Spectrum, count_itemsets
-from mining.reader import Transactions, build_transactions
+from mining.transactions import Transactions, build_transactions
 from tests.helpers.playlists import shared_runs
 
 

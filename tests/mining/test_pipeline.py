@@ -18,10 +18,11 @@ from mining.pipeline import (
     mine_ruleset,
     mine_ruleset_guarded,
 )
-from mining.reader import Transactions, read_playlists
+from mining.reader import read_playlists
 from mining.rules import derive_rules
 from mining.rulesfile import RULES_FILENAME, read_rules
 from mining.settings import Settings
+from mining.transactions import Transactions
 from tests.helpers.playlists import shared_runs, write_playlists_csv
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")

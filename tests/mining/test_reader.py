@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from mining.errors import MiningInputError
-from mining.reader import Transactions, build_transactions, read_playlists
+from mining.reader import read_playlists
+from mining.transactions import Transactions, build_transactions
 from tests.helpers.playlist_files import (
     BAD_INPUTS,
     COURSE_SHAPE,

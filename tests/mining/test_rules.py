@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 from mining import itemsets as itemsets_module
 from mining.engines import ENGINES, mine_itemsets
 from mining.itemsets import ItemsetTable
-from mining.reader import build_transactions
 from mining.rules import derive_packed, derive_rules, exact_fraction, min_count
 from mining.rulesfile import pack_rules
+from mining.transactions import build_transactions
 
 
 def test_thresholds_are_the_decimals_written() -> None:

@@ -32,7 +32,7 @@ from mining.errors import (
 from mining.job import LOCK_FILENAME, run_job
 from mining.memory import tree_memory
 from mining.pipeline import mine_ruleset
-from mining.reader import PlaylistFile, Transactions, build_transactions, read_playlists
+from mining.reader import read_playlists
 from mining.rulesfile import RULES_FILENAME, RuleSet, read_rules
 from mining.settings import Settings
 from mining.spark import (
@@ -51,6 +51,7 @@ from mining.spark import (
     session_conf,
     spark_location,
 )
+from mining.transactions import PlaylistFile, Transactions, build_transactions
 from mining.version import __version__
 from tests.helpers.playlist_files import (
     BAD_INPUTS,
