@@ -53,7 +53,7 @@
 #define DENSE_SONGS (1 << 18)
 /* The dense tally asks for the slot of the consequent this many rules ahead: the slots are
  * scattered and, in the server, out of the caches; fetched early they are there when needed
- * (benchmarks/recommend.py; about 15 % of the tally's time with cold caches). */
+ * (benchmarks/recommend.py times the sum ranking). */
 #define PREFETCH_AHEAD 16
 /* The dense sum ranking reads this many rules of each run before it first checks whether it can
  * stop early (then twice as many, and so on; see dense_sum_ranking). */
