@@ -571,25 +571,6 @@ best_of_tallies(const Tally *tallies, const uint32_t *claimed, Py_ssize_t n_clai
     return size;
 }
 
-/* The tallying loop specialised by the width of the consequents' ids: no switch per rule. */
-#define TALLY_RUNS(TALLY)                                                                     \
-    for (Py_ssize_t h = 0; h < n_hits; h++) {                                                 \
-        int64_t start = starts[hits[h]], stop = starts[hits[h] + 1];                          \
-        switch (self->consequents.itemsize) {                                                 \
-        case 1:                                                                               \
-            TALLY(uint8_t);                                                                   \
-            break;                                                                            \
-        case 2:                                                                               \
-            TALLY(uint16_t);                                                                  \
-            break;                                                                            \
-        case 4:                                                                               \
-            TALLY(uint32_t);                                                                  \
-            break;                                                                            \
-        default:                                                                              \
-            TALLY(uint64_t);                                                                  \
-        }                                                                                     \
-    }
-
 /* The sum ranking over the runs `hits`, tallied in `table` (empty, with room for Q and every
  * consequent): the best `capacity` candidates outside Q, best first, into `heap`; returns
  * how many. */
@@ -604,7 +585,10 @@ sum_ranking(const SmallQueryIndex *self, TallyTable *table, const int64_t *hits,
     for (Py_ssize_t i = 0; i < n_query; i++) {
         tally_of(table, (uint32_t)query[i])->best = EXCLUDED;
     }
-    TALLY_RUNS(TALLY_RUN)
+    for (Py_ssize_t h = 0; h < n_hits; h++) {
+        int64_t start = starts[hits[h]], stop = starts[hits[h] + 1];
+        BY_ID_WIDTH(TALLY_RUN)
+    }
     /* Q's songs took the first slots claimed: skip them. */
     return best_of_tallies(table->tallies, table->claimed + n_query, table->n_claimed - n_query,
                            table->songs, heap, capacity);
@@ -641,18 +625,20 @@ dense_sum_ranking(SmallQueryIndex *self, const int64_t *hits, Py_ssize_t n_hits,
         stamps[query[i]] = stamp;
         tallies[query[i]].best = EXCLUDED;
     }
-    /* Where each run's reading stands (early stops only for runs counted on the stack). */
-    int64_t read_to[STACK_SUBSETS];
-    Py_ssize_t depth = n_hits <= STACK_SUBSETS && capacity > 0 ? self->sum_depth : 0;
-    for (Py_ssize_t h = 0; h < n_hits; h++) {
-        if (depth == 0) {
+    if (n_hits > STACK_SUBSETS || capacity == 0 || self->sum_depth == 0) {
+        /* No early stop (none asked for, or more runs than read_to below counts). */
+        for (Py_ssize_t h = 0; h < n_hits; h++) {
             int64_t start = starts[hits[h]], stop = starts[hits[h] + 1];
             BY_ID_WIDTH(TALLY_RUN_DENSE)
-            continue;
         }
+        return best_of_tallies(tallies, claimed, n_claimed, NULL, heap, capacity);
+    }
+    /* Where each run's reading stands. */
+    int64_t read_to[STACK_SUBSETS];
+    for (Py_ssize_t h = 0; h < n_hits; h++) {
         read_to[h] = starts[hits[h]];
     }
-    while (depth > 0) {
+    for (Py_ssize_t depth = self->sum_depth;; depth *= 2) {
         uint64_t frontier = 0;
         for (Py_ssize_t h = 0; h < n_hits; h++) {
             int64_t start = read_to[h], end = starts[hits[h] + 1];
@@ -684,7 +670,6 @@ dense_sum_ranking(SmallQueryIndex *self, const int64_t *hits, Py_ssize_t n_hits,
             }
             return best_of_tallies(tallies, claimed, n_contenders, NULL, heap, capacity);
         }
-        depth *= 2;
     }
     return best_of_tallies(tallies, claimed, n_claimed, NULL, heap, capacity);
 }
@@ -719,7 +704,6 @@ scratch_ready(SmallQueryIndex *self)
     return 1;
 }
 
-#undef TALLY_RUNS
 #undef TALLY_RUN_DENSE
 #undef FINISH_CONTENDERS
 #undef BY_ID_WIDTH
