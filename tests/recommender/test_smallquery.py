@@ -81,15 +81,21 @@ DENSE_LIMITS = [
 ]
 
 
+@pytest.fixture(params=DENSE_LIMITS, ids=["array", "array-stop-at-1", "hash"])
+def each_tally(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Recommenders built in the test use one of the compiled sum ranking's tallies."""
+    dense, depth = request.param
+    monkeypatch.setattr(compiled_path, "DENSE_TALLY_SONGS", dense)
+    monkeypatch.setattr(compiled_path, "SUM_DEPTH", depth)
+
+
 @needs_compiled
-@pytest.mark.parametrize("dense", DENSE_LIMITS)
+@pytest.mark.usefixtures("each_tally")
 @pytest.mark.parametrize("ranking", recommender.RANKINGS)
 @pytest.mark.parametrize("limit", [1, 10, 300, 2000])
 def test_answers_from_thousands_of_candidates_equal_the_python_path(
-    limit: int, ranking: str, dense: tuple[int, int], monkeypatch: pytest.MonkeyPatch
+    limit: int, ranking: str
 ) -> None:
-    monkeypatch.setattr(compiled_path, "DENSE_TALLY_SONGS", dense[0])
-    monkeypatch.setattr(compiled_path, "SUM_DEPTH", dense[1])
     names, ruleset = wide_ruleset()
     compiled = Recommender.from_ruleset(ruleset, compiled=True, ranking=ranking)
     python = Recommender.from_ruleset(ruleset, compiled=False, ranking=ranking)
@@ -101,14 +107,10 @@ def test_answers_from_thousands_of_candidates_equal_the_python_path(
 
 
 @needs_compiled
-@pytest.mark.parametrize("dense", DENSE_LIMITS)
+@pytest.mark.usefixtures("each_tally")
 @pytest.mark.parametrize("ranking", recommender.RANKINGS)
 @pytest.mark.parametrize("limit", [1, 10, 100, 300, 400, 1000])
-def test_long_answers_equal_the_python_path(
-    limit: int, ranking: str, dense: tuple[int, int], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(compiled_path, "DENSE_TALLY_SONGS", dense[0])
-    monkeypatch.setattr(compiled_path, "SUM_DEPTH", dense[1])
+def test_long_answers_equal_the_python_path(limit: int, ranking: str) -> None:
     # limit 300+: the "listed songs" set outgrows its on-stack slots too, and the sum
     # ranking's heap its on-stack entries.
     names, ruleset = crowded_ruleset()
