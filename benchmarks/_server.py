@@ -74,16 +74,22 @@ end
 """
 
 
+# The job's mining parameters: the caller's environment never sets them for a benchmark model.
+MINING_PARAMETERS = (
+    "MIN_SUPPORT",
+    "MIN_CONFIDENCE",
+    "MAX_LEN",
+    "AUTO_SUPPORT_FLOOR",
+    "AUTO_MAX_RULES",
+)
+
+
 def mined_rules(dataset: Path = DATASET, **parameters: str) -> Path:
     """The DATA_DIR holding ``dataset`` mined by the real miner (cached) with the job's default
     parameters, except those given (``MIN_SUPPORT="0.025"``, ...)."""
     given = "-".join(f"{name.lower()}={value}" for name, value in sorted(parameters.items()))
     data_dir = CACHE / f"{dataset.name.split('.')[0]}-{given or 'defaults'}"
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if name not in ("MIN_SUPPORT", "MIN_CONFIDENCE", "MAX_LEN", "AUTO_SUPPORT_FLOOR")
-    }
+    env = {name: value for name, value in os.environ.items() if name not in MINING_PARAMETERS}
     env.update(DATASET_URL=str(dataset), DATA_DIR=str(data_dir), **parameters)
     env.update(MINING_ENGINE="pyfim", LOG_LEVEL="WARNING")
     subprocess.run([sys.executable, "-m", "mining"], cwd=ROOT, env=env, check=True, timeout=900)
