@@ -111,6 +111,11 @@ typedef struct {
     int scratch_busy;
     Py_ssize_t sum_depth; /* rules of each run read before the first early-stop check; 0: none */
     Py_ssize_t dense_songs; /* the scratch is used up to this many songs (<= DENSE_SONGS) */
+    /* For answer_json (NULL: not given): a dict of each song's exact name to its id, and a
+     * tuple of each song's name as a JSON string (bytes). Neither can refer back to the
+     * index, so the index needs no part in the garbage collector. */
+    PyObject *song_ids;
+    PyObject *json_names;
 } SmallQueryIndex;
 
 /* A native-order, C-contiguous, one-dimensional view of `array` whose items are one of the
@@ -207,18 +212,6 @@ song_set_has(const SongSet *set, int64_t song)
 }
 
 static int
-append_song(PyObject *list, int64_t song)
-{
-    PyObject *id = PyLong_FromLongLong(song);
-    if (id == NULL) {
-        return -1;
-    }
-    int failed = PyList_Append(list, id);
-    Py_DECREF(id);
-    return failed;
-}
-
-static int
 compare_keys_descending(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -299,6 +292,8 @@ release_all(SmallQueryIndex *self)
     self->scratch_stamps = NULL;
     self->scratch_claimed = NULL;
     self->scratch_marks = NULL;
+    Py_CLEAR(self->song_ids);
+    Py_CLEAR(self->json_names);
 }
 
 static void
@@ -314,19 +309,33 @@ SmallQueryIndex_init(SmallQueryIndex *self, PyObject *args, PyObject *kwargs)
     static char *keywords[] = {"codes",       "group_hashes", "group_starts", "group_rows",
                                "row_width",   "keys",         "consequents",  "weights",
                                "tie_songs",   "popular",      "dense_songs",  "sum_depth",
-                               NULL};
+                               "song_ids",    "json_names",   NULL};
     PyObject *codes, *hashes_array, *starts, *rows, *keys, *consequents, *weights, *tie_songs,
-        *popular;
+        *popular, *song_ids = NULL, *json_names = NULL;
     Py_ssize_t width, dense_songs = DENSE_SONGS, sum_depth = SUM_DEPTH;
     Py_buffer hashes = {0};
     if (self->codes.obj != NULL) {
         PyErr_SetString(PyExc_TypeError, "SmallQueryIndex is immutable");
         return -1;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOnOOOOO|nn:SmallQueryIndex", keywords,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOnOOOOO|nnOO:SmallQueryIndex", keywords,
                                      &codes, &hashes_array, &starts, &rows, &width, &keys,
                                      &consequents, &weights, &tie_songs, &popular,
-                                     &dense_songs, &sum_depth)) {
+                                     &dense_songs, &sum_depth, &song_ids, &json_names)) {
+        return -1;
+    }
+    song_ids = song_ids == Py_None ? NULL : song_ids;
+    json_names = json_names == Py_None ? NULL : json_names;
+    if ((song_ids == NULL) != (json_names == NULL)) {
+        PyErr_SetString(PyExc_TypeError, "song_ids and json_names go together");
+        return -1;
+    }
+    if (song_ids != NULL && !PyDict_CheckExact(song_ids)) {
+        PyErr_SetString(PyExc_TypeError, "song_ids must be a dict");
+        return -1;
+    }
+    if (json_names != NULL && !PyTuple_CheckExact(json_names)) {
+        PyErr_SetString(PyExc_TypeError, "json_names must be a tuple");
         return -1;
     }
     if (sum_depth < 0) {
@@ -368,6 +377,20 @@ SmallQueryIndex_init(SmallQueryIndex *self, PyObject *args, PyObject *kwargs)
         self->popular.len / 8 != self->n_songs) {
         PyErr_SetString(PyExc_ValueError, "the index arrays disagree in length");
         goto fail;
+    }
+    if (json_names != NULL) {
+        if (PyTuple_GET_SIZE(json_names) != self->n_songs) {
+            PyErr_SetString(PyExc_ValueError, "json_names must hold one name per song");
+            goto fail;
+        }
+        for (Py_ssize_t song = 0; song < self->n_songs; song++) {
+            if (!PyBytes_CheckExact(PyTuple_GET_ITEM(json_names, song))) {
+                PyErr_SetString(PyExc_TypeError, "json_names must hold bytes");
+                goto fail;
+            }
+        }
+        self->song_ids = Py_NewRef(song_ids);
+        self->json_names = Py_NewRef(json_names);
     }
     uint64_t capacity = 8;
     while (capacity < 2 * (uint64_t)self->n_groups) {
@@ -709,19 +732,18 @@ scratch_ready(SmallQueryIndex *self)
 #undef BY_ID_WIDTH
 #undef TALLY_RUN
 
-/* The arguments of answer(): the query's distinct song ids into `query` (room for
- * MAX_SUBSET_SONGS), the limit and whether to sum. Returns -1 with an exception set. */
+/* The last two arguments of answer() and answer_json(): the limit and whether to sum.
+ * Returns -1 with an exception set. */
 static int
-parse_answer_args(const SmallQueryIndex *self, PyObject *const *args, Py_ssize_t nargs,
-                  int64_t *query, Py_ssize_t *n_query, Py_ssize_t *limit, int *summed)
+parse_limit_and_ranking(const SmallQueryIndex *self, PyObject *const *args, Py_ssize_t nargs,
+                        const char *usage, Py_ssize_t *limit, int *summed)
 {
     if (self->table_groups == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "SmallQueryIndex was not initialised");
         return -1;
     }
     if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError,
-                        "answer() takes a list of song ids, a limit and whether to sum");
+        PyErr_SetString(PyExc_TypeError, usage);
         return -1;
     }
     if ((*summed = PyObject_IsTrue(args[2])) < 0) {
@@ -735,7 +757,15 @@ parse_answer_args(const SmallQueryIndex *self, PyObject *const *args, Py_ssize_t
         PyErr_Format(PyExc_ValueError, "limit must be at least 1, not %zd", *limit);
         return -1;
     }
-    PyObject *sequence = PySequence_Fast(args[0], "the query must be a sequence of song ids");
+    return 0;
+}
+
+/* The query's distinct song ids, from a sequence of them, into `query` (room for
+ * MAX_SUBSET_SONGS). Returns -1 with an exception set. */
+static int
+parse_query_ids(const SmallQueryIndex *self, PyObject *ids, int64_t *query, Py_ssize_t *n_query)
+{
+    PyObject *sequence = PySequence_Fast(ids, "the query must be a sequence of song ids");
     if (sequence == NULL) {
         return -1;
     }
@@ -768,6 +798,54 @@ parse_answer_args(const SmallQueryIndex *self, PyObject *const *args, Py_ssize_t
     Py_DECREF(sequence);
     *n_query = n;
     return failed ? -1 : 0;
+}
+
+/* The query's distinct song ids from a sequence of names, each matched exactly, into `query`
+ * (room for MAX_SUBSET_SONGS). Returns 1 when every name is a song's and there are at most
+ * MAX_SUBSET_SONGS songs, 0 when not (the caller answers another way), -1 with an exception
+ * set. */
+static int
+parse_query_names(const SmallQueryIndex *self, PyObject *names, int64_t *query,
+                  Py_ssize_t *n_query)
+{
+    PyObject *sequence = PySequence_Fast(names, "the query must be a sequence of song names");
+    if (sequence == NULL) {
+        return -1;
+    }
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(sequence), distinct = 0;
+    int found = 1;
+    for (Py_ssize_t i = 0; i < n && found == 1; i++) {
+        PyObject *id = PyDict_GetItemWithError(self->song_ids, PySequence_Fast_GET_ITEM(sequence, i));
+        if (id == NULL) {
+            found = PyErr_Occurred() ? -1 : 0;
+            break;
+        }
+        Py_ssize_t song = PyLong_AsSsize_t(id);
+        if (song == -1 && PyErr_Occurred()) {
+            found = -1;
+            break;
+        }
+        if (song < 0 || song >= self->n_songs) {
+            PyErr_Format(PyExc_ValueError, "the names map a song to id %zd, which no song has",
+                         song);
+            found = -1;
+            break;
+        }
+        int repeated = 0;
+        for (Py_ssize_t j = 0; j < distinct && !repeated; j++) {
+            repeated = query[j] == song;
+        }
+        if (!repeated) {
+            if (distinct == MAX_SUBSET_SONGS) {
+                found = 0;
+                break;
+            }
+            query[distinct++] = song;
+        }
+    }
+    Py_DECREF(sequence);
+    *n_query = distinct;
+    return found;
 }
 
 /* Whether the antecedent `group` holds only songs of Q: a hash match is checked against the
@@ -828,12 +906,12 @@ find_runs(const SmallQueryIndex *self, const int64_t *query, Py_ssize_t n_query,
 }
 
 /* The sum ranking of the runs `hits` (`pool_size` rules): at most `wanted` candidates, best
- * first, appended to `chosen` and added to `listed`. Returns how many, or -1 with an
- * exception set. */
+ * first, into `chosen` and added to `listed`. Returns how many, or -1 with an exception
+ * set. */
 static Py_ssize_t
 answer_by_sum(SmallQueryIndex *self, const int64_t *hits, Py_ssize_t n_hits,
               const int64_t *query, Py_ssize_t n_query, Py_ssize_t wanted,
-              Py_ssize_t pool_size, SongSet *listed, PyObject *chosen)
+              Py_ssize_t pool_size, SongSet *listed, int64_t *chosen)
 {
     Scored heap_on_stack[STACK_HEAP];
     Tally tallies_on_stack[STACK_TALLY_SLOTS];
@@ -880,10 +958,7 @@ answer_by_sum(SmallQueryIndex *self, const int64_t *hits, Py_ssize_t n_hits,
     }
     for (Py_ssize_t r = 0; r < ranked; r++) {
         song_set_add(listed, heap[r].song);
-        if (append_song(chosen, heap[r].song) < 0) {
-            ranked = -1;
-            break;
-        }
+        chosen[r] = heap[r].song;
     }
 done:
     if (heap != heap_on_stack) {
@@ -896,12 +971,12 @@ done:
 }
 
 /* The best ranking of the first `most` keys of each run `hits` (`pool_size` in all): at
- * most `limit` candidates outside `listed`, best first, appended to `chosen` and added to
- * `listed`. Returns how many, or -1 with an exception set. */
+ * most `limit` candidates outside `listed`, best first, into `chosen` and added to `listed`.
+ * Returns how many, or -1 with an exception set. */
 static Py_ssize_t
 answer_by_best(const SmallQueryIndex *self, const int64_t *hits, Py_ssize_t n_hits,
                Py_ssize_t most, Py_ssize_t limit, Py_ssize_t pool_size, SongSet *listed,
-               PyObject *chosen)
+               int64_t *chosen)
 {
     const int64_t *starts = (const int64_t *)self->starts.buf;
     const uint64_t *keys = (const uint64_t *)self->keys.buf;
@@ -926,11 +1001,7 @@ answer_by_best(const SmallQueryIndex *self, const int64_t *hits, Py_ssize_t n_hi
     for (Py_ssize_t p = 0; p < filled && n_chosen < limit; p++) {
         int64_t song = tie_songs[pool[p] % (uint64_t)self->n_songs];
         if (song_set_add(listed, song)) {
-            if (append_song(chosen, song) < 0) {
-                n_chosen = -1;
-                break;
-            }
-            n_chosen++;
+            chosen[n_chosen++] = song;
         }
     }
     if (pool != pool_on_stack) {
@@ -939,37 +1010,30 @@ answer_by_best(const SmallQueryIndex *self, const int64_t *hits, Py_ssize_t n_hi
     return n_chosen;
 }
 
-/* The most popular songs not listed yet, appended to `chosen` (holding `n_chosen`) until it
- * holds `limit`. Returns -1 with an exception set. */
-static int
-fill_with_popular(const SmallQueryIndex *self, SongSet *listed, PyObject *chosen,
+/* The most popular songs not listed yet, added to `chosen` (holding `n_chosen`) until it
+ * holds `limit`; returns how many it holds then. */
+static Py_ssize_t
+fill_with_popular(const SmallQueryIndex *self, SongSet *listed, int64_t *chosen,
                   Py_ssize_t n_chosen, Py_ssize_t limit)
 {
     const int64_t *popular = (const int64_t *)self->popular.buf;
     /* Skips at most |Q| + n_chosen songs before the answer is full. */
     for (Py_ssize_t p = 0; p < self->n_songs && n_chosen < limit; p++) {
         if (song_set_add(listed, popular[p])) {
-            if (append_song(chosen, popular[p]) < 0) {
-                return -1;
-            }
-            n_chosen++;
+            chosen[n_chosen++] = popular[p];
         }
     }
-    return 0;
+    return n_chosen;
 }
 
-/* answer(query, limit, summed): (song ids, how many of them came from rules), as
- * recommender.query.SmallQueryPath.answer. */
-static PyObject *
-SmallQueryIndex_answer(SmallQueryIndex *self, PyObject *const *args, Py_ssize_t nargs)
+/* The answer to the query of distinct song ids `query`: its song ids into `chosen` (room for
+ * min(limit, n_songs)), how many into *n_chosen; returns how many of them came from rules, or
+ * -1 with an exception set. */
+static Py_ssize_t
+rank_query(SmallQueryIndex *self, const int64_t *query, Py_ssize_t n_query, Py_ssize_t limit,
+           int summed, int64_t *chosen, Py_ssize_t *n_chosen)
 {
-    int64_t query[MAX_SUBSET_SONGS];
-    Py_ssize_t n_query, limit;
-    int summed;
-    if (parse_answer_args(self, args, nargs, query, &n_query, &limit, &summed) < 0) {
-        return NULL;
-    }
-    PyObject *chosen = NULL, *answer = NULL;
+    Py_ssize_t from_rules = -1;
     /* Up to 8 songs (the recommender's switch) and limit 100 everything lives on the stack. */
     uint64_t subsets_on_stack[STACK_SUBSETS];
     int64_t hits_on_stack[STACK_SUBSETS], set_on_stack[STACK_SET];
@@ -1005,26 +1069,132 @@ SmallQueryIndex_answer(SmallQueryIndex *self, PyObject *const *args, Py_ssize_t 
     for (Py_ssize_t i = 0; i < n_query; i++) {
         song_set_add(&listed, query[i]);
     }
-    if ((chosen = PyList_New(0)) == NULL) {
-        goto done;
-    }
-    Py_ssize_t from_rules =
+    from_rules =
         summed ? answer_by_sum(self, hits, n_hits, query, n_query, wanted, pool_size, &listed,
                                chosen)
                : answer_by_best(self, hits, n_hits, most, limit, pool_size, &listed, chosen);
-    if (from_rules < 0 || fill_with_popular(self, &listed, chosen, from_rules, limit) < 0) {
-        goto done;
+    if (from_rules >= 0) {
+        *n_chosen = fill_with_popular(self, &listed, chosen, from_rules, limit);
     }
-    answer = Py_BuildValue("(On)", chosen, from_rules);
 
 done:
-    Py_XDECREF(chosen);
     if (subsets != subsets_on_stack) {
         PyMem_Free(subsets);
         PyMem_Free(hits);
     }
     if (listed.slots != set_on_stack) {
         PyMem_Free(listed.slots);
+    }
+    return from_rules;
+}
+
+/* Room for the song ids of an answer of at most `limit` songs: `on_stack` when it has room
+ * (STACK_HEAP), else allocated (NULL with an exception set when that fails). */
+static int64_t *
+room_for_answer(const SmallQueryIndex *self, Py_ssize_t limit, int64_t *on_stack)
+{
+    Py_ssize_t most = limit < self->n_songs ? limit : self->n_songs;
+    if (most <= STACK_HEAP) {
+        return on_stack;
+    }
+    int64_t *chosen = PyMem_Malloc((size_t)most * sizeof(int64_t));
+    if (chosen == NULL) {
+        PyErr_NoMemory();
+    }
+    return chosen;
+}
+
+/* answer(query, limit, summed): (song ids, how many of them came from rules), as
+ * recommender.query.SmallQueryPath.answer. */
+static PyObject *
+SmallQueryIndex_answer(SmallQueryIndex *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    int64_t query[MAX_SUBSET_SONGS], chosen_on_stack[STACK_HEAP];
+    Py_ssize_t n_query, limit, n_chosen = 0;
+    int summed;
+    if (parse_limit_and_ranking(self, args, nargs,
+                                "answer() takes a list of song ids, a limit and whether to sum",
+                                &limit, &summed) < 0 ||
+        parse_query_ids(self, args[0], query, &n_query) < 0) {
+        return NULL;
+    }
+    int64_t *chosen = room_for_answer(self, limit, chosen_on_stack);
+    if (chosen == NULL) {
+        return NULL;
+    }
+    PyObject *list = NULL, *answer = NULL;
+    Py_ssize_t from_rules = rank_query(self, query, n_query, limit, summed, chosen, &n_chosen);
+    if (from_rules >= 0 && (list = PyList_New(n_chosen)) != NULL) {
+        for (Py_ssize_t i = 0; i < n_chosen; i++) {
+            PyObject *id = PyLong_FromLongLong(chosen[i]);
+            if (id == NULL) {
+                Py_CLEAR(list);
+                break;
+            }
+            PyList_SET_ITEM(list, i, id);
+        }
+        if (list != NULL) {
+            answer = Py_BuildValue("(Nn)", list, from_rules);
+        }
+    }
+    if (chosen != chosen_on_stack) {
+        PyMem_Free(chosen);
+    }
+    return answer;
+}
+
+/* answer_json(names, limit, summed): the answer for a query of song names, when each is a
+ * song's exact name, as (the JSON array of its names, how many came from rules), else None. */
+static PyObject *
+SmallQueryIndex_answer_json(SmallQueryIndex *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    int64_t query[MAX_SUBSET_SONGS], chosen_on_stack[STACK_HEAP];
+    Py_ssize_t n_query, limit, n_chosen = 0;
+    int summed;
+    if (parse_limit_and_ranking(
+            self, args, nargs, "answer_json() takes a list of song names, a limit and whether to sum",
+            &limit, &summed) < 0) {
+        return NULL;
+    }
+    if (self->song_ids == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "SmallQueryIndex was built without song names");
+        return NULL;
+    }
+    int found = parse_query_names(self, args[0], query, &n_query);
+    if (found <= 0) {
+        return found < 0 ? NULL : Py_NewRef(Py_None);
+    }
+    int64_t *chosen = room_for_answer(self, limit, chosen_on_stack);
+    if (chosen == NULL) {
+        return NULL;
+    }
+    PyObject *answer = NULL;
+    Py_ssize_t from_rules = rank_query(self, query, n_query, limit, summed, chosen, &n_chosen);
+    if (from_rules >= 0) {
+        /* "[" name (", " name)* "]", each name encoded once per rule set. */
+        Py_ssize_t size = 2 + (n_chosen > 1 ? 2 * (n_chosen - 1) : 0);
+        for (Py_ssize_t i = 0; i < n_chosen; i++) {
+            size += PyBytes_GET_SIZE(PyTuple_GET_ITEM(self->json_names, chosen[i]));
+        }
+        PyObject *body = PyBytes_FromStringAndSize(NULL, size);
+        if (body != NULL) {
+            char *at = PyBytes_AS_STRING(body);
+            *at++ = '[';
+            for (Py_ssize_t i = 0; i < n_chosen; i++) {
+                PyObject *name = PyTuple_GET_ITEM(self->json_names, chosen[i]);
+                if (i > 0) {
+                    *at++ = ',';
+                    *at++ = ' ';
+                }
+                memcpy(at, PyBytes_AS_STRING(name), (size_t)PyBytes_GET_SIZE(name));
+                at += PyBytes_GET_SIZE(name);
+            }
+            *at = ']';
+            answer = Py_BuildValue("(Nn)", body, from_rules);
+        }
+    }
+    if (chosen != chosen_on_stack) {
+        PyMem_Free(chosen);
     }
     return answer;
 }
@@ -1040,6 +1210,9 @@ static PyMethodDef SmallQueryIndex_methods[] = {
     {"answer", (PyCFunction)(void (*)(void))SmallQueryIndex_answer, METH_FASTCALL,
      "answer(query, limit, summed): (song ids, how many came from rules) for a few distinct "
      "known song ids."},
+    {"answer_json", (PyCFunction)(void (*)(void))SmallQueryIndex_answer_json, METH_FASTCALL,
+     "answer_json(names, limit, summed): (the answer's names as a JSON array, how many came "
+     "from rules) when every name is a song's own, else None."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -13,6 +13,7 @@ reference the tests hold it to, and the fallback without a C compiler.
 from __future__ import annotations
 
 from recommender.index import RuleIndex
+from recommender.names import NameIndex
 
 # The compiled sum ranking tallies in an array over song ids up to this many songs (its
 # largest), in a hash table above; the tests lower it to hold both to the brute force.
@@ -28,8 +29,13 @@ except ImportError:  # built without a C compiler: the Python path gives the sam
     SmallQueryIndex = None  # type: ignore[assignment,misc]
 
 
-def compiled_small_query(index: RuleIndex) -> SmallQueryIndex:
-    """The compiled small-query path over ``index``; ImportError if it was not built."""
+def compiled_small_query(index: RuleIndex, names: NameIndex | None = None) -> SmallQueryIndex:
+    """The compiled small-query path over ``index``; ImportError if it was not built.
+
+    With ``names`` (the same rule set's) it also answers queries of exact names straight to
+    the answer's JSON (``answer_json``), the server's path: one call instead of resolving the
+    names, answering and joining the names in Python (benchmarks/serve_throughput.py).
+    """
     if SmallQueryIndex is None:
         raise ImportError("recommender._smallquery was not built (no C compiler at install)")
     # Checked and its hash table built with the GIL released.
@@ -46,4 +52,6 @@ def compiled_small_query(index: RuleIndex) -> SmallQueryIndex:
         popular=index.popular,
         dense_songs=DENSE_TALLY_SONGS,
         sum_depth=SUM_DEPTH,
+        song_ids=None if names is None else names.exact_ids,
+        json_names=None if names is None else names.json_names,
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import importlib.util
 import itertools
+import json
 import os
 import shutil
 import subprocess
@@ -278,6 +279,109 @@ def test_an_index_cannot_be_reinitialised_or_used_uninitialised() -> None:
         index.answer([0], 1)  # type: ignore[call-arg]
 
 
+def as_json(answer: recommender.Recommendation) -> tuple[bytes, int, list[str]]:
+    """``explain_json``'s form of ``explain``'s answer."""
+    return json.dumps(answer.songs).encode(), answer.from_rules, answer.unknown
+
+
+@needs_compiled
+@pytest.mark.usefixtures("each_tally")
+@pytest.mark.parametrize("summed", [False, True])
+@pytest.mark.parametrize("limit", [1, 10, 200, 1000])
+def test_answer_json_is_the_answer_of_the_names_ids_as_json(limit: int, summed: bool) -> None:
+    # limit 200 and 1000: the song ids outgrow the answer's on-stack room (128).
+    names, ruleset = crowded_ruleset()
+    r = Recommender.from_ruleset(ruleset, compiled=True)
+    index = r._compiled
+    assert index is not None
+    ids = {name: song for song, name in enumerate(r.song_names)}
+    for query in (names[:5], names[:8], [names[4], names[2]], [names[200]], names[3:11], []):
+        songs, from_rules = index.answer([ids[name] for name in query], limit, summed)
+        expected = json.dumps([r.song_names[song] for song in songs]).encode()
+        assert index.answer_json(query, limit, summed) == (expected, from_rules)
+        # A name given twice is one song, as in the Python path.
+        assert index.answer_json(query + query[:1], limit, summed) == (expected, from_rules)
+
+
+@needs_compiled
+def test_answer_json_leaves_what_is_not_an_exact_name_to_the_python_path() -> None:
+    names, ruleset = crowded_ruleset()
+    r = Recommender.from_ruleset(ruleset, compiled=True)
+    index = r._compiled
+    assert index is not None
+    for query in (
+        [names[0], "no such song"],
+        [names[0].upper()],  # its normalised form is a song's: the Python path matches it
+        names[:17],  # more distinct songs than the subset enumeration takes
+    ):
+        assert index.answer_json(query, 10, True) is None
+    # Through the recommender those answers are the Python path's, unknown songs included.
+    python = Recommender.from_ruleset(ruleset, compiled=False)
+    for query in ([names[0], "no such song"], [names[0].upper(), names[3]], names[:9]):
+        assert r.explain_json(query, 10) == as_json(python.explain(query, 10))
+
+
+# song_ids and json_names of arrays()'s two songs.
+NAMES: dict[str, object] = {"song_ids": {"a": 0, "b": 1}, "json_names": (b'"a"', b'"b"')}
+# Names that must be refused (changes to arrays()), the exception and a piece of the message.
+BAD_NAMES: list[tuple[dict[str, object], type[Exception], str]] = [
+    ({"song_ids": {"a": 0}}, TypeError, "go together"),
+    ({"json_names": (b'"a"', b'"b"')}, TypeError, "go together"),
+    ({**NAMES, "json_names": (b'"a"',)}, ValueError, "one name per song"),
+    ({**NAMES, "json_names": (b'"a"', '"b"')}, TypeError, "must hold bytes"),
+    ({**NAMES, "json_names": [b'"a"', b'"b"']}, TypeError, "tuple"),
+    ({**NAMES, "song_ids": [("a", 0)]}, TypeError, "dict"),
+]
+# Name queries that must raise: names, limit, the exception, a piece of its message.
+BAD_NAME_QUERIES: list[tuple[object, float, type[Exception], str]] = [
+    (["a"], 0, ValueError, "limit must be at least 1"),
+    (["a"], 1.5, TypeError, "integer"),
+    ([["a"]], 1, TypeError, "unhashable"),
+    (5, 1, TypeError, "sequence of song names"),
+]
+
+
+@needs_compiled
+@pytest.mark.parametrize("summed", [False, True])
+def test_answer_json_of_a_valid_index(summed: bool) -> None:
+    index = SmallQueryIndex(**arrays(**NAMES))
+    assert index.answer_json(["a"], 5, summed) == (b'["b"]', 1)
+    assert index.answer_json(["b", "b"], 5, summed) == (b'["a"]', 0)
+    assert index.answer_json([], 1, summed) == (b'["b"]', 0)
+    assert index.answer_json(["c"], 5, summed) is None
+
+
+@needs_compiled
+@pytest.mark.parametrize(("changes", "error", "message"), BAD_NAMES)
+def test_inconsistent_names_are_refused(
+    changes: dict[str, object], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        SmallQueryIndex(**arrays(**changes))
+
+
+@needs_compiled
+@pytest.mark.parametrize(("names", "limit", "error", "message"), BAD_NAME_QUERIES)
+def test_bad_name_queries_raise(
+    names: object, limit: float, error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        SmallQueryIndex(**arrays(**NAMES)).answer_json(names, limit, True)  # type: ignore[arg-type]
+
+
+@needs_compiled
+def test_answer_json_needs_the_names_and_checks_their_ids() -> None:
+    for unnamed in (arrays(), arrays(song_ids=None, json_names=None)):
+        with pytest.raises(RuntimeError, match="without song names"):
+            SmallQueryIndex(**unnamed).answer_json(["a"], 1, True)
+    stray = SmallQueryIndex(**arrays(song_ids={"a": 2}, json_names=(b'"a"', b'"b"')))
+    with pytest.raises(ValueError, match="id 2, which no song has"):
+        stray.answer_json(["a"], 1, True)
+    blank = SmallQueryIndex.__new__(SmallQueryIndex)
+    with pytest.raises(RuntimeError, match="not initialised"):
+        blank.answer_json(["a"], 1, False)
+
+
 def test_compiled_true_without_the_extension_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
     _, ruleset = crowded_ruleset(n_songs=120)
     monkeypatch.setattr(compiled_path, "SmallQueryIndex", None)
@@ -322,6 +426,9 @@ def soak(library: str, rounds: int) -> None:
                     expected = python.explain(query, limit, ranking=ranking)
                     got = compiled.explain(query, limit, ranking=ranking)
                     assert got == expected, (round_, query, limit, ranking)
+                    assert as_json(expected) == compiled.explain_json(
+                        query, limit, ranking=ranking
+                    ), (round_, query, limit, ranking)
     # Answers past the on-stack buffers: pools, "listed" sets, sum tables and heaps on the heap.
     for names, ruleset in (crowded_ruleset(), wide_ruleset()):
         compiled = Recommender.from_ruleset(ruleset, compiled=True)
@@ -330,12 +437,20 @@ def soak(library: str, rounds: int) -> None:
             for query in (names[:8], names[3:11], names[:2]):
                 expected = python.explain(query, limit, ranking=ranking)
                 assert compiled.explain(query, limit, ranking=ranking) == expected
+                assert compiled.explain_json(query, limit, ranking=ranking) == as_json(expected)
     for changes, _ in BAD_ARRAYS:
         with pytest.raises(ValueError):
             module.SmallQueryIndex(**arrays(**changes))
     for bad_query, bad_limit, error, _ in BAD_QUERIES:
         with pytest.raises(error):
             module.SmallQueryIndex(**arrays()).answer(bad_query, bad_limit, True)
+    for changes, error, _ in BAD_NAMES:
+        with pytest.raises(error):
+            module.SmallQueryIndex(**arrays(**changes))
+    named = module.SmallQueryIndex(**arrays(**NAMES))
+    for bad_names, bad_limit, error, _ in BAD_NAME_QUERIES:
+        with pytest.raises(error):
+            named.answer_json(bad_names, bad_limit, True)
 
 
 def sanitizer_runtime(name: str) -> str | None:
