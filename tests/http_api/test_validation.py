@@ -180,7 +180,32 @@ def test_bodies_parse_exactly_as_with_the_stdlib_json_alone(body: bytes) -> None
         got = parse_recommend_request(candidate, CAP)
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(validation, "_decode", validation._decode_with_stdlib)
-            assert got == parse_recommend_request(candidate, CAP)
+            assert got == validation.parse_checked(candidate, CAP)
+
+
+usual_requests = st.fixed_dictionaries(
+    {
+        "songs": st.lists(
+            st.text(max_size=3)
+            | st.sampled_from(["a" * MAX_SONG_NAME_CHARS, "b" * (MAX_SONG_NAME_CHARS + 1)])
+            | json_values,
+            max_size=8,
+        )
+        | json_values
+    },
+    optional={
+        "limit": st.integers(-2, MAX_LIMIT + 2) | st.sampled_from([True, False, 1.0, None, "5"]),
+        "x": json_values,
+    },
+)
+
+
+@given(usual_requests, st.integers(1, 6))
+def test_the_one_pass_reading_gives_what_the_checks_give(document: object, cap: int) -> None:
+    # Near the usual request: lists of names or other values, names at and past the length
+    # limit, limits in and out of range or of another type, repeated names around the cap.
+    body = json.dumps(document).encode()
+    assert parse_recommend_request(body, cap) == validation.parse_checked(body, cap)
 
 
 def test_a_control_character_is_named_without_a_doubled_word() -> None:
