@@ -6,7 +6,7 @@ import asyncio
 import math
 from http import HTTPStatus
 
-from aiohttp import web
+from aiohttp import StreamReader, web
 
 from actors.gate import RulesGate
 from http_api import metrics
@@ -41,6 +41,29 @@ def refused(error: RequestError, settings: Settings) -> web.Response:
     return json_error(error.status, error.message)
 
 
+# A body this small never made aiohttp pause reading its connection (it pauses past twice its
+# reader's limit, 64 KiB for a request), so taking it straight from the reader's buffer leaves
+# the connection as it was.
+SMALL_BODY_BYTES = 16 * 1024
+
+
+def buffered_body(payload: StreamReader) -> bytes | None:
+    """The whole body when it arrived as one small chunk (a small POST, the usual case), taken
+    from aiohttp's buffer as it is, else None.
+
+    ``read_nowait()`` would take it too, but then asks the connection to resume reading, which
+    runs the HTTP parser over nothing once per request: a cost benchmarks/serve_throughput.py
+    shows. aiohttp discards the reader after the handler, so its buffer needs no consuming.
+    tests/http_api/test_handlers.py holds this to the aiohttp version in use.
+    """
+    buffer = getattr(payload, "_buffer", None)
+    if payload.is_eof() and buffer is not None and len(buffer) == 1:
+        body = buffer[0]
+        if type(body) is bytes and len(body) <= SMALL_BODY_BYTES and not payload._buffer_offset:
+            return body
+    return None
+
+
 class ApiHandlers:
     """The contract's endpoints, bound to one app's gate and settings.
 
@@ -55,22 +78,22 @@ class ApiHandlers:
     async def recommend(self, request: web.Request) -> web.Response:
         """``POST /api/recommend``: songs to add to a playlist holding the given songs."""
         settings = self._settings
-        length = request.content_length
-        if length is not None and length > settings.max_body_bytes:
-            return body_too_large(settings)
         payload = request.content
         try:
-            if payload.is_eof():
-                # The whole body is in (a small POST, the usual case): taken at once instead
-                # of request.read()'s loop of awaits (benchmarks/serve_throughput.py). Its size is
-                # checked again for a chunked body, which has no Content-Length.
+            body = buffered_body(payload)
+            if body is None and payload.is_eof():
+                # In whole, but not one small chunk: its size is checked, for a chunked body
+                # too, which has no Content-Length.
                 body = payload.read_nowait()
-                if len(body) > settings.max_body_bytes:
+            elif body is None:
+                length = request.content_length
+                if length is not None and length > settings.max_body_bytes:
                     return body_too_large(settings)
-            else:
                 # aiohttp stops reading at client_max_size (= max_body_bytes) when chunked.
                 async with asyncio.timeout(settings.body_timeout_seconds):
                     body = await request.read()
+            if len(body) > settings.max_body_bytes:
+                return body_too_large(settings)
         except web.HTTPRequestEntityTooLarge:
             return body_too_large(settings)
         except TimeoutError:

@@ -39,19 +39,15 @@ class Snapshot:
 
     def answer_json(self, songs: Sequence[str], limit: int, ranking: str) -> bytes:
         """The body of the answer to a recommendation request for ``songs``: ``songs``,
-        ``version``, ``model_date``, ``from_rules`` and ``unknown``, as one JSON object."""
-        names, from_rules, unknown = self.recommender.explain_json(songs, limit, ranking=ranking)
-        return b'{"songs": ' + names + self._answer_tail(from_rules, unknown)
+        ``version``, ``model_date``, ``from_rules`` and ``unknown``, as one JSON object.
 
-    def _answer_tail(self, from_rules: int, unknown: Sequence[str]) -> bytes:
-        """The end of an answer, after its song list.
-
-        Without unknown songs (the usual case) it is one of a few strings formatted once per
-        rule set, not once per request.
+        Without unknown songs (the usual case) its end is one of a few strings formatted once
+        per rule set, not once per request.
         """
-        if not unknown and from_rules < len(self._known_tails):
-            return self._known_tails[from_rules]
-        return self._format_tail(from_rules, unknown)
+        names, from_rules, unknown = self.recommender.explain_json(songs, limit, ranking=ranking)
+        if not unknown and from_rules <= MAX_LIMIT:
+            return b'{"songs": ' + names + self._known_tails[from_rules]
+        return b'{"songs": ' + names + self._format_tail(from_rules, unknown)
 
     @functools.cached_property
     def _known_tails(self) -> tuple[bytes, ...]:
