@@ -58,6 +58,11 @@
 /* The dense sum ranking reads this many rules of each run before it first checks whether it can
  * stop early (then twice as many, and so on; see dense_sum_ranking). */
 #define SUM_DEPTH 32
+/* A run of at least n_songs / BITMAP_SHARE rules keeps a bitmap of its consequents (with
+ * `bitmap_share`, by default this, 0: none): the early stop completes its contenders' sums from
+ * it, word by word, instead of testing each rule (benchmarks/recommend.py). Its bitmap costs at
+ * most 2 * 8 / BITMAP_SHARE bytes per rule, its ranks half that, and the rules' offsets 4. */
+#define BITMAP_SHARE 16
 #define EMPTY_SLOT (-1)
 /* Marks a query song's tally in the sum ranking: never a candidate. No key is this large
  * (the index refuses one). */
@@ -110,6 +115,21 @@ typedef struct {
     uint32_t stamp;
     int scratch_busy;
     Py_ssize_t sum_depth; /* rules of each run read before the first early-stop check; 0: none */
+    /* The long runs' bitmaps (see BITMAP_SHARE), built with the index: per antecedent the index
+     * of its bitmap or -1; per bitmap `n_words` words of consequent bits, the set bits before
+     * each word, and where its rules start in `bitmap_keys` and `bitmap_weights`, which hold
+     * each rule's key and weight in the order of the consequents' ids (so a query reads the
+     * rules of its contenders in one pass over its runs' copies, not scattered over the
+     * index's arrays). */
+    Py_ssize_t bitmap_share;
+    Py_ssize_t n_words;
+    Py_ssize_t n_bitmaps;
+    int64_t *bitmap_of;
+    uint64_t *bitmaps;
+    uint32_t *bitmap_ranks;
+    int64_t *bitmap_rules_start;
+    uint64_t *bitmap_keys;
+    uint32_t *bitmap_weights;
     Py_ssize_t dense_songs; /* the scratch is used up to this many songs (<= DENSE_SONGS) */
     /* For answer_json (NULL: not given): a dict of each song's exact name to its id, and a
      * tuple of each song's name as a JSON string (bytes). Neither can refer back to the
@@ -269,6 +289,104 @@ check_and_fill_table(SmallQueryIndex *self, const uint64_t *group_hashes)
     return NULL;
 }
 
+/* The set bits of `word` below `bit`: a POPCNT instruction where the processor has one. */
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("popcnt")))
+#endif
+static inline uint32_t
+bits_below(uint64_t word, int bit)
+{
+    return (uint32_t)__builtin_popcountll(word & (((uint64_t)1 << bit) - 1));
+}
+
+/* Whether bits_below() may run: always, but on x86-64 only with POPCNT (without it, no run
+ * gets a bitmap and the early stop tests each rule). */
+static int
+popcount_supported(void)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("popcnt");
+#else
+    return 1;
+#endif
+}
+
+static const char OUT_OF_MEMORY[] = "out of memory";
+
+/* Build the long runs' bitmaps (see BITMAP_SHARE). Returns what is wrong, or NULL. Needs no
+ * GIL. */
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("popcnt")))
+#endif
+static const char *
+build_run_bitmaps(SmallQueryIndex *self)
+{
+    const int64_t *starts = (const int64_t *)self->starts.buf;
+    const uint64_t *keys = (const uint64_t *)self->keys.buf;
+    const uint32_t *weights = (const uint32_t *)self->weights.buf;
+    Py_ssize_t n_bitmaps = 0, n_rules = 0;
+    self->n_words = self->n_songs / 64 + 1;
+    for (Py_ssize_t g = 0; g < self->n_groups && self->bitmap_share > 0; g++) {
+        int64_t length = starts[g + 1] - starts[g];
+        if (length > 0 && length * self->bitmap_share >= self->n_songs) {
+            n_bitmaps++;
+            n_rules += length;
+        }
+    }
+    if (n_bitmaps == 0) {
+        return NULL;
+    }
+    size_t words = (size_t)n_bitmaps * (size_t)self->n_words;
+    self->bitmap_of = PyMem_RawMalloc((size_t)self->n_groups * sizeof(int64_t));
+    self->bitmaps = PyMem_RawCalloc(words, sizeof(uint64_t));
+    self->bitmap_ranks = PyMem_RawMalloc(words * sizeof(uint32_t));
+    self->bitmap_rules_start = PyMem_RawMalloc((size_t)n_bitmaps * sizeof(int64_t));
+    self->bitmap_keys = PyMem_RawMalloc((size_t)n_rules * sizeof(uint64_t));
+    self->bitmap_weights = PyMem_RawMalloc((size_t)n_rules * sizeof(uint32_t));
+    if (self->bitmap_of == NULL || self->bitmaps == NULL || self->bitmap_ranks == NULL ||
+        self->bitmap_rules_start == NULL || self->bitmap_keys == NULL ||
+        self->bitmap_weights == NULL) {
+        return OUT_OF_MEMORY;
+    }
+    Py_ssize_t b = 0;
+    int64_t rules_at = 0;
+    for (Py_ssize_t g = 0; g < self->n_groups; g++) {
+        int64_t start = starts[g], length = starts[g + 1] - start;
+        if (length == 0 || length * self->bitmap_share < self->n_songs) {
+            self->bitmap_of[g] = -1;
+            continue;
+        }
+        uint64_t *bitmap = self->bitmaps + (size_t)b * (size_t)self->n_words;
+        uint32_t *ranks = self->bitmap_ranks + (size_t)b * (size_t)self->n_words;
+        for (int64_t at = 0; at < length; at++) {
+            uint64_t song = song_at(&self->consequents, start + at);
+            uint64_t bit = (uint64_t)1 << (song & 63);
+            if (bitmap[song >> 6] & bit) {
+                return "a run names a consequent twice";
+            }
+            bitmap[song >> 6] |= bit;
+        }
+        uint32_t below = 0;
+        for (Py_ssize_t w = 0; w < self->n_words; w++) {
+            ranks[w] = below;
+            below += (uint32_t)__builtin_popcountll(bitmap[w]);
+        }
+        for (int64_t at = start; at < start + length; at++) {
+            uint64_t song = song_at(&self->consequents, at);
+            int64_t rule = rules_at + ranks[song >> 6] + bits_below(bitmap[song >> 6], (int)(song & 63));
+            self->bitmap_keys[rule] = keys[at];
+            self->bitmap_weights[rule] = weights[at];
+        }
+        self->bitmap_of[g] = b;
+        self->bitmap_rules_start[b] = rules_at;
+        rules_at += length;
+        b++;
+    }
+    self->n_bitmaps = n_bitmaps;
+    return NULL;
+}
+
 static void
 release_all(SmallQueryIndex *self)
 {
@@ -286,6 +404,19 @@ release_all(SmallQueryIndex *self)
     PyMem_RawFree(self->scratch_stamps);
     PyMem_RawFree(self->scratch_claimed);
     PyMem_RawFree(self->scratch_marks);
+    PyMem_RawFree(self->bitmap_of);
+    PyMem_RawFree(self->bitmaps);
+    PyMem_RawFree(self->bitmap_ranks);
+    PyMem_RawFree(self->bitmap_rules_start);
+    PyMem_RawFree(self->bitmap_keys);
+    PyMem_RawFree(self->bitmap_weights);
+    self->bitmap_of = NULL;
+    self->bitmaps = NULL;
+    self->bitmap_ranks = NULL;
+    self->bitmap_rules_start = NULL;
+    self->bitmap_keys = NULL;
+    self->bitmap_weights = NULL;
+    self->n_bitmaps = 0;
     self->table_hashes = NULL;
     self->table_groups = NULL;
     self->scratch = NULL;
@@ -309,19 +440,21 @@ SmallQueryIndex_init(SmallQueryIndex *self, PyObject *args, PyObject *kwargs)
     static char *keywords[] = {"codes",       "group_hashes", "group_starts", "group_rows",
                                "row_width",   "keys",         "consequents",  "weights",
                                "tie_songs",   "popular",      "dense_songs",  "sum_depth",
-                               "song_ids",    "json_names",   NULL};
+                               "song_ids",    "json_names",   "bitmap_share", NULL};
     PyObject *codes, *hashes_array, *starts, *rows, *keys, *consequents, *weights, *tie_songs,
         *popular, *song_ids = NULL, *json_names = NULL;
-    Py_ssize_t width, dense_songs = DENSE_SONGS, sum_depth = SUM_DEPTH;
+    Py_ssize_t width, dense_songs = DENSE_SONGS, sum_depth = SUM_DEPTH,
+               bitmap_share = BITMAP_SHARE;
     Py_buffer hashes = {0};
     if (self->codes.obj != NULL) {
         PyErr_SetString(PyExc_TypeError, "SmallQueryIndex is immutable");
         return -1;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOnOOOOO|nnOO:SmallQueryIndex", keywords,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOnOOOOO|nnOOn:SmallQueryIndex", keywords,
                                      &codes, &hashes_array, &starts, &rows, &width, &keys,
                                      &consequents, &weights, &tie_songs, &popular,
-                                     &dense_songs, &sum_depth, &song_ids, &json_names)) {
+                                     &dense_songs, &sum_depth, &song_ids, &json_names,
+                                     &bitmap_share)) {
         return -1;
     }
     song_ids = song_ids == Py_None ? NULL : song_ids;
@@ -343,6 +476,12 @@ SmallQueryIndex_init(SmallQueryIndex *self, PyObject *args, PyObject *kwargs)
         return -1;
     }
     self->sum_depth = sum_depth;
+    if (bitmap_share < 0) {
+        PyErr_Format(PyExc_ValueError, "bitmap_share must be at least 0, not %zd", bitmap_share);
+        return -1;
+    }
+    /* Bitmaps serve the array tally's early stop only. */
+    self->bitmap_share = sum_depth > 0 && popcount_supported() ? bitmap_share : 0;
     if (dense_songs < 0 || dense_songs > DENSE_SONGS) {
         PyErr_Format(PyExc_ValueError, "dense_songs must be from 0 to %d, not %zd", DENSE_SONGS,
                      dense_songs);
@@ -407,7 +546,14 @@ SmallQueryIndex_init(SmallQueryIndex *self, PyObject *args, PyObject *kwargs)
     /* Only reads of the buffers and writes to the table: the event loop keeps serving. */
     Py_BEGIN_ALLOW_THREADS
     problem = check_and_fill_table(self, (const uint64_t *)hashes.buf);
+    if (problem == NULL && self->n_songs <= self->dense_songs) {
+        problem = build_run_bitmaps(self);
+    }
     Py_END_ALLOW_THREADS
+    if (problem == OUT_OF_MEMORY) {
+        PyErr_NoMemory();
+        goto fail;
+    }
     if (problem != NULL) {
         PyErr_SetString(PyExc_ValueError, problem);
         goto fail;
@@ -551,6 +697,33 @@ tally_of(TallyTable *table, uint32_t song)
         }                                                                                     \
     } while (0)
 
+/* FINISH_CONTENDERS for the rules of the run with the bitmap `b` past those read already,
+ * whose keys are below `read_below` (a run is sorted by key): the contenders among its
+ * consequents, word by word, each rule found by the bitmap's ranks. */
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("popcnt")))
+#endif
+static void
+finish_contenders_by_bitmap(const SmallQueryIndex *self, Py_ssize_t b, uint64_t read_below,
+                            const uint64_t *marks, Tally *tallies)
+{
+    const uint64_t *bitmap = self->bitmaps + (size_t)b * (size_t)self->n_words;
+    const uint32_t *ranks = self->bitmap_ranks + (size_t)b * (size_t)self->n_words;
+    const uint64_t *keys = self->bitmap_keys + self->bitmap_rules_start[b];
+    const uint32_t *weights = self->bitmap_weights + self->bitmap_rules_start[b];
+    for (Py_ssize_t w = 0; w < self->n_words; w++) {
+        for (uint64_t found = marks[w] & bitmap[w]; found != 0; found &= found - 1) {
+            int bit = __builtin_ctzll(found);
+            uint32_t rule = ranks[w] + bits_below(bitmap[w], bit);
+            if (keys[rule] < read_below) {
+                Tally *tally = &tallies[w * 64 + bit];
+                tally->sum += weights[rule];
+                tally->best = keys[rule] > tally->best ? keys[rule] : tally->best;
+            }
+        }
+    }
+}
+
 /* MACRO(type) with the consequents' id type: the loops specialised, no switch per rule. */
 #define BY_ID_WIDTH(MACRO)                                                                    \
     switch (self->consequents.itemsize) {                                                     \
@@ -686,7 +859,15 @@ dense_sum_ranking(SmallQueryIndex *self, const int64_t *hits, Py_ssize_t n_hits,
             }
             for (Py_ssize_t h = 0; h < n_hits; h++) {
                 int64_t start = read_to[h], stop = starts[hits[h] + 1];
-                BY_ID_WIDTH(FINISH_CONTENDERS)
+                Py_ssize_t b = self->bitmap_of == NULL ? -1 : self->bitmap_of[hits[h]];
+                if (b >= 0 && stop > start) {
+                    /* Keys are distinct: the rules read are those of keys >= the last one's. */
+                    uint64_t read_below = start > starts[hits[h]] ? keys[start - 1] : EXCLUDED;
+                    finish_contenders_by_bitmap(self, b, read_below, marks, tallies);
+                }
+                else {
+                    BY_ID_WIDTH(FINISH_CONTENDERS)
+                }
             }
             for (Py_ssize_t c = 0; c < n_contenders; c++) {
                 marks[claimed[c] >> 6] = 0;
@@ -1203,7 +1384,21 @@ static PyObject *
 SmallQueryIndex_get_table_bytes(SmallQueryIndex *self, void *closure)
 {
     uint64_t slots = self->table_groups == NULL ? 0 : self->table_mask + 1;
-    return PyLong_FromUnsignedLongLong(slots * (sizeof(uint64_t) + sizeof(int64_t)));
+    uint64_t bytes = slots * (sizeof(uint64_t) + sizeof(int64_t));
+    if (self->bitmap_of != NULL) {
+        const int64_t *starts = (const int64_t *)self->starts.buf;
+        uint64_t words = (uint64_t)self->n_bitmaps * (uint64_t)self->n_words;
+        bytes += (uint64_t)self->n_groups * sizeof(int64_t) +
+                 words * (sizeof(uint64_t) + sizeof(uint32_t)) +
+                 (uint64_t)self->n_bitmaps * sizeof(int64_t);
+        for (Py_ssize_t g = 0; g < self->n_groups; g++) {
+            if (self->bitmap_of[g] >= 0) {
+                bytes += (uint64_t)(starts[g + 1] - starts[g]) *
+                         (sizeof(uint64_t) + sizeof(uint32_t));
+            }
+        }
+    }
+    return PyLong_FromUnsignedLongLong(bytes);
 }
 
 static PyMethodDef SmallQueryIndex_methods[] = {
@@ -1218,7 +1413,7 @@ static PyMethodDef SmallQueryIndex_methods[] = {
 
 static PyGetSetDef SmallQueryIndex_getset[] = {
     {"table_bytes", (getter)SmallQueryIndex_get_table_bytes, NULL,
-     "Bytes held by the antecedent hash table.", NULL},
+     "Bytes held by the antecedent hash table and the long runs' bitmaps.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

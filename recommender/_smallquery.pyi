@@ -24,13 +24,16 @@ class SmallQueryIndex:
         sum_depth: int = ...,
         song_ids: dict[str, int] | None = ...,
         json_names: tuple[bytes, ...] | None = ...,
+        bitmap_share: int = ...,
     ) -> None:
         """``dense_songs``: with at most this many songs (0 to 2^18, the default) the sum ranking
         tallies in an array over song ids, else in a hash table of the query's own.
         ``sum_depth``: the array tally reads this many rules of each run (32 by default) before
         it first checks whether it can stop early; 0: never. ``song_ids`` (each song's exact
         name to its id) and ``json_names`` (each song's name as a JSON string, by id) go
-        together, for ``answer_json``."""
+        together, for ``answer_json``. ``bitmap_share``: a run of at least (songs /
+        bitmap_share) rules keeps a bitmap of its consequents for the early stop (16 by
+        default; 0: none)."""
     def answer(self, query: Sequence[int], limit: int, summed: bool, /) -> tuple[list[int], int]:
         """The answer's song ids for a few distinct known song ids, and how many came from
         rules (the rest are popular fill); ``summed``: the sum ranking, else the best rule."""

@@ -4,7 +4,8 @@ The same steps as :class:`recommender.query.SmallQueryPath` over the same arrays
 open-addressing table of antecedent hashes instead of the dict, and for ``sum`` a tally of each
 candidate's sum and best key (an array over song ids, or a hash table of the query's own past
 DENSE_TALLY_SONGS songs) plus a heap of the ``limit`` best; the array tally stops reading once the
-best are decided, and then only completes their sums. The server uses it when it is
+best are decided, and then only completes their sums (from a bitmap of each long run's
+consequents). The server uses it when it is
 built: inside the server every interpreted step pays for caches cooled by aiohttp's own code
 (benchmarks/serve_throughput.py --split measures the difference). The Python path stays the
 reference the tests hold it to, and the fallback without a C compiler.
@@ -22,6 +23,10 @@ DENSE_TALLY_SONGS = 1 << 18
 # early with the same answer (see dense_sum_ranking in the C file); 0: it reads every rule. The
 # tests lower it to 1, so small rule sets stop early too.
 SUM_DEPTH = 32
+# A run of at least (songs / BITMAP_SHARE) rules keeps a bitmap of its consequents, from which
+# the early stop completes its contenders' sums (see finish_contenders_by_bitmap in the C file);
+# 0: none. The tests raise it so that every run has one.
+BITMAP_SHARE = 16
 
 try:
     from recommender._smallquery import SmallQueryIndex as SmallQueryIndex  # noqa: PLC0414 (re-exported)
@@ -52,6 +57,7 @@ def compiled_small_query(index: RuleIndex, names: NameIndex | None = None) -> Sm
         popular=index.popular,
         dense_songs=DENSE_TALLY_SONGS,
         sum_depth=SUM_DEPTH,
+        bitmap_share=BITMAP_SHARE,
         song_ids=None if names is None else names.exact_ids,
         json_names=None if names is None else names.json_names,
     )

@@ -386,17 +386,20 @@ SWITCHES = (0, recommender.FEW_QUERY_SONGS, 12)
 
 # The small-query path in Python, and compiled when it was built (see test_smallquery.py),
 # with the sum ranking's tallies in an array over song ids (the default; stopping early as soon
-# as it can, and reading every rule), and in the hash table it takes past DENSE_TALLY_SONGS
-# songs: (compiled, dense tally limit, early-stop depth).
+# as it can, completing the contenders' sums by testing each rule or from a bitmap of every run,
+# and reading every rule), and in the hash table it takes past DENSE_TALLY_SONGS songs:
+# (compiled, dense tally limit, early-stop depth, bitmap share).
+EVERY_RUN = 1 << 40
 BUILDS = (
     (
-        (False, 0, 0),
-        (True, compiled_path.DENSE_TALLY_SONGS, 1),
-        (True, compiled_path.DENSE_TALLY_SONGS, 0),
-        (True, 0, 0),
+        (False, 0, 0, 0),
+        (True, compiled_path.DENSE_TALLY_SONGS, 1, 0),
+        (True, compiled_path.DENSE_TALLY_SONGS, 1, EVERY_RUN),
+        (True, compiled_path.DENSE_TALLY_SONGS, 0, 0),
+        (True, 0, 0, 0),
     )
     if compiled_path.SmallQueryIndex is not None
-    else ((False, 0, 0),)
+    else ((False, 0, 0, 0),)
 )
 PATHS = len(SWITCHES) * len(BUILDS)
 
@@ -405,10 +408,11 @@ def every_build(ruleset: RuleSet) -> list[Recommender]:
     """One recommender per small-query path: Python, and compiled when it was built (each
     tally)."""
     built = []
-    for compiled, dense, depth in BUILDS:
+    for compiled, dense, depth, share in BUILDS:
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(compiled_path, "DENSE_TALLY_SONGS", dense)
             patch.setattr(compiled_path, "SUM_DEPTH", depth)
+            patch.setattr(compiled_path, "BITMAP_SHARE", share)
             built.append(Recommender.from_ruleset(ruleset, compiled=compiled))
     return built
 

@@ -73,21 +73,26 @@ def wide_ruleset(n_songs: int = 2000) -> tuple[list[str], RuleSet]:
 
 
 # The compiled sum ranking's tallies: an array over song ids (stopping early from the default
-# depth, and from the first rule), and (lowered to 0 songs) the hash table it takes for larger
-# song tables: (dense tally limit, early-stop depth).
+# depth, and from the first rule, completing the contenders by testing each rule or from every
+# run's bitmap), and (lowered to 0 songs) the hash table it takes for larger song tables:
+# (dense tally limit, early-stop depth, bitmap share).
 DENSE_LIMITS = [
-    (compiled_path.DENSE_TALLY_SONGS, compiled_path.SUM_DEPTH),
-    (compiled_path.DENSE_TALLY_SONGS, 1),
-    (0, 0),
+    (compiled_path.DENSE_TALLY_SONGS, compiled_path.SUM_DEPTH, compiled_path.BITMAP_SHARE),
+    (compiled_path.DENSE_TALLY_SONGS, 1, 0),
+    (compiled_path.DENSE_TALLY_SONGS, 1, 1 << 40),
+    (0, 0, 0),
 ]
 
 
-@pytest.fixture(params=DENSE_LIMITS, ids=["array", "array-stop-at-1", "hash"])
+@pytest.fixture(
+    params=DENSE_LIMITS, ids=["array", "array-stop-at-1", "array-stop-at-1-bitmaps", "hash"]
+)
 def each_tally(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """Recommenders built in the test use one of the compiled sum ranking's tallies."""
-    dense, depth = request.param
+    dense, depth, share = request.param
     monkeypatch.setattr(compiled_path, "DENSE_TALLY_SONGS", dense)
     monkeypatch.setattr(compiled_path, "SUM_DEPTH", depth)
+    monkeypatch.setattr(compiled_path, "BITMAP_SHARE", share)
 
 
 @needs_compiled
@@ -224,20 +229,51 @@ def test_a_negative_early_stop_depth_is_refused() -> None:
 
 
 @needs_compiled
+def test_a_negative_bitmap_share_is_refused() -> None:
+    with pytest.raises(ValueError, match="bitmap_share must be at least 0, not -1"):
+        SmallQueryIndex(**arrays(), bitmap_share=-1)
+
+
+@needs_compiled
+def test_bitmaps_are_counted_and_a_run_naming_a_consequent_twice_is_refused() -> None:
+    plain = SmallQueryIndex(**arrays(), bitmap_share=0).table_bytes
+    # One run, one rule, two songs: a bitmap of one word, its rank, the rule's key and weight,
+    # and the antecedent's and the bitmap's indexes.
+    assert SmallQueryIndex(**arrays(), bitmap_share=2).table_bytes == plain + 8 + 8 + 4 + 12 + 8
+    twice = arrays(
+        keys=np.array([7, 5], dtype=np.uint64),
+        consequents=np.array([1, 1], dtype=np.uint8),
+        weights=np.array([2**30, 2**29], dtype=np.uint32),
+        group_starts=np.array([0, 2], dtype=np.int64),
+    )
+    with pytest.raises(ValueError, match="names a consequent twice"):
+        SmallQueryIndex(**twice, bitmap_share=2)
+    # Without a bitmap (or without the early stop, which alone uses them) it is not looked for.
+    SmallQueryIndex(**twice, bitmap_share=0)
+    SmallQueryIndex(**twice, bitmap_share=2, sum_depth=0)
+
+
+@needs_compiled
 @pytest.mark.parametrize("depth", [1, 2, 32])
 def test_an_early_stop_gives_the_full_reading_s_answers_on_long_runs(depth: int) -> None:
     # Runs of 2,000 rules whose confidences fall slowly and tie often, queried by every
-    # pair and single: what stopping early is for, held to reading every rule.
+    # pair and single: what stopping early is for, held to reading every rule, with the
+    # contenders completed rule by rule, from the bitmaps of the runs of 2,000 songs / 1 (the
+    # three 1,998-rule runs have one; their 2-song intersection too), and from every run's.
     names, ruleset = wide_ruleset()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(compiled_path, "SUM_DEPTH", 0)
         full = Recommender.from_ruleset(ruleset, compiled=True, ranking="sum")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(compiled_path, "SUM_DEPTH", depth)
-        early = Recommender.from_ruleset(ruleset, compiled=True, ranking="sum")
+    early = []
+    for share in (0, 1, 1 << 40):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(compiled_path, "SUM_DEPTH", depth)
+            patch.setattr(compiled_path, "BITMAP_SHARE", share)
+            early.append(Recommender.from_ruleset(ruleset, compiled=True, ranking="sum"))
     for query in ([names[0]], [names[1]], names[:2], [names[0], names[5]]):
         for limit in (1, 3, 10, 100):
-            assert early.explain(query, limit) == full.explain(query, limit), (query, limit)
+            expected = full.explain(query, limit)
+            assert [r.explain(query, limit) for r in early] == [expected] * 3, (query, limit)
 
 
 @needs_compiled
@@ -414,7 +450,12 @@ def soak(library: str, rounds: int) -> None:
                 (sorted(members[:-1]), members[-1], count, count + int(rng.integers(0, 50)))
             )
         ruleset = build_ruleset(names, rng.integers(1, 100, n_songs), rules)
-        compiled = Recommender.from_ruleset(ruleset, compiled=True)
+        with pytest.MonkeyPatch.context() as patch:
+            # Every other round: stopping early from the first rule, every run with a bitmap.
+            if round_ % 2:
+                patch.setattr(compiled_path, "SUM_DEPTH", 1)
+                patch.setattr(compiled_path, "BITMAP_SHARE", 1 << 40)
+            compiled = Recommender.from_ruleset(ruleset, compiled=True)
         python = Recommender.from_ruleset(ruleset, compiled=False)
         for _ in range(40):
             size = int(rng.integers(0, min(n_songs, 12) + 1))
