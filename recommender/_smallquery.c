@@ -60,8 +60,9 @@
 #define SUM_DEPTH 32
 /* A run of at least n_songs / BITMAP_SHARE rules keeps a bitmap of its consequents (with
  * `bitmap_share`, by default this, 0: none): the early stop completes its contenders' sums from
- * it, word by word, instead of testing each rule (benchmarks/recommend.py). Its bitmap costs at
- * most 2 * 8 / BITMAP_SHARE bytes per rule, its ranks half that, and the rules' offsets 4. */
+ * it, word by word, instead of testing each rule (benchmarks/recommend.py). Per rule of such a
+ * run, its bitmap costs at most BITMAP_SHARE / 8 bytes, its ranks BITMAP_SHARE / 16, and its
+ * copy of the run's keys and weights 12. */
 #define BITMAP_SHARE 16
 #define EMPTY_SLOT (-1)
 /* Marks a query song's tally in the sum ranking: never a candidate. No key is this large
