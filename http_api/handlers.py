@@ -41,8 +41,8 @@ def refused(error: RequestError, settings: Settings) -> web.Response:
     return json_error(error.status, error.message)
 
 
-# A body this small never made aiohttp pause reading its connection (it pauses past twice its
-# reader's limit, 64 KiB for a request), so taking it straight from the reader's buffer leaves
+# A body this small never made aiohttp pause reading its connection (a request body's reader
+# pauses it past twice its 64 KiB limit), so taking it straight from the reader's buffer leaves
 # the connection as it was.
 SMALL_BODY_BYTES = 16 * 1024
 

@@ -328,9 +328,15 @@ build_run_bitmaps(SmallQueryIndex *self)
     const uint32_t *weights = (const uint32_t *)self->weights.buf;
     Py_ssize_t n_bitmaps = 0, n_rules = 0;
     self->n_words = self->n_songs / 64 + 1;
-    for (Py_ssize_t g = 0; g < self->n_groups && self->bitmap_share > 0; g++) {
+    if (self->bitmap_share == 0) {
+        return NULL;
+    }
+    /* length * bitmap_share >= n_songs, without overflow. */
+    int64_t shortest = (self->n_songs + self->bitmap_share - 1) / self->bitmap_share;
+    shortest = shortest > 0 ? shortest : 1;
+    for (Py_ssize_t g = 0; g < self->n_groups; g++) {
         int64_t length = starts[g + 1] - starts[g];
-        if (length > 0 && length * self->bitmap_share >= self->n_songs) {
+        if (length >= shortest) {
             n_bitmaps++;
             n_rules += length;
         }
@@ -354,7 +360,7 @@ build_run_bitmaps(SmallQueryIndex *self)
     int64_t rules_at = 0;
     for (Py_ssize_t g = 0; g < self->n_groups; g++) {
         int64_t start = starts[g], length = starts[g + 1] - start;
-        if (length == 0 || length * self->bitmap_share < self->n_songs) {
+        if (length < shortest) {
             self->bitmap_of[g] = -1;
             continue;
         }
@@ -375,7 +381,8 @@ build_run_bitmaps(SmallQueryIndex *self)
         }
         for (int64_t at = start; at < start + length; at++) {
             uint64_t song = song_at(&self->consequents, at);
-            int64_t rule = rules_at + ranks[song >> 6] + bits_below(bitmap[song >> 6], (int)(song & 63));
+            int64_t rule =
+                rules_at + ranks[song >> 6] + bits_below(bitmap[song >> 6], (int)(song & 63));
             self->bitmap_keys[rule] = keys[at];
             self->bitmap_weights[rule] = weights[at];
         }
@@ -997,7 +1004,8 @@ parse_query_names(const SmallQueryIndex *self, PyObject *names, int64_t *query,
     Py_ssize_t n = PySequence_Fast_GET_SIZE(sequence), distinct = 0;
     int found = 1;
     for (Py_ssize_t i = 0; i < n && found == 1; i++) {
-        PyObject *id = PyDict_GetItemWithError(self->song_ids, PySequence_Fast_GET_ITEM(sequence, i));
+        PyObject *name = PySequence_Fast_GET_ITEM(sequence, i);
+        PyObject *id = PyDict_GetItemWithError(self->song_ids, name);
         if (id == NULL) {
             found = PyErr_Occurred() ? -1 : 0;
             break;
@@ -1333,9 +1341,10 @@ SmallQueryIndex_answer_json(SmallQueryIndex *self, PyObject *const *args, Py_ssi
     int64_t query[MAX_SUBSET_SONGS], chosen_on_stack[STACK_HEAP];
     Py_ssize_t n_query, limit, n_chosen = 0;
     int summed;
-    if (parse_limit_and_ranking(
-            self, args, nargs, "answer_json() takes a list of song names, a limit and whether to sum",
-            &limit, &summed) < 0) {
+    if (parse_limit_and_ranking(self, args, nargs,
+                                "answer_json() takes a list of song names, a limit and whether "
+                                "to sum",
+                                &limit, &summed) < 0) {
         return NULL;
     }
     if (self->song_ids == NULL) {
