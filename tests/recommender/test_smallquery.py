@@ -239,7 +239,10 @@ def test_bitmaps_are_counted_and_a_run_naming_a_consequent_twice_is_refused() ->
     plain = SmallQueryIndex(**arrays(), bitmap_share=0).table_bytes
     # One run, one rule, two songs: a bitmap of one word, its rank, the rule's key and weight,
     # and the antecedent's and the bitmap's indexes.
-    assert SmallQueryIndex(**arrays(), bitmap_share=2).table_bytes == plain + 8 + 8 + 4 + 12 + 8
+    with_bitmap = plain + 8 + 8 + 4 + 12 + 8
+    assert SmallQueryIndex(**arrays(), bitmap_share=2).table_bytes == with_bitmap
+    # A share past any run length times itself: every run, no overflow.
+    assert SmallQueryIndex(**arrays(), bitmap_share=2**62).table_bytes == with_bitmap
     twice = arrays(
         keys=np.array([7, 5], dtype=np.uint64),
         consequents=np.array([1, 1], dtype=np.uint8),
