@@ -1278,54 +1278,73 @@ done:
     return from_rules;
 }
 
-/* Room for the song ids of an answer of at most `limit` songs: `on_stack` when it has room
- * (STACK_HEAP), else allocated (NULL with an exception set when that fails). */
-static int64_t *
-room_for_answer(const SmallQueryIndex *self, Py_ssize_t limit, int64_t *on_stack)
+/* Writes an answer's songs (`n` song ids) as the Python object a method returns; NULL with an
+ * exception set. */
+typedef PyObject *(*SongsWriter)(const SmallQueryIndex *self, const int64_t *songs,
+                                 Py_ssize_t n);
+
+/* The songs as a list of song ids. */
+static PyObject *
+songs_as_ids(const SmallQueryIndex *self, const int64_t *songs, Py_ssize_t n)
 {
-    Py_ssize_t most = limit < self->n_songs ? limit : self->n_songs;
-    if (most <= STACK_HEAP) {
-        return on_stack;
+    PyObject *list = PyList_New(n);
+    for (Py_ssize_t i = 0; list != NULL && i < n; i++) {
+        PyObject *id = PyLong_FromLongLong(songs[i]);
+        if (id == NULL) {
+            Py_CLEAR(list);
+            break;
+        }
+        PyList_SET_ITEM(list, i, id);
     }
-    int64_t *chosen = PyMem_Malloc((size_t)most * sizeof(int64_t));
-    if (chosen == NULL) {
-        PyErr_NoMemory();
-    }
-    return chosen;
+    return list;
 }
 
-/* answer(query, limit, summed): (song ids, how many of them came from rules), as
- * recommender.query.SmallQueryPath.answer. */
+/* The songs as the JSON array of their names: "[" name (", " name)* "]", each name encoded
+ * once per rule set. */
 static PyObject *
-SmallQueryIndex_answer(SmallQueryIndex *self, PyObject *const *args, Py_ssize_t nargs)
+songs_as_json(const SmallQueryIndex *self, const int64_t *songs, Py_ssize_t n)
 {
-    int64_t query[MAX_SUBSET_SONGS], chosen_on_stack[STACK_HEAP];
-    Py_ssize_t n_query, limit, n_chosen = 0;
-    int summed;
-    if (parse_limit_and_ranking(self, args, nargs,
-                                "answer() takes a list of song ids, a limit and whether to sum",
-                                &limit, &summed) < 0 ||
-        parse_query_ids(self, args[0], query, &n_query) < 0) {
+    Py_ssize_t size = 2 + (n > 1 ? 2 * (n - 1) : 0);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        size += PyBytes_GET_SIZE(PyTuple_GET_ITEM(self->json_names, songs[i]));
+    }
+    PyObject *body = PyBytes_FromStringAndSize(NULL, size);
+    if (body == NULL) {
         return NULL;
     }
-    int64_t *chosen = room_for_answer(self, limit, chosen_on_stack);
-    if (chosen == NULL) {
-        return NULL;
+    char *at = PyBytes_AS_STRING(body);
+    *at++ = '[';
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *name = PyTuple_GET_ITEM(self->json_names, songs[i]);
+        if (i > 0) {
+            *at++ = ',';
+            *at++ = ' ';
+        }
+        memcpy(at, PyBytes_AS_STRING(name), (size_t)PyBytes_GET_SIZE(name));
+        at += PyBytes_GET_SIZE(name);
     }
-    PyObject *list = NULL, *answer = NULL;
+    *at = ']';
+    return body;
+}
+
+/* The answer to the query of distinct song ids `query` as (its songs written by `write`, how
+ * many of them came from rules); NULL with an exception set. */
+static PyObject *
+answer_as(SmallQueryIndex *self, const int64_t *query, Py_ssize_t n_query, Py_ssize_t limit,
+          int summed, SongsWriter write)
+{
+    /* Room for min(limit, n_songs) song ids: on the stack up to STACK_HEAP. */
+    int64_t chosen_on_stack[STACK_HEAP];
+    int64_t *chosen = chosen_on_stack;
+    Py_ssize_t most = limit < self->n_songs ? limit : self->n_songs;
+    if (most > STACK_HEAP && (chosen = PyMem_Malloc((size_t)most * sizeof(int64_t))) == NULL) {
+        return PyErr_NoMemory();
+    }
+    PyObject *songs = NULL, *answer = NULL;
+    Py_ssize_t n_chosen = 0;
     Py_ssize_t from_rules = rank_query(self, query, n_query, limit, summed, chosen, &n_chosen);
-    if (from_rules >= 0 && (list = PyList_New(n_chosen)) != NULL) {
-        for (Py_ssize_t i = 0; i < n_chosen; i++) {
-            PyObject *id = PyLong_FromLongLong(chosen[i]);
-            if (id == NULL) {
-                Py_CLEAR(list);
-                break;
-            }
-            PyList_SET_ITEM(list, i, id);
-        }
-        if (list != NULL) {
-            answer = Py_BuildValue("(Nn)", list, from_rules);
-        }
+    if (from_rules >= 0 && (songs = write(self, chosen, n_chosen)) != NULL) {
+        answer = Py_BuildValue("(Nn)", songs, from_rules);
     }
     if (chosen != chosen_on_stack) {
         PyMem_Free(chosen);
@@ -1333,13 +1352,30 @@ SmallQueryIndex_answer(SmallQueryIndex *self, PyObject *const *args, Py_ssize_t 
     return answer;
 }
 
+/* answer(query, limit, summed): (song ids, how many of them came from rules), as
+ * recommender.query.SmallQueryPath.answer. */
+static PyObject *
+SmallQueryIndex_answer(SmallQueryIndex *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    int64_t query[MAX_SUBSET_SONGS];
+    Py_ssize_t n_query, limit;
+    int summed;
+    if (parse_limit_and_ranking(self, args, nargs,
+                                "answer() takes a list of song ids, a limit and whether to sum",
+                                &limit, &summed) < 0 ||
+        parse_query_ids(self, args[0], query, &n_query) < 0) {
+        return NULL;
+    }
+    return answer_as(self, query, n_query, limit, summed, songs_as_ids);
+}
+
 /* answer_json(names, limit, summed): the answer for a query of song names, when each is a
  * song's exact name, as (the JSON array of its names, how many came from rules), else None. */
 static PyObject *
 SmallQueryIndex_answer_json(SmallQueryIndex *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    int64_t query[MAX_SUBSET_SONGS], chosen_on_stack[STACK_HEAP];
-    Py_ssize_t n_query, limit, n_chosen = 0;
+    int64_t query[MAX_SUBSET_SONGS];
+    Py_ssize_t n_query, limit;
     int summed;
     if (parse_limit_and_ranking(self, args, nargs,
                                 "answer_json() takes a list of song names, a limit and whether "
@@ -1355,39 +1391,7 @@ SmallQueryIndex_answer_json(SmallQueryIndex *self, PyObject *const *args, Py_ssi
     if (found <= 0) {
         return found < 0 ? NULL : Py_NewRef(Py_None);
     }
-    int64_t *chosen = room_for_answer(self, limit, chosen_on_stack);
-    if (chosen == NULL) {
-        return NULL;
-    }
-    PyObject *answer = NULL;
-    Py_ssize_t from_rules = rank_query(self, query, n_query, limit, summed, chosen, &n_chosen);
-    if (from_rules >= 0) {
-        /* "[" name (", " name)* "]", each name encoded once per rule set. */
-        Py_ssize_t size = 2 + (n_chosen > 1 ? 2 * (n_chosen - 1) : 0);
-        for (Py_ssize_t i = 0; i < n_chosen; i++) {
-            size += PyBytes_GET_SIZE(PyTuple_GET_ITEM(self->json_names, chosen[i]));
-        }
-        PyObject *body = PyBytes_FromStringAndSize(NULL, size);
-        if (body != NULL) {
-            char *at = PyBytes_AS_STRING(body);
-            *at++ = '[';
-            for (Py_ssize_t i = 0; i < n_chosen; i++) {
-                PyObject *name = PyTuple_GET_ITEM(self->json_names, chosen[i]);
-                if (i > 0) {
-                    *at++ = ',';
-                    *at++ = ' ';
-                }
-                memcpy(at, PyBytes_AS_STRING(name), (size_t)PyBytes_GET_SIZE(name));
-                at += PyBytes_GET_SIZE(name);
-            }
-            *at = ']';
-            answer = Py_BuildValue("(Nn)", body, from_rules);
-        }
-    }
-    if (chosen != chosen_on_stack) {
-        PyMem_Free(chosen);
-    }
-    return answer;
+    return answer_as(self, query, n_query, limit, summed, songs_as_json);
 }
 
 static PyObject *
