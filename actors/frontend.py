@@ -21,6 +21,7 @@ from typing import Any
 import pykka
 from aiohttp import web
 
+from actors.background import BackgroundLoads, LoopShare
 from actors.dispatch import LoggingActor
 from actors.gate import LoopGate, RulesGate
 from actors.messages import (
@@ -100,6 +101,9 @@ class HttpFrontend(LoggingActor):
         rule_server: pykka.ActorRef[Any],
         serve: Serve,
         shutdown_timeout_seconds: float,
+        *,
+        loads: BackgroundLoads | None = None,
+        reload_cpu_share: float = 0.0,
     ) -> None:
         super().__init__()
         self._listener = listener
@@ -110,6 +114,10 @@ class HttpFrontend(LoggingActor):
         self._gate = LoopGate(self._loop, rule_server)
         self._runner: web.AppRunner | None = None
         self._probe: asyncio.Task[None] | None = None
+        # Idle-priority reloads get this share of the loop's time while they starve (0: none).
+        self._loads = loads
+        self._reload_share = reload_cpu_share
+        self._step_aside: asyncio.Task[None] | None = None
         self._start_error: BaseException | None = None
         self._thread: threading.Thread | None = None
 
@@ -190,11 +198,16 @@ class HttpFrontend(LoggingActor):
 
     async def _start_serving(self) -> None:
         self._runner = await self._serve(self._gate, self._listener)
-        self._probe = asyncio.get_running_loop().create_task(LoopLagProbe().run())
+        loop = asyncio.get_running_loop()
+        self._probe = loop.create_task(LoopLagProbe().run())
+        if self._loads is not None and self._loads.priority == "idle" and self._reload_share > 0:
+            share = LoopShare(self._reload_share)
+            self._step_aside = loop.create_task(share.run(self._loads))
 
     async def _stop_serving(self, linger: float = 0.0) -> None:
-        if self._probe is not None:
-            self._probe.cancel()
+        for task in (self._probe, self._step_aside):
+            if task is not None:
+                task.cancel()
         if self._runner is None:
             return
         # Stop accepting, and let the connections accepted in the last instant get their first

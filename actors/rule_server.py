@@ -11,6 +11,7 @@ from typing import Any
 
 import pykka
 
+from actors.background import BackgroundLoads
 from actors.backoff import Backoff
 from actors.dispatch import LoggingActor
 from actors.messages import (
@@ -30,9 +31,11 @@ from recommender.snapshot import Snapshot
 class RuleServer(LoggingActor):
     """Holds the current immutable snapshot; :class:`CheckRules` may replace it.
 
-    Loading runs on this actor's thread. It cannot freeze the event loop because the rules file
-    decodes into a few numpy arrays (one short GIL-holding step) and the index is built by
-    numpy passes, never one Python object per rule (benchmarks/serve_reload.py measures it).
+    Loading runs on this actor's thread, or after the first load on a thread at idle priority
+    that it waits for (``loads``: actors/background.py). It cannot freeze the event loop
+    because the rules file decodes into a few numpy arrays (one short GIL-holding step) and the
+    index is built by numpy passes, never one Python object per rule
+    (benchmarks/serve_reload.py measures it).
     """
 
     label = "rule server"
@@ -43,6 +46,7 @@ class RuleServer(LoggingActor):
         backoff: Backoff | None = None,
         *,
         reporter: LoadReporter | None = None,
+        loads: BackgroundLoads | None = None,
     ) -> None:
         super().__init__()
         self._subscribers: list[pykka.ActorRef[Any]] = []
@@ -53,6 +57,7 @@ class RuleServer(LoggingActor):
             reporter=reporter or SilentReporter(),
             timers=self._timers,
             publish=self._publish,
+            loads=loads,
         )
 
     def on_stop(self) -> None:

@@ -7,12 +7,14 @@ real timers and the subscribers, and keeps one instance for its whole life.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any, Protocol
 
+from actors.background import BackgroundLoads
 from actors.backoff import Backoff
 from actors.messages import ExpireParkedCalls, RetryLoad, SnapshotReply
 from mining.checkpoint import CHECKPOINT_FILENAME, Checkpoint, CheckpointError, read_checkpoint
@@ -44,9 +46,11 @@ class TimerStarter(Protocol):
 class RuleState:
     """The snapshot being served, the loading of new ones, and the calls parked before any.
 
-    Not thread-safe: the RuleServer calls it from its own thread only. ``timers`` deliver
-    :class:`RetryLoad` (answer: :meth:`check` with ``retrying``) and :class:`ExpireParkedCalls`
-    (answer: :meth:`expire_parked`); ``publish`` is called with every snapshot swapped in.
+    Not thread-safe: the RuleServer calls it from its own thread only. With ``loads``, every
+    load after the first runs through it (at idle priority: actors/background.py). ``timers``
+    deliver :class:`RetryLoad` (answer: :meth:`check` with ``retrying``) and
+    :class:`ExpireParkedCalls` (answer: :meth:`expire_parked`); ``publish`` is called with every
+    snapshot swapped in.
     """
 
     def __init__(
@@ -57,6 +61,7 @@ class RuleState:
         reporter: LoadReporter,
         timers: TimerStarter,
         publish: Callable[[Snapshot], None],
+        loads: BackgroundLoads | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._data_dir = Path(data_dir)
@@ -64,6 +69,7 @@ class RuleState:
         self._reporter = reporter
         self._timers = timers
         self._publish = publish
+        self._loads = loads
         self._clock = clock
         self._snapshot: Snapshot | None = None
         self._parked: list[tuple[float, SnapshotReply]] = []
@@ -105,8 +111,13 @@ class RuleState:
                 self._settled(recovered if self._reported is not None else None)
                 return
             started = self._clock()
+            load = functools.partial(load_snapshot, self._data_dir, checkpoint)
             try:
-                snapshot = load_snapshot(self._data_dir, checkpoint)
+                # The first load at full speed: nothing is served yet, readiness waits for it.
+                if self._snapshot is None or self._loads is None:
+                    snapshot = load()
+                else:
+                    snapshot = self._loads.run(load)
             except LoadError as exc:
                 if attempt < LOAD_ATTEMPTS and self._checkpoint_changed_from(checkpoint):
                     disk = observe(self._data_dir)

@@ -21,6 +21,7 @@ from typing import Any
 
 import pykka
 
+from actors.background import BackgroundLoads
 from actors.frontend import HttpFrontend, Serve
 from actors.messages import Ping, RuleServerRestarted, StartDraining
 from actors.rule_server import RuleServer
@@ -58,6 +59,10 @@ class ActorSettings:
     drain_seconds: float = 5.0
     # ...then in-flight requests get this long to finish before the actors stop.
     shutdown_timeout_seconds: float = 10.0
+    # Reloads run at "idle" CPU priority, or "normal" on the RuleServer's thread...
+    reload_priority: str = "idle"
+    # ...and an idle-priority one gets at least this share of a core the requests keep busy.
+    reload_cpu_share: float = 0.2
 
 
 @dataclass
@@ -86,6 +91,8 @@ class Supervisor:
         self._listener = listener
         self._serve = serve
         self._reporter = reporter or SilentReporter()
+        # Outlives restarts: a restarted frontend steps aside for a load already running.
+        self._loads = BackgroundLoads(settings.reload_priority)
         self._monitor_seconds = monitor_seconds
         self._max_restarts = max_restarts
         self._restart_window = restart_window_seconds
@@ -136,7 +143,7 @@ class Supervisor:
     # -- starting -----------------------------------------------------------------------------
 
     def _start_rule_server(self) -> pykka.ActorRef[Any]:
-        return RuleServer.start(self._settings.data_dir, reporter=self._reporter)
+        return RuleServer.start(self._settings.data_dir, reporter=self._reporter, loads=self._loads)
 
     def _start_frontend(self) -> pykka.ActorRef[Any]:
         assert self._rule_server.ref is not None
@@ -147,6 +154,8 @@ class Supervisor:
             self._rule_server.ref,
             self._serve,
             self._settings.shutdown_timeout_seconds,
+            loads=self._loads,
+            reload_cpu_share=self._settings.reload_cpu_share,
         )
 
     def _start_watcher(self) -> pykka.ActorRef[Any]:

@@ -5,7 +5,9 @@ One ``python -m http_api`` serves synth_dense mined by the real miner at the job
 Phases alternate in the same run on the same server under the same wrk load: "steady" (the
 baseline: no reload) and "reload" (``--reloads-per-phase`` new models, evenly spaced: the same
 rules under a new generation time, each a full read, verify and index build). The server is
-pinned to one CPU, wrk to the other, so a reload competes with serving for the core.
+pinned to one CPU, wrk and this process (which writes the models, as the miner would from
+elsewhere) to the other, so a reload competes with serving for the core. ``RELOAD_PRIORITY``
+and ``RELOAD_CPU_SHARE`` in the environment reach the server.
 
 Reported per phase: wrk rate, p50, p99, max, errors; the largest event-loop lag the server's own
 probe saw (its DEBUG "event loop lag" lines, one per second); peak RSS sampled every 5 ms.
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import re
 import statistics
 import sys
@@ -153,6 +156,10 @@ def main() -> int:
     add_model_options(parser)
     args = parser.parse_args()
     server_cpu, wrk_cpu = cpu_pair()
+    if wrk_cpu is not None:
+        # Writing each new model (as the miner, which runs elsewhere) and sampling the RSS
+        # stay off the server's CPU: threads started from here on inherit this.
+        os.sched_setaffinity(0, {wrk_cpu})
 
     model, ranking = served_model(args)
     ruleset = read_rules(model / RULES_FILENAME)

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from actors.background import MAX_SHARE, RELOAD_PRIORITIES
 from actors.supervisor import ActorSettings
 from actors.watcher import WATCHER_MODES
 from mining.envsettings import EnvReader, SettingsError
@@ -55,6 +56,10 @@ class Settings:
     access_log: bool = False
     # How candidates are ranked: one of recommender.engine.RANKINGS.
     ranking: str = DEFAULT_RANKING
+    # Reloads after the first run at "idle" CPU priority (or "normal"), and an idle one gets
+    # at least this share of a core the requests keep busy (actors/background.py).
+    reload_priority: str = "idle"
+    reload_cpu_share: float = 0.2
 
     def for_actors(self) -> ActorSettings:
         """The plain values the supervisor and its actors are given."""
@@ -64,6 +69,8 @@ class Settings:
             checkpoint_poll_seconds=self.checkpoint_poll_seconds,
             drain_seconds=self.drain_seconds,
             shutdown_timeout_seconds=self.shutdown_timeout_seconds,
+            reload_priority=self.reload_priority,
+            reload_cpu_share=self.reload_cpu_share,
         )
 
     @classmethod
@@ -100,4 +107,6 @@ class Settings:
             log_format=parse_log_format(read.env.get("LOG_FORMAT")),
             access_log=read.flag("ACCESS_LOG", cls.access_log),
             ranking=read.choice("RANKING", RANKINGS, cls.ranking),
+            reload_priority=read.choice("RELOAD_PRIORITY", RELOAD_PRIORITIES, cls.reload_priority),
+            reload_cpu_share=read.number("RELOAD_CPU_SHARE", cls.reload_cpu_share, 0, MAX_SHARE),
         )

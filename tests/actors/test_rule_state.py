@@ -7,12 +7,15 @@ when the clock passes its due time, delivering its message as the actor would.
 from __future__ import annotations
 
 import logging
-from collections.abc import Hashable
+import os
+import threading
+from collections.abc import Callable, Hashable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
+from actors.background import BackgroundLoads
 from actors.backoff import Backoff
 from actors.messages import ExpireParkedCalls, RetryLoad
 from actors.rule_state import EXPIRY_TIMER, RETRY_TIMER, RuleState
@@ -23,6 +26,7 @@ from recommender.snapshot import Snapshot
 from tests.helpers.rules import FIRST_NS, checkpoint_of, small_ruleset, write_model
 
 SECOND_NS = FIRST_NS + 1_000_000_000
+T = TypeVar("T")
 LOGGER = "actors.rule_server"
 
 
@@ -70,7 +74,12 @@ class Reporter:
 class Harness:
     """A RuleState over ``data_dir`` with everything it talks to recorded."""
 
-    def __init__(self, data_dir: Path, backoff: Backoff | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        backoff: Backoff | None = None,
+        loads: BackgroundLoads | None = None,
+    ) -> None:
         self.clock = Clock()
         self.timers = FakeTimers(self.clock)
         self.reporter = Reporter()
@@ -82,6 +91,7 @@ class Harness:
             reporter=self.reporter,
             timers=self.timers,
             publish=self.published.append,
+            loads=loads,
             clock=self.clock,
         )
 
@@ -153,6 +163,44 @@ def test_the_first_load_answers_parked_calls_and_disarms_their_timer(tmp_path: P
     assert h.published == [snapshot] and h.reporter.loaded == [snapshot]
     h.park("late", timeout=30)
     assert h.replies[-1][:2] == ("late", snapshot)
+
+
+class CountingLoads(BackgroundLoads):
+    """BackgroundLoads that records the thread and CPU policy each load ran under."""
+
+    def __init__(self) -> None:
+        super().__init__("idle")
+        self.ran: list[tuple[int, int]] = []
+
+    def run(self, load: Callable[[], T]) -> T:
+        def recorded() -> T:
+            self.ran.append((threading.get_ident(), os.sched_getscheduler(0)))
+            return load()
+
+        return super().run(recorded)
+
+
+def test_every_load_after_the_first_runs_in_the_background_and_its_failure_is_kept(
+    tmp_path: Path,
+) -> None:
+    loads = CountingLoads()
+    h = Harness(tmp_path, loads=loads)
+    write_model(tmp_path, small_ruleset())
+    h.state.check()
+    # The first load on the caller's thread: nothing is served yet, readiness waits for it.
+    assert loads.ran == []
+    assert h.state.snapshot is not None
+    write_model(tmp_path, small_ruleset(SECOND_NS))
+    h.state.check()
+    assert [policy for _, policy in loads.ran] == [os.SCHED_IDLE]
+    assert loads.ran[0][0] != threading.get_ident()
+    assert h.state.snapshot.generated_ns == SECOND_NS
+    # A failure on the loader thread is the same failure: old rules kept, a retry armed.
+    truncate_rules(tmp_path, SECOND_NS + 1)
+    h.state.check()
+    assert len(loads.ran) == 2
+    assert h.state.snapshot.generated_ns == SECOND_NS
+    assert (h.reporter.failures, RETRY_TIMER in h.timers.pending) == (1, True)
 
 
 def test_a_failing_load_is_retried_with_capped_backoff_and_logged_once(

@@ -176,6 +176,12 @@ def checkpoint_written_at(data_dir: Path) -> float:
         ("LOG_FORMAT", "xml", "http_api: error: LOG_FORMAT='xml' must be one of text, json"),
         ("ACCESS_LOG", "maybe", "http_api: error: ACCESS_LOG='maybe' must be 1 or 0"),
         ("RANKING", "max", "http_api: error: RANKING='max' must be one of best, sum"),
+        (
+            "RELOAD_PRIORITY",
+            "high",
+            "http_api: error: RELOAD_PRIORITY='high' must be one of idle, normal",
+        ),
+        ("RELOAD_CPU_SHARE", "1", "http_api: error: RELOAD_CPU_SHARE='1' must be a number from 0"),
     ],
 )
 def test_a_bad_setting_is_one_line_naming_it_and_status_2(
@@ -199,6 +205,13 @@ def test_ranking_is_read_from_the_environment_and_defaults_to_the_one_constant()
     assert Settings.from_env({}).ranking == Settings().ranking == DEFAULT_RANKING == "sum"
     assert Settings.from_env({"RANKING": " BEST "}).ranking == "best"
     assert Settings.from_env({"RANKING": ""}).ranking == DEFAULT_RANKING
+
+
+def test_reload_priority_and_share_reach_the_actors() -> None:
+    default = Settings.from_env({}).for_actors()
+    assert (default.reload_priority, default.reload_cpu_share) == ("idle", 0.2)
+    told = Settings.from_env({"RELOAD_PRIORITY": "Normal", "RELOAD_CPU_SHARE": "0"})
+    assert (told.for_actors().reload_priority, told.for_actors().reload_cpu_share) == ("normal", 0)
 
 
 # Frees 45 of 50 two-MiB arrays, keeping every tenth, after a freed 16 MiB mapping has raised
