@@ -13,7 +13,8 @@ speed. On a core the requests keep busy without a pause it would never run, so t
 loop steps aside on purpose (:class:`LoopShare`): while a load runs and has had less than
 ``share`` of the time, the loop sleeps for at most one :data:`STEP_ASIDE_SECONDS` slice (the
 loader runs in it), then serves for ``(1 - share) / share`` slices. A request waits at most one
-slice for a reload, and a reload still ends: in its CPU time over ``share`` at worst.
+slice for a reload, and a reload still ends, in about its CPU time over ``share`` (the loop
+pauses only between two of its iterations, so a loop busy for long stretches gives less).
 
 ``RELOAD_PRIORITY=normal`` loads on the RuleServer's own thread at its priority, as before.
 """
@@ -41,10 +42,10 @@ STEP_ASIDE_SECONDS = 0.0005
 MAX_SHARE = 0.9
 # The GIL switch interval while an idle-priority load runs (Python's default: 5 ms). The loader
 # runs whenever the serving thread waits, for the GIL too: when that thread wants the GIL back
-# it asks after this long, not after 5 ms (the reload's p99 fell from 1.28 to 1.11 steady).
+# it asks after this long, not after 5 ms (docs/performance.md measures both).
 LOADER_SWITCH_INTERVAL_SECONDS = 0.0002
-# What the loader can be owed, in slices, when the loop wakes late (each pause is one slice
-# at most): enough to catch up after a busy stretch, little when the loader could not run.
+# The most the loader can be owed, in slices. Pauses are a slice each at most, so this only
+# bounds how long the loop keeps pausing once the loader gets time of its own again.
 DEBT_SLICES = 4
 # How often the loop looks for a running reload when there is none.
 IDLE_POLL_SECONDS = 0.05
