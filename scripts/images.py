@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -38,8 +39,8 @@ from typing import Any
 
 import yaml
 
-from mining.checkpoint import CHECKPOINT_FILENAME, read_checkpoint
-from mining.rulesfile import RULES_FILENAME, read_rules
+from mining.checkpoint import CHECKPOINT_FILENAME, Checkpoint, read_checkpoint, write_checkpoint
+from mining.rulesfile import RULES_FILENAME, read_rules, write_rules
 from mining.version import __version__
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -491,6 +492,34 @@ def check_api(container: str, port: int, data_dir: Path) -> None:
     print(f"    {songs} -> {answer['songs'][:3]}...")
 
 
+def check_reload(container: str, port: int, data_dir: Path) -> None:
+    """New rules while serving (the same ones under a new generation, written as the miner
+    commits them): served, and loaded at idle priority inside the image's sandbox."""
+    ruleset = read_rules(data_dir / RULES_FILENAME)
+    header = dataclasses.replace(ruleset.header, generated_ns=time.time_ns())
+    write_rules(data_dir / RULES_FILENAME, dataclasses.replace(ruleset, header=header))
+    checkpoint = Checkpoint(header.package_version, header.dataset_url, header.generated_ns)
+    write_checkpoint(data_dir / CHECKPOINT_FILENAME, checkpoint)
+    songs, _ = strongest_rule(data_dir)
+    start = time.monotonic()
+    while True:
+        status, body = http("POST", f"http://127.0.0.1:{port}/api/recommend", {"songs": songs})
+        if status == HTTPStatus.OK and json.loads(body)["model_date"] == checkpoint.model_date:
+            break
+        if time.monotonic() - start > READY_TIMEOUT_S:
+            print(output("podman", "logs", container))
+            raise SystemExit(f"images: the new rules were not served within {READY_TIMEOUT_S} s")
+        time.sleep(0.1)
+    print(f"    new rules served after {time.monotonic() - start:.2f} s")
+    logs = subprocess.run(["podman", "logs", container], capture_output=True, text=True, check=True)
+    # BackgroundLoads warns once when the sandbox refuses SCHED_IDLE.
+    require(
+        "SCHED_IDLE is not available" not in logs.stdout + logs.stderr,
+        f"the reload ran at normal priority:\n{logs.stderr}",
+    )
+    print("    reloaded at idle priority")
+
+
 def stop_api(container: str) -> None:
     """SIGTERM through `podman stop`: the server must drain and exit 0 well before SIGKILL."""
     start = time.monotonic()
@@ -530,6 +559,8 @@ def check() -> None:
             port = free_port()
             start_api(container, volume, port)
             check_api(container, port, data_dir)
+        with step("api reload (new rules, idle priority)"):
+            check_reload(container, port, data_dir)
         with step("api stop (SIGTERM, drain, exit)"):
             stop_api(container)
     finally:
