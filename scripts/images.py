@@ -206,25 +206,65 @@ def build_labels(created: str) -> dict[str, str]:
 
 
 def build_image(target: str, labels: dict[str, str]) -> None:
-    """Build one target of the Dockerfile without network access (but for the spark JRE)."""
+    """Build one target of the Dockerfile without network access (but for the spark JRE), then
+    put ``labels`` on it in a build of their own.
+
+    Not with ``--label``: podman 4.3 answers a build whose every step is cached with the cached
+    image, labels included, so a commit that changed only the docs got the previous build's
+    revision and time. A LABEL line holding the values is a step whose cache key they are.
+    """
     arguments = [f"--build-arg={name}={value}" for name, value in offline_build_args().items()]
-    arguments += [f"--label={name}={value}" for name, value in labels.items() if value]
-    run(
-        "podman",
-        "build",
-        "--format",
-        "docker",
-        "--network",
-        BUILD_NETWORK[target],
-        "--target",
-        target,
-        *arguments,
-        "--file",
-        str(DOCKERFILE),
-        "--tag",
-        image_name(target),
-        ".",
+    with tempfile.TemporaryDirectory(prefix="image-labels-") as tmp:
+        image_id = Path(tmp) / "image-id"
+        run(
+            "podman",
+            "build",
+            "--format",
+            "docker",
+            "--network",
+            BUILD_NETWORK[target],
+            "--target",
+            target,
+            *arguments,
+            "--iidfile",
+            str(image_id),
+            "--file",
+            str(DOCKERFILE),
+            ".",
+        )
+        built = image_id.read_text().strip().removeprefix("sha256:")
+        given = " ".join(f"{name}={json.dumps(value)}" for name, value in labels.items() if value)
+        containerfile = Path(tmp) / "Containerfile"
+        containerfile.write_text(f"FROM {built}\nLABEL {given}\n")
+        previous = podman_image_id(image_name(target))
+        run(
+            "podman",
+            "build",
+            "--format",
+            "docker",
+            "--network",
+            "none",
+            "--file",
+            str(containerfile),
+            "--tag",
+            image_name(target),
+            tmp,
+        )
+    # The previous labelled image (a few hundred bytes of configuration over the same layers)
+    # would stay behind untagged; one still used by a container stays.
+    if previous and previous != podman_image_id(image_name(target)):
+        subprocess.run(["podman", "rmi", previous], capture_output=True, check=False)
+
+
+def podman_image_id(name: str) -> str:
+    """The ID of the image tagged ``name`` ('' if none)."""
+    found = subprocess.run(
+        ["podman", "image", "inspect", "--format", "{{.Id}}", name],
+        capture_output=True,
+        text=True,
+        check=False,
     )
+    return found.stdout.strip() if found.returncode == 0 else ""
 
 
 def build() -> None:
