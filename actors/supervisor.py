@@ -61,7 +61,7 @@ class ActorSettings:
     shutdown_timeout_seconds: float = 10.0
     # Reloads run at "idle" CPU priority, or "normal" on the RuleServer's thread...
     reload_priority: str = "idle"
-    # ...and an idle-priority one gets at least this share of a core the requests keep busy.
+    # ...and an idle-priority one gets about this share of a core the requests keep busy.
     reload_cpu_share: float = 0.2
 
 

@@ -101,6 +101,11 @@ class JsonErrorRequestHandler(web.RequestHandler):
         # aiohttp's own state: a handler is running, parsed requests are queued, or it closes.
         if self._request_in_progress or self._messages or self._force_close:
             return None
+        # Idle is waiting for the next request, as aiohttp's own idle timer has it: not the turn
+        # of the loop between taking a request from the queue and starting its handler (a task
+        # that starts a turn later on Python 3.11), when neither of the above shows it.
+        if self._waiter is None or self._waiter.done():
+            return None
         # Set when the connection opened and after each response: the idle timer's deadline.
         return self._next_keepalive_close_time
 

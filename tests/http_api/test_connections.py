@@ -11,6 +11,7 @@ import asyncio
 import gzip
 import json
 import logging
+import socket
 import time
 import zlib
 from collections.abc import AsyncIterator
@@ -354,6 +355,35 @@ async def test_at_the_cap_a_new_connection_closes_the_one_idle_the_longest(
         finally:
             for _, w in silent:
                 w.close()
+
+
+@pytest.mark.parametrize("attempt", range(5))
+async def test_a_request_read_but_not_yet_handled_is_never_closed_for_a_new_connection(
+    snapshot: Snapshot, attempt: int
+) -> None:
+    # A request, then a connection over the cap, both queued by the kernel before the loop's
+    # next turn (blocking socket calls on the loop's own thread, so the server cannot run in
+    # between). On Python 3.11 aiohttp takes the request from its queue and starts its handler
+    # a turn later: in that turn the connection has neither a queued request nor one in
+    # progress, and it was closed unanswered as the one idle the longest.
+    loop = asyncio.get_running_loop()
+    async with serve(Gate(snapshot), Settings(max_connections=1)) as url:
+        port = port_of(url)
+        first = socket.create_connection(("127.0.0.1", port))
+        newcomer: socket.socket | None = None
+        try:
+            await asyncio.sleep(0.05)  # accepted, waiting for its request
+            first.sendall(HEALTHZ)
+            newcomer = socket.create_connection(("127.0.0.1", port))
+            newcomer.sendall(HEALTHZ)
+            for sock in (first, newcomer):
+                sock.setblocking(False)
+                reply = await asyncio.wait_for(loop.sock_recv(sock, 4096), 5)
+                assert reply.startswith(b"HTTP/1.1 200 "), reply
+        finally:
+            first.close()
+            if newcomer is not None:
+                newcomer.close()
 
 
 async def test_at_the_cap_with_every_request_in_progress_new_connections_wait(
