@@ -34,6 +34,8 @@ from mining.support import SupportSpec, SupportSpecError, fixed_count, parse_sup
 _CBOR_MAP = 5
 _CBOR_RESERVED = range(28, 31)
 _CBOR_INLINE_COUNT_LIMIT = 24
+# Additional information 24-27: the count follows in 1, 2, 4 or 8 bytes.
+_CBOR_COUNT_BYTES = {24: 1, 25: 2, 26: 4, 27: 8}
 
 
 def _decode_parameters(p: Any, transactions: int) -> tuple[MiningParameters, int]:
@@ -129,7 +131,7 @@ def decode_header_prefix(prefix: bytes) -> RulesHeader:
     else:
         # The count follows in 1, 2, 4 or 8 bytes (none: indefinite length); the loop below
         # needs only the first three entries.
-        length_bytes = {24: 1, 25: 2, 26: 4, 27: 8}.get(info, 0)
+        length_bytes = _CBOR_COUNT_BYTES.get(info, 0)
         wanted = min(3, int.from_bytes(stream.read(length_bytes), "big")) if length_bytes else 3
     entries: dict[object, object] = {}
     try:
@@ -180,10 +182,48 @@ def check_size(header: RulesHeader, size: int) -> None:
         )
 
 
+def _map_entries(stream: io.BytesIO) -> int | None:
+    """The entry count of the definite-length map at the stream's position, read past its head;
+    None, the position unchanged, for any other item."""
+    start = stream.tell()
+    first = stream.read(1)
+    if first and first[0] >> 5 == _CBOR_MAP:
+        info = first[0] & 31
+        if info < _CBOR_INLINE_COUNT_LIMIT:
+            return info
+        if info in _CBOR_COUNT_BYTES:
+            count = stream.read(_CBOR_COUNT_BYTES[info])
+            if len(count) == _CBOR_COUNT_BYTES[info]:
+                return int.from_bytes(count, "big")
+    stream.seek(start)
+    return None
+
+
+def _decode_in_steps(stream: io.BytesIO, decoder: cbor2.CBORDecoder, levels: int) -> Any:
+    """The item at the stream's position, a map's entries (``levels`` deep) each decoded by a
+    call of its own."""
+    count = _map_entries(stream) if levels else None
+    if count is None:
+        return decoder.decode()
+    entries = {}
+    for _ in range(count):
+        key = decoder.decode()
+        entries[key] = _decode_in_steps(stream, decoder, levels - 1)
+    return entries
+
+
+def _loads_in_steps(data: bytes) -> Any:
+    """``cbor2.loads(data)`` for a rules document, but each of its arrays decoded by a call of
+    its own: one call over a million rules holds the GIL about 10 ms, and during a reload the
+    event loop's thread waits that long for it (docs/performance.md); an array, a few ms."""
+    stream = io.BytesIO(data)
+    return _decode_in_steps(stream, cbor2.CBORDecoder(stream), levels=2)
+
+
 def decode_rules(data: bytes) -> RuleSet:
     """Parse CBOR bytes into a validated rule set; raise RulesFileError on anything wrong."""
     try:
-        document = cbor2.loads(data)
+        document = _loads_in_steps(data)
     except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError) as exc:
         raise RulesFileError(f"rules file is not valid CBOR (truncated?): {exc}") from exc
     header = decode_header(document)

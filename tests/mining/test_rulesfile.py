@@ -12,8 +12,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mining import rulesfile
+from mining import rulesfile, rulesread
 from mining.rulesfile import (
+    TAG_UINT32_LE,
     MiningParameters,
     RuleSet,
     RulesFileError,
@@ -320,3 +321,35 @@ def test_the_writer_refuses_what_a_reader_would(tmp_path: Path) -> None:
     with pytest.raises(RulesFileError, match=r"its header .* allows"):
         write_rules(tmp_path / "rules.cbor", make_ruleset(songs=huge_names))
     assert list(tmp_path.iterdir()) == []
+
+
+# -- decoding in steps --------------------------------------------------------------------------
+
+CBOR_ITEMS = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**64), 2**64)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=8)
+    | st.binary(max_size=16),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(max_size=4) | st.integers(-5, 5), inner, max_size=4)
+        | st.builds(cbor2.CBORTag, st.just(TAG_UINT32_LE), inner)
+    ),
+    max_leaves=20,
+)
+
+
+@given(document=CBOR_ITEMS)
+def test_decoding_a_document_in_steps_gives_what_one_call_gives(document: object) -> None:
+    data = cbor2.dumps(document)
+    assert rulesread._loads_in_steps(data) == cbor2.loads(data)
+
+
+def test_a_rules_file_decoded_in_steps_is_the_same_and_any_cut_of_it_is_refused() -> None:
+    data = encode_rules(synthetic_ruleset(40, n_songs=30, seed=3))
+    assert rulesread._loads_in_steps(data) == cbor2.loads(data)
+    for cut in range(0, len(data), max(1, len(data) // 97)):
+        with pytest.raises(cbor2.CBORDecodeError):
+            rulesread._loads_in_steps(data[:cut])
