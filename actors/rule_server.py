@@ -33,8 +33,8 @@ class RuleServer(LoggingActor):
 
     Loading runs on this actor's thread, or after the first load on a thread at idle priority
     that it waits for (``loads``: actors/background.py). It cannot freeze the event loop
-    because the rules file decodes into a few numpy arrays (one short GIL-holding step) and the
-    index is built by numpy passes, never one Python object per rule
+    because the rules file decodes into a few numpy arrays (a few short GIL-holding steps, one
+    per array) and the index is built by numpy passes, never one Python object per rule
     (benchmarks/serve_reload.py measures it).
     """
 
