@@ -36,7 +36,7 @@ _VARIABLES = (
     ("MAX_BODY_BYTES", "larger request bodies get 413", Settings.max_body_bytes),
     ("RANKING", "best (rule) or sum (of the rules' confidences)", Settings.ranking),
     ("RELOAD_PRIORITY", "reloads at idle or normal CPU priority", Settings.reload_priority),
-    ("RELOAD_CPU_SHARE", "least CPU share of an idle reload", Settings.reload_cpu_share),
+    ("RELOAD_CPU_SHARE", "CPU share an idle reload gets on a busy core", Settings.reload_cpu_share),
     ("MAX_CONNECTIONS", "most open connections; auto: descriptor limit - 64", "auto"),
     (
         "IDLE_TIMEOUT_SECONDS",

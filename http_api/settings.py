@@ -57,7 +57,7 @@ class Settings:
     # How candidates are ranked: one of recommender.engine.RANKINGS.
     ranking: str = DEFAULT_RANKING
     # Reloads after the first run at "idle" CPU priority (or "normal"), and an idle one gets
-    # at least this share of a core the requests keep busy (actors/background.py).
+    # about this share of a core the requests keep busy (actors/background.py).
     reload_priority: str = "idle"
     reload_cpu_share: float = 0.2
 

@@ -214,8 +214,9 @@ def _decode_in_steps(stream: io.BytesIO, decoder: cbor2.CBORDecoder, levels: int
 
 def _loads_in_steps(data: bytes) -> Any:
     """``cbor2.loads(data)`` for a rules document, but each of its arrays decoded by a call of
-    its own: one call over a million rules holds the GIL about 10 ms, and during a reload the
-    event loop's thread waits that long for it (docs/performance.md); an array, a few ms."""
+    its own: one call holds the GIL for the whole file, and during a reload the event loop's
+    thread waits that long for it; a call per array, for one array's time at most
+    (docs/performance.md measures both)."""
     stream = io.BytesIO(data)
     return _decode_in_steps(stream, cbor2.CBORDecoder(stream), levels=2)
 
