@@ -132,7 +132,7 @@ def test_a_loader_with_a_core_of_its_own_is_never_given_a_pause() -> None:
 def test_a_loader_that_cannot_run_costs_the_loop_one_slice_a_period_and_no_more() -> None:
     share = LoopShare(0.5, slice_seconds=0.001)
     share.step(0.0, 1.0)
-    # Ten seconds between steps (a loop stalled elsewhere) still owe one slice, not five.
+    # Ten seconds between steps (a loop stalled elsewhere): a slice each, not the 5 s owed.
     assert [share.step(10.0 * t, 1.0) for t in range(1, 6)] == [0.001] * 5
 
 
