@@ -216,12 +216,7 @@ def build_image(target: str, labels: dict[str, str]) -> None:
     arguments = [f"--build-arg={name}={value}" for name, value in offline_build_args().items()]
     with tempfile.TemporaryDirectory(prefix="image-labels-") as tmp:
         image_id = Path(tmp) / "image-id"
-        run(
-            "podman",
-            "build",
-            "--format",
-            "docker",
-            "--network",
+        podman_build(
             BUILD_NETWORK[target],
             "--target",
             target,
@@ -237,23 +232,16 @@ def build_image(target: str, labels: dict[str, str]) -> None:
         containerfile = Path(tmp) / "Containerfile"
         containerfile.write_text(f"FROM {built}\nLABEL {given}\n")
         previous = podman_image_id(image_name(target))
-        run(
-            "podman",
-            "build",
-            "--format",
-            "docker",
-            "--network",
-            "none",
-            "--file",
-            str(containerfile),
-            "--tag",
-            image_name(target),
-            tmp,
-        )
+        podman_build("none", "--file", str(containerfile), "--tag", image_name(target), tmp)
     # The previous labelled image (a few hundred bytes of configuration over the same layers)
     # would stay behind untagged; one still used by a container stays.
     if previous and previous != podman_image_id(image_name(target)):
         subprocess.run(["podman", "rmi", previous], capture_output=True, check=False)
+
+
+def podman_build(network: str, *arguments: str) -> None:
+    """``podman build`` on ``network`` in the docker format: OCI's drops HEALTHCHECK."""
+    run("podman", "build", "--format", "docker", "--network", network, *arguments)
 
 
 def podman_image_id(name: str) -> str:
